@@ -1,0 +1,2 @@
+"""The only layer that talks to Redis: connections, library loading and the
+FCALL transport."""

@@ -1,0 +1,49 @@
+"""Opening a Redis connection from a URL: ``redis://``, ``rediss://``,
+``unix://`` (a real server) or ``memory://[name]`` (in-process fakeredis).
+
+``memory://`` connections with the same name share one in-process server, so a
+client and a worker in one process see the same data.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from ..errors import ConfigurationError
+
+__all__ = ["is_memory_url", "open_redis"]
+
+_memory_servers: dict[str, Any] = {}
+_memory_lock = threading.Lock()
+
+
+def is_memory_url(url: str) -> bool:
+    return url.startswith("memory://")
+
+
+def _memory_server(name: str) -> Any:
+    import fakeredis
+
+    with _memory_lock:
+        server = _memory_servers.get(name)
+        if server is None:
+            server = fakeredis.FakeServer(version=(7, 2))
+            _memory_servers[name] = server
+        return server
+
+
+def open_redis(url: str, **kwargs: Any) -> aioredis.Redis:
+    """A ``redis.asyncio.Redis`` for ``url`` (replies are bytes)."""
+    if is_memory_url(url):
+        import fakeredis
+
+        name = url[len("memory://"):] or "default"
+        return fakeredis.FakeAsyncRedis(server=_memory_server(name), **kwargs)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return aioredis.Redis.from_url(url, **kwargs)
+    raise ConfigurationError(
+        f"unsupported URL {url!r}: use redis://, rediss://, unix:// or memory://"
+    )

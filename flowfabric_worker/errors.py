@@ -1,0 +1,164 @@
+"""The exception hierarchy of flowfabric_worker.
+
+Everything the SDK raises derives from :class:`FlowFabricError`. Three
+families sit under it:
+
+* errors the caller made before anything reached Redis (:class:`InvalidInput`,
+  :class:`ConfigurationError`);
+* errors of the connection and the function library (:class:`TransportError`,
+  :class:`ScriptError`, :class:`LibraryError`);
+* refusals by the function library, one class per contract error code
+  (:class:`ContractError` and its subclasses in
+  :mod:`flowfabric_worker.protocol.errors`).
+
+Task authors raise :class:`Permanent` or :class:`Transient` to choose how a
+failure is retried; callers of ``run.result()`` get :class:`TaskFailed` and
+its relatives.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorClass(StrEnum):
+    """How a caller should react to an error (spec 01 §7.3 engine-level class)."""
+
+    TERMINAL = "terminal"
+    RETRYABLE = "retryable"
+    COOPERATIVE = "cooperative"
+    INFORMATIONAL = "informational"
+    BUG = "bug"
+    EXPECTED = "expected"
+    SOFT = "soft"
+
+
+class FlowFabricError(Exception):
+    """Root of every error raised by flowfabric_worker."""
+
+    error_class: ErrorClass = ErrorClass.TERMINAL
+
+    @property
+    def retryable(self) -> bool:
+        return self.error_class is ErrorClass.RETRYABLE
+
+
+class ConfigurationError(FlowFabricError):
+    """The SDK, worker or deployment is configured in a way that cannot work."""
+
+
+class InvalidInput(FlowFabricError, ValueError):
+    """An argument was refused before anything was sent (bad id, lane, token, ...)."""
+
+
+class TransportError(FlowFabricError):
+    """The connection to Redis failed.
+
+    ``sent`` tells whether the command may have reached the server: a failure
+    before sending is always safe to retry, a lost reply only for calls the
+    contract makes idempotent.
+    """
+
+    error_class = ErrorClass.RETRYABLE
+
+    def __init__(self, message: str, *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class ScriptError(FlowFabricError):
+    """The function library answered with a Redis error reply (a Lua crash),
+    not with a contract envelope."""
+
+
+class LibraryError(ConfigurationError):
+    """The function library is missing, of the wrong version, or failed to load."""
+
+
+class ContractError(FlowFabricError):
+    """A refusal ``[0, code, details...]`` from the function library.
+
+    Each contract code maps to exactly one subclass (see
+    :mod:`flowfabric_worker.protocol.errors`); codes this SDK does not know map
+    to :class:`UnknownContractError`.
+    """
+
+    code: str = ""
+
+    def __init__(
+        self,
+        code: str,
+        details: tuple[str, ...] = (),
+        *,
+        function: str = "",
+        execution_id: str | None = None,
+    ) -> None:
+        self.code = code
+        self.details = details
+        self.function = function
+        self.execution_id = execution_id
+        where = f" in {function}" if function else ""
+        who = f" (execution {execution_id})" if execution_id else ""
+        extra = f": {', '.join(details)}" if details else ""
+        super().__init__(f"{code}{where}{who}{extra}")
+
+
+class UnknownContractError(ContractError):
+    """A contract code this SDK has no class for; ``code`` and ``details`` are kept."""
+
+
+# --- raised by task code to choose a failure class -------------------------
+
+
+class TaskError(FlowFabricError):
+    """Base of the exceptions task code raises to control failure handling."""
+
+
+class Permanent(TaskError):
+    """Fail the execution without retrying, whatever the retry policy says."""
+
+
+class Transient(TaskError):
+    """Fail this attempt and retry according to the task's retry policy."""
+
+
+# --- raised to callers waiting on an execution -----------------------------
+
+
+class ExecutionError(FlowFabricError):
+    """An execution ended in a way that produced no result."""
+
+    def __init__(self, message: str, *, execution_id: str, reason: str = "",
+                 category: str = "") -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.reason = reason
+        self.category = category
+
+
+class TaskFailed(ExecutionError):
+    """The execution ended ``failed``; ``reason`` and ``category`` say why."""
+
+
+class TaskCancelled(ExecutionError):
+    """The execution was cancelled."""
+
+
+class TaskExpired(ExecutionError):
+    """The execution ran past its deadline (or a suspension expired it)."""
+
+
+class TaskSkipped(ExecutionError):
+    """The execution was skipped because an upstream dependency failed."""
+
+
+class ResultTimeout(FlowFabricError, TimeoutError):
+    """``run.result(timeout=...)`` gave up before the execution finished."""
+
+
+class PayloadError(FlowFabricError):
+    """A payload or result does not match the declared type, or cannot be encoded."""
+
+
+class UnknownTask(FlowFabricError):
+    """No task with that name is registered."""

@@ -1,0 +1,3 @@
+redis.register_function("ffw_version", function(keys, args)
+  return FFW_VERSION
+end)

@@ -1,0 +1,1 @@
+"""Worker runtime: claiming, lease renewal, scanners and task contexts."""
