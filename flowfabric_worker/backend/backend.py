@@ -23,8 +23,10 @@ from .library import FFW, FLOWFABRIC, LibrarySpec, library_text
 from .ops_flows import FlowOps
 from .ops_journal import JournalOps
 from .ops_lifecycle import LifecycleOps
+from .ops_scan import ScanOps
 from .ops_signals import SignalOps
 from .ops_streams import StreamOps
+from .reads import Reads
 
 __all__ = ["Backend", "Mode", "execute"]
 
@@ -39,7 +41,7 @@ async def execute(client: Any, *args: Any) -> Any:
     return await client.execute_command(*args)
 
 
-class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Caller):
+class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, Caller):
     """Runs library functions against one Redis (or ``memory://``) database."""
 
     def __init__(self, redis: aioredis.Redis, *, url: str, mode: Mode = "standalone") -> None:

@@ -1,0 +1,148 @@
+"""Typed plain reads of stored records (no library function involved).
+
+Mixed into :class:`~flowfabric_worker.backend.backend.Backend`; everything goes
+through ``self.redis`` (bytes replies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..protocol.ids import ExecutionId, execution_tag
+from ..protocol.keys import ExecKeys, PartitionKeys
+from ..protocol.records import (
+    Attempt,
+    ClaimGrant,
+    Condition,
+    ExecCore,
+    LeaseCurrent,
+    SignalRecord,
+    StreamMeta,
+    Suspension,
+    Waitpoint,
+    decode_hash,
+)
+
+__all__ = ["Reads"]
+
+
+def _str(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes | bytearray) else str(v)
+
+
+class Reads:
+    """Plain typed reads the upper layers need."""
+
+    redis: Any
+
+    async def _hash(self, key: str) -> dict[bytes, bytes] | None:
+        raw: dict[bytes, bytes] = await self.redis.hgetall(key)
+        return raw or None
+
+    async def get_exec_core(self, eid: ExecutionId) -> ExecCore | None:
+        raw = await self._hash(ExecKeys(eid).core)
+        return None if raw is None else ExecCore.from_hash(raw)
+
+    async def get_exec_core_raw(self, eid: ExecutionId) -> dict[str, str] | None:
+        raw = await self._hash(ExecKeys(eid).core)
+        return None if raw is None else decode_hash(raw)
+
+    async def get_payload(self, eid: ExecutionId) -> bytes | None:
+        value: bytes | None = await self.redis.get(ExecKeys(eid).payload)
+        return value
+
+    async def get_result(self, eid: ExecutionId) -> bytes | None:
+        value: bytes | None = await self.redis.get(ExecKeys(eid).result)
+        return value
+
+    async def get_policy(self, eid: ExecutionId) -> bytes | None:
+        """The ``ExecutionPolicy`` JSON exactly as submitted (None when absent)."""
+        value: bytes | None = await self.redis.get(ExecKeys(eid).policy)
+        return value
+
+    async def get_tags(self, eid: ExecutionId) -> dict[str, str]:
+        return decode_hash(await self.redis.hgetall(ExecKeys(eid).tags))
+
+    async def get_attempt(self, eid: ExecutionId, index: int) -> Attempt | None:
+        raw = await self._hash(ExecKeys(eid).attempt(index))
+        return None if raw is None else Attempt.from_hash(raw)
+
+    async def attempt_indexes(self, eid: ExecutionId) -> list[int]:
+        members = await self.redis.zrange(ExecKeys(eid).attempts, 0, -1)
+        return sorted(int(_str(m)) for m in members)
+
+    async def list_attempts(self, eid: ExecutionId) -> list[Attempt]:
+        """Every attempt of the execution, in index order."""
+        keys = ExecKeys(eid)
+        indexes = await self.attempt_indexes(eid)
+        if not indexes:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for i in indexes:
+            pipe.hgetall(keys.attempt(i))
+        raws = await pipe.execute()
+        return [Attempt.from_hash(r) for r in raws if r]
+
+    async def get_attempt_policy(self, eid: ExecutionId, index: int) -> dict[str, str]:
+        return decode_hash(await self.redis.hgetall(ExecKeys(eid).attempt_policy(index)))
+
+    async def get_lease(self, eid: ExecutionId) -> LeaseCurrent | None:
+        raw = await self._hash(ExecKeys(eid).lease_current)
+        return None if raw is None else LeaseCurrent.from_hash(raw)
+
+    async def get_claim_grant(self, eid: ExecutionId) -> ClaimGrant | None:
+        raw = await self._hash(ExecKeys(eid).claim_grant)
+        return None if raw is None else ClaimGrant.from_hash(raw)
+
+    async def get_suspension(self, eid: ExecutionId) -> Suspension | None:
+        raw = await self._hash(ExecKeys(eid).suspension_current)
+        return None if raw is None else Suspension.from_hash(raw)
+
+    async def get_waitpoint(self, tag: str, waitpoint_id: str) -> Waitpoint | None:
+        raw = await self._hash(PartitionKeys(tag).waitpoint(waitpoint_id))
+        return None if raw is None else Waitpoint.from_hash(raw)
+
+    async def get_condition(self, tag: str, waitpoint_id: str) -> Condition | None:
+        raw = await self._hash(PartitionKeys(tag).waitpoint_condition(waitpoint_id))
+        return None if raw is None else Condition.from_hash(raw)
+
+    async def get_signal(self, tag: str, signal_id: str) -> SignalRecord | None:
+        raw = await self._hash(PartitionKeys(tag).signal(signal_id))
+        return None if raw is None else SignalRecord.from_hash(raw)
+
+    async def get_signal_payload(self, tag: str, signal_id: str) -> bytes | None:
+        value: bytes | None = await self.redis.get(PartitionKeys(tag).signal_payload(signal_id))
+        return value
+
+    async def get_stream_meta(self, eid: ExecutionId, index: int) -> StreamMeta | None:
+        raw = await self._hash(ExecKeys(eid).stream_meta(index))
+        return None if raw is None else StreamMeta.from_hash(raw)
+
+    async def execution_waitpoints(self, eid: ExecutionId) -> list[str]:
+        return sorted(_str(m) for m in await self.redis.smembers(ExecKeys(eid).waitpoints))
+
+    async def partition_members(
+        self,
+        key: str,
+        min_score: float | str = "-inf",
+        max_score: float | str = "+inf",
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[tuple[str, float]]:
+        """Members of a per-partition zset (e.g. ``PartitionKeys(tag).lane_eligible(lane)``)
+        with scores in ``[min_score, max_score]``, lowest score first."""
+        if limit is None:
+            rows = await self.redis.zrangebyscore(key, min_score, max_score, withscores=True)
+        else:
+            rows = await self.redis.zrangebyscore(
+                key, min_score, max_score, start=offset, num=limit, withscores=True
+            )
+        return [(_str(m), float(s)) for m, s in rows]
+
+    async def set_members(self, key: str) -> list[str]:
+        return sorted(_str(m) for m in await self.redis.smembers(key))
+
+    @staticmethod
+    def tag_of(eid: ExecutionId) -> str:
+        return execution_tag(eid)
