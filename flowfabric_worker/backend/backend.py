@@ -24,6 +24,7 @@ from .ops_flows import FlowOps
 from .ops_journal import JournalOps
 from .ops_lifecycle import LifecycleOps
 from .ops_scan import ScanOps
+from .ops_scan import ScanOps
 from .ops_signals import SignalOps
 from .ops_streams import StreamOps
 from .reads import Reads
