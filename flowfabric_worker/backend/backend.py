@@ -24,7 +24,6 @@ from .ops_flows import FlowOps
 from .ops_journal import JournalOps
 from .ops_lifecycle import LifecycleOps
 from .ops_scan import ScanOps
-from .ops_scan import ScanOps
 from .ops_signals import SignalOps
 from .ops_streams import StreamOps
 from .reads import Reads
@@ -42,7 +41,7 @@ async def execute(client: Any, *args: Any) -> Any:
     return await client.execute_command(*args)
 
 
-class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, Caller):
+class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, ScanOps, Caller):
     """Runs library functions against one Redis (or ``memory://``) database."""
 
     def __init__(self, redis: aioredis.Redis, *, url: str, mode: Mode = "standalone") -> None:
