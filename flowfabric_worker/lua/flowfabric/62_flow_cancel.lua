@@ -1,0 +1,77 @@
+-- Flow cancellation and sibling-cancel bookkeeping (spec 04 §4.8, §4.9,
+-- §5.9-§5.12).
+
+redis.register_function("ff_cancel_flow", function(keys, args)
+  local flow_id, reason, policy = args[1] or "", args[2] or "", args[3] or ""
+  local grace_s = args[5]
+  local grace = 30000
+  if grace_s ~= nil and grace_s ~= "" then
+    grace = flow_whole_number(grace_s)
+    if grace == nil then return err("invalid_grace_ms") end
+  end
+  if redis.call("EXISTS", keys[1]) == 0 then return err("flow_not_found") end
+  local st = redis.call("HGET", keys[1], "public_flow_state")
+  if st and FLOW_TERMINAL[st] then return err("flow_already_terminal") end
+  local now = now_ms()
+  redis.call("HSET", keys[1], "public_flow_state", "cancelled", "cancelled_at", istr(now),
+    "cancel_reason", reason, "cancellation_policy", policy, "last_mutation_at", istr(now))
+  local members = redis.call("SMEMBERS", keys[2])
+  if policy == "cancel_all" and #members > 0 then
+    for i = 1, #members, 1000 do
+      local chunk = {}
+      for j = i, math.min(i + 999, #members) do chunk[#chunk + 1] = members[j] end
+      redis.call("SADD", keys[4], unpack(chunk))
+    end
+    redis.call("ZADD", keys[5], istr(now + grace), flow_id)
+  end
+  local reply = {1, "OK", policy}
+  for _, m in ipairs(members) do reply[#reply + 1] = m end
+  return reply
+end)
+
+redis.register_function("ff_ack_cancel_member", function(keys, args)
+  redis.call("SREM", keys[1], args[1] or "")
+  if redis.call("EXISTS", keys[1]) == 0 then
+    redis.call("ZREM", keys[2], args[2] or "")
+  end
+  return {1, "OK"}
+end)
+
+redis.register_function("ff_drain_sibling_cancel_group", function(keys, args)
+  local flow_id, down = args[1] or "", args[2] or ""
+  if flow_id == "" or down == "" then
+    return err("invalid_args", "flow_id and downstream_eid required")
+  end
+  if redis.call("SREM", keys[1], flow_id .. "|" .. down) == 0 then
+    return ok("already_drained", "")
+  end
+  if redis.call("EXISTS", keys[2]) == 0 then return ok("drained_sans_group", "") end
+  redis.call("HDEL", keys[2], "cancel_siblings_pending_flag", "cancel_siblings_pending_members")
+  return ok("drained", "")
+end)
+
+redis.register_function("ff_reconcile_sibling_cancel_group", function(keys, args)
+  local flow_id, down = args[1] or "", args[2] or ""
+  if flow_id == "" or down == "" then
+    return err("invalid_args", "flow_id and downstream_eid required")
+  end
+  local tuple = flow_id .. "|" .. down
+  if redis.call("SISMEMBER", keys[1], tuple) == 0 then return ok("no_op", "not_in_set") end
+  if redis.call("EXISTS", keys[2]) == 0 then
+    redis.call("SREM", keys[1], tuple)
+    return ok("sremmed_stale", "missing_edgegroup")
+  end
+  local g = hmget(keys[2], {"cancel_siblings_pending_flag", "cancel_siblings_pending_members"})
+  if g.cancel_siblings_pending_flag ~= "true" then
+    redis.call("SREM", keys[1], tuple)
+    return ok("sremmed_stale", "flag_cleared")
+  end
+  local tag = tag_of(keys[2])
+  for sib in string.gmatch(g.cancel_siblings_pending_members, "[^|]+") do
+    local phase = redis.call("HGET", "ff:exec:" .. tag .. ":" .. sib .. ":core", "lifecycle_phase")
+    if phase and phase ~= "terminal" then return ok("no_op", "siblings_running") end
+  end
+  redis.call("HDEL", keys[2], "cancel_siblings_pending_flag", "cancel_siblings_pending_members")
+  redis.call("SREM", keys[1], tuple)
+  return ok("completed_drain", "")
+end)
