@@ -1,0 +1,131 @@
+"""Runs one claimed task to its terminal call (spec 05 §4, design.md §3)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+
+from ..errors import ContractError, PayloadError, TransportError
+from .context import TaskContext
+from .engine import Claimed, Engine, LeaseLost, TaskLike, is_lease_lost
+from .failures import FailureDecision, classify, describe
+from .renewer import Renewer
+
+log = logging.getLogger("flowfabric_worker.executor")
+
+#: Terminal calls are retried on transport errors (spec 05 §4.2).
+TERMINAL_RETRIES = 5
+
+
+class Executor:
+    """Executes claimed leases with the registered task functions."""
+
+    def __init__(self, engine: Engine, tasks: Mapping[str, TaskLike], lease_ttl_ms: int) -> None:
+        self.engine = engine
+        self.tasks = dict(tasks)
+        self.lease_ttl_ms = lease_ttl_ms
+
+    async def run(self, lease: Claimed, shutdown: anyio.Event | None = None) -> str:
+        """Run ``lease`` to completion; returns the outcome label (for tests/metrics)."""
+        ctx = TaskContext(
+            execution_id=lease.execution_id, attempt_index=lease.attempt_index,
+            attempt_type=lease.attempt_type, lane=lease.lane, tags=lease.tags,
+            progress_fn=lambda pct, msg: self.engine.update_progress(lease, pct, msg),
+        )
+        task = self.tasks.get(lease.execution_kind)
+        outcome = "not_run"
+        async with anyio.create_task_group() as tg:
+            body = anyio.CancelScope()
+            renewer = Renewer(self.engine, lease, ctx, body, self.lease_ttl_ms)
+            tg.start_soon(renewer.run)
+            try:
+                if task is None:
+                    outcome = await self._fail(lease, FailureDecision(
+                        "unknown_task",
+                        f"no task registered for {lease.execution_kind!r} on this worker",
+                        retry=False))
+                else:
+                    outcome = await self._execute(task, lease, ctx, body)
+            finally:
+                # Renewal stops only once the terminal call has answered (§4.2).
+                tg.cancel_scope.cancel()
+        return outcome
+
+    async def _execute(
+        self, task: TaskLike, lease: Claimed, ctx: TaskContext, body: anyio.CancelScope
+    ) -> str:
+        value: Any = None
+        error: BaseException | None = None
+        with body:
+            try:
+                args, kwargs = task.decode_args(lease.payload)
+                if task.wants_context:
+                    args = (ctx, *args)
+                with anyio.fail_after(task.timeout) if task.timeout else _null():
+                    if task.is_async:
+                        value = await task.fn(*args, **kwargs)
+                    else:
+                        value = await anyio.to_thread.run_sync(
+                            lambda: task.fn(*args, **kwargs), abandon_on_cancel=True)
+            except PayloadError as exc:
+                error = exc
+            except Exception as exc:
+                error = exc
+        if body.cancelled_caught or ctx.lease_lost.is_set():
+            log.warning("task %s stopped: %s", lease.execution_id,
+                        ctx.lease_lost_reason or "cancelled")
+            return "lease_lost"
+        if error is not None:
+            decision = classify(error, getattr(task, "retry", None), lease.attempt_index)
+            return await self._fail(lease, decision, getattr(task, "retry", None))
+        try:
+            result = task.encode_result(value)
+        except Exception as exc:
+            return await self._fail(lease, FailureDecision(
+                "result_encode", describe(exc), retry=False))
+        await self._terminal(lease, "complete", result)
+        return "completed"
+
+    async def _fail(self, lease: Claimed, decision: FailureDecision, retry: Any = None) -> str:
+        policy = ""
+        if decision.retry:
+            fn = getattr(retry, "fail_policy_json", None)
+            policy = fn() if callable(fn) else (fn or "")
+        await self._terminal(lease, "fail", (decision, policy))
+        return f"failed:{decision.category}"
+
+    async def _terminal(self, lease: Claimed, op: str, arg: Any) -> None:
+        """Terminal call with bounded transport retries; replays are reconciled
+        by the engine adapter (spec 05 §4.4). Lease loss → :class:`LeaseLost`."""
+        delay = 0.1
+        for attempt in range(TERMINAL_RETRIES):
+            try:
+                if op == "complete":
+                    await self.engine.complete(lease, arg)
+                elif op == "fail":
+                    decision, policy = arg
+                    await self.engine.fail(lease, decision.reason, decision.category, policy)
+                else:
+                    await self.engine.cancel(lease, str(arg))
+                break
+            except (TransportError, OSError):
+                if attempt == TERMINAL_RETRIES - 1:
+                    raise
+                await anyio.sleep(delay)
+                delay *= 2
+            except ContractError as exc:
+                if is_lease_lost(exc):
+                    raise LeaseLost(lease.execution_id, exc.code) from exc
+                raise
+        await self.engine.publish_done(lease.execution_id)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,165 @@
+"""Embedded scheduler: which execution this worker claims next (spec 05 §2, §6).
+
+Order per call: a permit is taken first (never consume a grant without one);
+lanes are served round-robin, one lane per call; for the lane, its solo
+partition (where every non-flow execution of the lane lives) is probed first,
+then a rotating window of ``min(32, N)`` other partitions starting at a
+per-worker offset; expired leases of the lane are reclaimed last.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..errors import ContractError
+from ..protocol.partitions import solo_partition
+from .engine import SKIPPABLE_CLAIM_CODES, Claimed, Engine
+
+log = logging.getLogger("flowfabric_worker.scheduler")
+
+WINDOW = 32
+GRANT_TTL_MS = 5_000
+
+
+def fnv1a_64(data: bytes) -> int:
+    """FNV-1a 64-bit: the per-worker partition offset seed (spec 05 §6.2)."""
+    h = 0xCBF29CE484222325
+    for b in data:
+        h ^= b
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+class Permits:
+    """The worker's single in-flight pool, with a non-blocking acquire (§2.6)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.size = size
+        self.in_use = 0
+
+    def try_acquire(self) -> bool:
+        if self.in_use >= self.size:
+            return False
+        self.in_use += 1
+        return True
+
+    def release(self) -> None:
+        if self.in_use <= 0:
+            raise RuntimeError("permit released twice")
+        self.in_use -= 1
+
+
+class Backoff:
+    """Idle backoff: 50 ms, ×2 per empty poll, capped at 1 s, reset on work (§2.5)."""
+
+    def __init__(self, initial: float = 0.05, cap: float = 1.0) -> None:
+        self.initial = initial
+        self.cap = cap
+        self.current = initial
+
+    def next(self) -> float:
+        delay = self.current
+        self.current = min(self.current * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.initial
+
+
+class PartitionWindow:
+    """Rotating window of partitions; covers all N every ``ceil(N/32)`` calls."""
+
+    def __init__(self, num_partitions: int, instance_id: str) -> None:
+        if num_partitions <= 0:
+            raise ValueError("num_flow_partitions must be positive")
+        self.n = num_partitions
+        self.cursor = (fnv1a_64(instance_id.encode()) & 0xFFFF) % num_partitions
+
+    def next_window(self) -> list[int]:
+        chunk = min(WINDOW, self.n)
+        start = self.cursor % self.n
+        self.cursor = (self.cursor + chunk) % self.n
+        return [(start + i) % self.n for i in range(chunk)]
+
+
+@dataclass
+class ClaimIdentity:
+    worker_id: str
+    instance_id: str
+    capabilities: frozenset[str]
+    lease_ttl_ms: int
+
+
+class Scheduler:
+    """Finds and claims the next execution for this worker."""
+
+    def __init__(self, engine: Engine, lanes: list[str], ident: ClaimIdentity,
+                 permits: Permits, *, reclaim: bool = True) -> None:
+        if not lanes:
+            raise ValueError("a worker needs at least one lane")
+        self.engine = engine
+        self.lanes = list(lanes)
+        self.ident = ident
+        self.permits = permits
+        self.reclaim_enabled = reclaim
+        self.window = PartitionWindow(engine.num_partitions, ident.instance_id)
+        self._lane_rr = 0
+        self._blocked: set[str] = set()
+
+    async def claim_next(self) -> Claimed | None:
+        """One scheduling round; ``None`` means nothing here right now."""
+        if not self.permits.try_acquire():
+            return None
+        try:
+            lane = self.lanes[self._lane_rr % len(self.lanes)]
+            self._lane_rr += 1
+            solo = solo_partition(lane) % self.window.n
+            parts = [solo] + [p for p in self.window.next_window() if p != solo]
+            for p in parts:
+                got = await self._try_partition(lane, p)
+                if got is not None:
+                    return got
+            if self.reclaim_enabled:
+                got = await self._try_reclaim(lane, solo)
+                if got is not None:
+                    return got
+        except BaseException:
+            self.permits.release()
+            raise
+        self.permits.release()
+        return None
+
+    async def _try_partition(self, lane: str, partition: int) -> Claimed | None:
+        eid = await self.engine.best_candidate(lane, partition)
+        if eid is None:
+            return None
+        needed = await self.engine.required_capabilities(eid)
+        if needed and not needed <= self.ident.capabilities:
+            try:
+                await self.engine.block_for_capability(eid, lane)
+            except Exception as exc:
+                log.info("could not block %s for capabilities: %s", eid, exc)
+            return None
+        try:
+            return await self.engine.claim(
+                eid, lane, self.ident.worker_id, self.ident.instance_id,
+                self.ident.capabilities, self.ident.lease_ttl_ms, GRANT_TTL_MS)
+        except ContractError as exc:
+            if exc.code in SKIPPABLE_CLAIM_CODES or exc.retryable:
+                return None
+            if exc.code == "capability_mismatch":
+                return None
+            raise
+
+    async def _try_reclaim(self, lane: str, partition: int) -> Claimed | None:
+        for eid in await self.engine.list_reclaimable(lane, partition, 8):
+            try:
+                return await self.engine.reclaim(
+                    eid, lane, self.ident.worker_id, self.ident.instance_id,
+                    self.ident.capabilities, self.ident.lease_ttl_ms, GRANT_TTL_MS)
+            except ContractError as exc:
+                log.info("reclaim of %s refused: %s", eid, exc)
+        return None

@@ -1,0 +1,133 @@
+"""The worker: claim loop, executors and drain in one anyio task group."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .engine import Claimed, Engine, TaskLike
+from .executor import Executor
+from .failures import FailureDecision
+from .scheduler import Backoff, ClaimIdentity, Permits, Scheduler
+
+log = logging.getLogger("flowfabric_worker.worker")
+
+
+class Worker:
+    """Runs registered tasks claimed from the engine.
+
+    ``engine`` is a :class:`~flowfabric_worker.runtime.engine.Engine` (a
+    client's backend adapter). ``run()`` returns after :meth:`stop` (or
+    SIGTERM/SIGINT) once in-flight work finished or was handed back.
+    """
+
+    def __init__(
+        self, engine: Engine, tasks: Iterable[TaskLike], *, lanes: list[str] | None = None,
+        concurrency: int = 16, capabilities: Iterable[str] = (), lease_ttl: float = 30.0,
+        worker_id: str | None = None, grace_period: float = 30.0, reclaim: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.tasks = {t.name: t for t in tasks}
+        self.lanes = lanes or sorted({t.lane for t in self.tasks.values()})
+        self.lease_ttl_ms = int(lease_ttl * 1000)
+        self.grace_period = grace_period
+        self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
+        self.instance_id = f"{self.worker_id}-{uuid.uuid4().hex[:8]}"
+        self.permits = Permits(concurrency)
+        self.scheduler = Scheduler(
+            engine, self.lanes,
+            ClaimIdentity(self.worker_id, self.instance_id, frozenset(capabilities),
+                          self.lease_ttl_ms),
+            self.permits, reclaim=reclaim)
+        self.executor = Executor(engine, self.tasks, self.lease_ttl_ms)
+        self._stop = anyio.Event()
+        self._changed = anyio.Event()
+        self._inflight: dict[str, anyio.CancelScope] = {}
+        self._leases: dict[str, Claimed] = {}
+        self.outcomes: list[tuple[str, str]] = []
+
+    def stop(self) -> None:
+        """Stop claiming and start draining (safe to call from a signal handler)."""
+        self._stop.set()
+
+    async def run(self, *, install_signals: bool = False) -> None:
+        """Claim and execute until stopped, then drain."""
+        async with anyio.create_task_group() as tg:
+            if install_signals:
+                tg.start_soon(self._signals, tg)
+            async with anyio.create_task_group() as work:
+                await self._claim_loop(work)
+                with anyio.move_on_after(self.grace_period):
+                    while self._inflight:
+                        self._changed = anyio.Event()
+                        await self._changed.wait()
+                if self._inflight:
+                    await self._hand_back(work)
+            tg.cancel_scope.cancel()
+
+    async def _signals(self, tg: TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
+            async for _ in sigs:
+                log.info("signal received: draining")
+                self.stop()
+
+    async def _claim_loop(self, work: TaskGroup) -> None:
+        backoff = Backoff()
+        while not self._stop.is_set():
+            if self.permits.in_use >= self.permits.size:
+                await self._sleep_or_wake(0.05)
+                continue
+            try:
+                lease = await self.scheduler.claim_next()
+            except Exception as exc:
+                log.warning("claim failed: %s", exc)
+                await self._sleep_or_wake(1.0)
+                continue
+            if lease is None:
+                await self._sleep_or_wake(backoff.next())
+                continue
+            backoff.reset()
+            work.start_soon(self._run_one, lease)
+
+    async def _sleep_or_wake(self, delay: float) -> None:
+        with anyio.move_on_after(delay):
+            await self._stop.wait()
+
+    async def _run_one(self, lease: Claimed) -> None:
+        scope = anyio.CancelScope()
+        self._inflight[lease.execution_id] = scope
+        self._leases[lease.execution_id] = lease
+        try:
+            with scope:
+                outcome = await self.executor.run(lease)
+                self.outcomes.append((lease.execution_id, outcome))
+        except Exception as exc:
+            log.error("task %s ended with %s", lease.execution_id, exc)
+            self.outcomes.append((lease.execution_id, f"error:{type(exc).__name__}"))
+        finally:
+            self._inflight.pop(lease.execution_id, None)
+            self.permits.release()
+            self._changed.set()
+
+    async def _hand_back(self, work: TaskGroup) -> None:
+        """Grace period over: cancel what still runs and fail it with
+        ``infra_crash`` and the task's retry policy so it is re-queued now
+        instead of waiting for lease expiry (spec 05 §5.3 step 3)."""
+        pending = [(eid, self._leases[eid]) for eid in list(self._inflight)]
+        for _, scope in list(self._inflight.items()):
+            scope.cancel()
+        for eid, lease in pending:
+            task: Any = self.tasks.get(lease.execution_kind)
+            try:
+                await self.executor._fail(
+                    lease, FailureDecision("infra_crash", "worker shutdown", retry=True),
+                    getattr(task, "retry", None))
+                self.outcomes.append((eid, "handed_back"))
+            except Exception as exc:
+                log.warning("hand-back of %s failed (lease will expire): %s", eid, exc)
