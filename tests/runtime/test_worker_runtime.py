@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from flowfabric_worker.errors import ContractError, PayloadError, Permanent, Transient
@@ -191,7 +192,7 @@ async def run_until(worker: Worker, cond: Callable[[], bool], limit: float = 5.0
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         with anyio.fail_after(limit):
-            while not cond():
+            while not cond():  # noqa: ASYNC110
                 await anyio.sleep(0.01)
         worker.stop()
 
@@ -356,7 +357,7 @@ async def test_drain_finishes_inflight_then_hands_back() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(w.run)
         with anyio.fail_after(3):
-            while stuck.state != "active" or quick.state != "active":
+            while stuck.state != "active" or quick.state != "active":  # noqa: ASYNC110
                 await anyio.sleep(0.005)
         w.stop()
     assert quick.state == "completed"
@@ -368,7 +369,7 @@ async def test_many_tasks_concurrency_exactly_once() -> None:
     es = [eng.add(f"e{i}", "job", f"[{i}]".encode()) for i in range(200)]
 
     async def job(i: int) -> int:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return i
 
     w = Worker(eng, [T("job", job)], concurrency=8, lease_ttl=1.0)
