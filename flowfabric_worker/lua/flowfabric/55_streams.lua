@@ -1,0 +1,292 @@
+-- Attempt streams (spec 03 §8): ff_append_frame, ff_read_attempt_stream,
+-- ff_read_summary.
+
+local NULL_SENTINEL = "__ff_null__"
+local MAX_PATCH_DEPTH = 16
+local MAX_SENTINEL_DEPTH = 32
+local READ_HARD_CAP = 10000
+
+-- cjson decodes both [] and {} to an empty table; a table is an "array" when
+-- its keys are exactly 1..n with n > 0.
+local function is_array(t)
+  local n = 0
+  for k, _ in pairs(t) do
+    if type(k) ~= "number" then return false end
+    n = n + 1
+  end
+  if n == 0 then return false end
+  for i = 1, n do
+    if t[i] == nil then return false end
+  end
+  return true
+end
+
+local function is_nonempty_object(v)
+  return type(v) == "table" and next(v) ~= nil and not is_array(v)
+end
+
+-- Depth of non-empty objects below the root (the root itself is depth 0).
+local function object_depth(v)
+  local deepest = 0
+  for _, child in pairs(v) do
+    if is_nonempty_object(child) then
+      local d = 1 + object_depth(child)
+      if d > deepest then deepest = d end
+    end
+  end
+  return deepest
+end
+
+-- Merge rules of §8.7: null deletes, non-empty object recurses, anything
+-- else (empty object included) replaces wholesale.
+local function merge_patch(target, patch)
+  if type(target) ~= "table" or is_array(target) then target = {} end
+  for k, pv in pairs(patch) do
+    if pv == cjson.null then
+      target[k] = nil
+    elseif is_nonempty_object(pv) then
+      target[k] = merge_patch(target[k], pv)
+    else
+      target[k] = pv
+    end
+  end
+  return target
+end
+
+-- Replace the sentinel string by JSON null everywhere (objects and arrays).
+local function resolve_sentinel(v, depth)
+  if depth > MAX_SENTINEL_DEPTH or type(v) ~= "table" then return v end
+  for k, child in pairs(v) do
+    if child == NULL_SENTINEL then
+      v[k] = cjson.null
+    elseif type(child) == "table" then
+      v[k] = resolve_sentinel(child, depth + 1)
+    end
+  end
+  return v
+end
+
+-- Lease "lite" check of §8.5 checks 2-5; returns an error reply or nil.
+local function check_lease(core_key, attempt_index, lease_id, lease_epoch, now)
+  local c = hmget(core_key, {"lifecycle_phase", "ownership_state",
+    "lease_expires_at", "current_attempt_index", "current_lease_id",
+    "current_lease_epoch"})
+  if c.lifecycle_phase ~= "active" then
+    return err("stream_closed")
+  end
+  if c.ownership_state == "lease_expired_reclaimable" or c.ownership_state == "lease_revoked" then
+    return err("stale_owner_cannot_append")
+  end
+  local exp = parse_number(c.lease_expires_at)
+  if exp == nil or exp <= now then
+    return err("stale_owner_cannot_append")
+  end
+  if c.current_attempt_index ~= attempt_index or c.current_lease_id ~= lease_id
+      or c.current_lease_epoch ~= lease_epoch then
+    return err("stale_owner_cannot_append")
+  end
+  return nil
+end
+
+-- Summary document update (§8.7); returns (version) or (nil, error reply).
+local function apply_summary(summary_key, patch_kind, payload, now)
+  if summary_key == nil then
+    return nil, err("invalid_input", "summary mode requires stream_summary key")
+  end
+  if patch_kind ~= "json-merge-patch" and patch_kind ~= "" then
+    return nil, err("invalid_input", "unsupported patch_kind")
+  end
+  local patch = json_decode(payload)
+  if patch == nil then
+    return nil, err("invalid_input", "patch payload is not valid JSON")
+  end
+  if type(patch) ~= "table" or is_array(patch) then
+    return nil, err("invalid_input", "patch must be a JSON object")
+  end
+  local cur = hmget(summary_key, {"document", "version", "first_applied_ms"})
+  local doc = {}
+  if cur.document ~= "" then
+    doc = json_decode(cur.document)
+    if type(doc) ~= "table" then
+      return nil, err("corruption", "stored summary document not decodeable")
+    end
+  end
+  if object_depth(patch) > MAX_PATCH_DEPTH then
+    return nil, err("invalid_input", "patch_depth_exceeded")
+  end
+  doc = resolve_sentinel(merge_patch(doc, patch), 1)
+  local version = (parse_uint(cur.version) or 0) + 1
+  local fields = {"document", json_encode(doc), "version", istr(version),
+    "patch_kind", "json-merge-patch", "last_updated_ms", istr(now)}
+  if version == 1 or cur.first_applied_ms == "" then
+    fields[#fields + 1] = "first_applied_ms"
+    fields[#fields + 1] = istr(now)
+  end
+  redis.call("HSET", summary_key, unpack(fields))
+  return version, nil
+end
+
+-- Dynamic MAXLEN for best-effort frames (§8.2, exact formula).
+local function best_effort_trim(data_key, meta_key, args, ttl_ms, now)
+  local floor = parse_number(args[17])
+  if floor == nil or floor <= 0 then floor = 64 end
+  local ceiling = parse_number(args[18])
+  if ceiling == nil or ceiling <= 0 then ceiling = 16384 end
+  local alpha = parse_number(args[19])
+  if alpha == nil or alpha <= 0 or alpha > 1 then alpha = 0.2 end
+  if ceiling < floor then ceiling = floor end
+  local ttl_s = math.max(ttl_ms, 1) / 1000
+  local st = hmget(meta_key, {"ema_rate_hz", "last_append_ts_ms"})
+  local ema = tonumber(st.ema_rate_hz)
+  local last = tonumber(st.last_append_ts_ms)
+  local rate
+  if ema == nil or last == nil then
+    rate = floor / (ttl_s * 2)
+  else
+    local dt = now - last
+    if dt <= 0 then dt = 1 end
+    rate = alpha * (1000 / dt) + (1 - alpha) * ema
+  end
+  local k = math.min(math.max(math.ceil(rate * ttl_s * 2), floor), ceiling)
+  redis.call("XTRIM", data_key, "MAXLEN", "~", istr(k))
+  redis.call("HSET", meta_key, "ema_rate_hz", tostring(rate),
+    "last_append_ts_ms", istr(now), "maxlen_applied_last", istr(k))
+end
+
+redis.register_function("ff_append_frame", function(keys, args)
+  local core_key, data_key, meta_key, summary_key = keys[1], keys[2], keys[3], keys[4]
+  local eid, attempt_index, lease_id, lease_epoch = args[1], args[2], args[3], args[4]
+  local frame_type, ts, payload = args[5] or "", args[6] or "", args[7] or ""
+  local encoding, correlation_id, source = args[8] or "", args[9] or "", args[10] or ""
+  local mode = args[14] or "durable"
+  local patch_kind = args[15] or ""
+
+  -- Our Lua answers typed errors where 0.15 crashes (spec 03 §0.3), before
+  -- any write.
+  local max_payload = parse_uint(args[13])
+  if max_payload == nil then
+    return err("invalid_input", "max_payload_bytes must be a non-negative integer")
+  end
+  local retention = parse_uint(args[11])
+  if retention == nil then
+    return err("invalid_input", "retention_maxlen must be a non-negative integer")
+  end
+  local ttl_ms = 0
+  if args[16] ~= nil then
+    ttl_ms = parse_uint(args[16])
+    if ttl_ms == nil then
+      return err("invalid_input", "ttl_ms must be a non-negative integer")
+    end
+  end
+
+  if #payload > max_payload then
+    return err("retention_limit_exceeded")
+  end
+  local now = now_ms()
+  local refusal = check_lease(core_key, attempt_index, lease_id, lease_epoch, now)
+  if refusal then return refusal end
+
+  if redis.call("EXISTS", meta_key) == 0 then
+    redis.call("HSET", meta_key,
+      "stream_id", eid .. ":" .. attempt_index,
+      "execution_id", eid, "attempt_id", args[12] or "",
+      "attempt_index", attempt_index, "created_at", istr(now),
+      "closed_at", "", "closed_reason", "",
+      "durability_mode", "durable_full", "retention_maxlen", istr(retention),
+      "last_sequence", "", "frame_count", "0", "total_bytes", "0",
+      "last_frame_at", "", "has_durable_frame", "0")
+  else
+    local closed = redis.call("HGET", meta_key, "closed_at")
+    if closed and closed ~= "" then
+      return err("stream_closed")
+    end
+  end
+
+  local version_str = ""
+  if mode == "summary" then
+    local version, e = apply_summary(summary_key, patch_kind, payload, now)
+    if e then return e end
+    version_str = istr(version)
+  end
+
+  if ts == "" then ts = istr(now) end
+  local fields = {"frame_type", frame_type, "ts", ts, "payload", payload,
+    "encoding", encoding, "source", source, "mode", mode}
+  if correlation_id ~= "" then
+    fields[#fields + 1] = "correlation_id"
+    fields[#fields + 1] = correlation_id
+  end
+  if mode == "summary" then
+    fields[#fields + 1] = "summary_version"
+    fields[#fields + 1] = version_str
+  elseif mode == "best_effort" and ttl_ms > 0 then
+    fields[#fields + 1] = "ttl_ms"
+    fields[#fields + 1] = istr(ttl_ms)
+  end
+  local id = redis.call("XADD", data_key, "*", unpack(fields))
+  local count = redis.call("HINCRBY", meta_key, "frame_count", 1)
+  redis.call("HINCRBY", meta_key, "total_bytes", #payload)
+  redis.call("HSET", meta_key, "last_sequence", id, "last_frame_at", istr(now))
+
+  if mode == "best_effort" then
+    best_effort_trim(data_key, meta_key, args, ttl_ms, now)
+    if ttl_ms > 0 and redis.call("HGET", meta_key, "has_durable_frame") ~= "1" then
+      redis.call("PEXPIRE", data_key, istr(ttl_ms * 2))
+    end
+  else
+    if mode == "summary" then
+      redis.call("XTRIM", data_key, "MAXLEN", "~", "64")
+    elseif retention > 0 then
+      redis.call("XTRIM", data_key, "MAXLEN", istr(retention))
+    else
+      redis.call("XTRIM", data_key, "MAXLEN", "~", "10000")
+    end
+    -- Unknown mode strings trim like durable but do not pin the stream.
+    if mode == "durable" or mode == "summary" or mode == "" then
+      if redis.call("HGET", meta_key, "has_durable_frame") ~= "1" then
+        redis.call("HSET", meta_key, "has_durable_frame", "1")
+        redis.call("PERSIST", data_key)
+      end
+    end
+  end
+  return ok(id, istr(count), version_str)
+end)
+
+redis.register_function("ff_read_attempt_stream", function(keys, args)
+  local data_key, meta_key = keys[1], keys[2]
+  local from_id = args[1]
+  if from_id == nil or from_id == "" then from_id = "-" end
+  local to_id = args[2]
+  if to_id == nil or to_id == "" then to_id = "+" end
+  local count = parse_number(args[3])
+  if count == nil or count < 1 then
+    return err("invalid_input", "count_limit must be >= 1")
+  end
+  if count > READ_HARD_CAP then
+    return err("invalid_input", "count_limit_exceeds_hard_cap")
+  end
+  local visibility = args[4] or ""
+  local raw = redis.call("XRANGE", data_key, from_id, to_id, "COUNT", istr(math.floor(count)))
+  local entries = raw
+  if visibility == "exclude_best_effort" then
+    entries = {}
+    for _, e in ipairs(raw) do
+      local f = e[2]
+      local m = nil
+      for i = 1, #f, 2 do
+        if f[i] == "mode" then m = f[i + 1] end
+      end
+      if m ~= "best_effort" then entries[#entries + 1] = e end
+    end
+  end
+  local marks = hmget(meta_key, {"closed_at", "closed_reason"})
+  return {1, "OK", entries, marks.closed_at, marks.closed_reason}
+end)
+
+redis.register_function("ff_read_summary", function(keys, args)
+  local s = hmget(keys[1], {"document", "version", "patch_kind",
+    "last_updated_ms", "first_applied_ms"})
+  local function num(v) if v == "" then return "0" end return v end
+  return ok(s.document, num(s.version), s.patch_kind, num(s.last_updated_ms),
+    num(s.first_applied_ms))
+end)
