@@ -67,6 +67,7 @@ class Claimed:
     payload: bytes = b""
     tags: Mapping[str, str] = field(default_factory=dict)
     resumed: bool = False
+    worker_instance_id: str = ""
 
 
 @dataclass(frozen=True)

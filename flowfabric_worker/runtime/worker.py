@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from .backend_engine import BackendEngine
 from .engine import Claimed, Engine, TaskLike
 from .executor import Executor
 from .failures import FailureDecision
@@ -22,16 +23,18 @@ log = logging.getLogger("flowfabric_worker.worker")
 class Worker:
     """Runs registered tasks claimed from the engine.
 
-    ``engine`` is a :class:`~flowfabric_worker.runtime.engine.Engine` (a
-    client's backend adapter). ``run()`` returns after :meth:`stop` (or
+    ``client`` is a :class:`~flowfabric_worker.client.Client` (anything with a
+    ``.backend``) or directly an :class:`~flowfabric_worker.runtime.engine.Engine`. ``run()`` returns after :meth:`stop` (or
     SIGTERM/SIGINT) once in-flight work finished or was handed back.
     """
 
     def __init__(
-        self, engine: Engine, tasks: Iterable[TaskLike], *, lanes: list[str] | None = None,
+        self, client: Any, tasks: Iterable[TaskLike], *, lanes: list[str] | None = None,
         concurrency: int = 16, capabilities: Iterable[str] = (), lease_ttl: float = 30.0,
         worker_id: str | None = None, grace_period: float = 30.0, reclaim: bool = True,
     ) -> None:
+        engine: Engine = (BackendEngine(client.backend) if hasattr(client, "backend")
+                          else client)
         self.engine = engine
         self.tasks = {t.name: t for t in tasks}
         self.lanes = lanes or sorted({t.lane for t in self.tasks.values()})

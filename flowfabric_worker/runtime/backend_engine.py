@@ -1,0 +1,216 @@
+"""Binds the runtime's :class:`~.engine.Engine` port to a real
+:class:`~flowfabric_worker.backend.Backend` (typed FCALL structs of spec 02).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from ..backend.backend import Backend
+from ..errors import ContractError
+from ..protocol.keys import ExecKeys, PartitionKeys
+from ..protocol.lifecycle import (
+    ClaimExecution,
+    ClaimResult,
+    CompleteExecution,
+    FailExecution,
+    IssueClaimGrant,
+    RenewLease,
+    UpdateProgress,
+)
+from ..protocol.lifecycle_admin import (
+    BlockExecutionForAdmission,
+    IssueReclaimGrant,
+    MarkLeaseExpiredIfDue,
+    ReclaimExecution,
+)
+from ..protocol.partitions import tag
+from ..protocol.signals import ClaimResumedExecution
+from .engine import Claimed, FailOutcome
+
+log = logging.getLogger("flowfabric_worker.engine")
+
+#: Channel the result waiters (RunHandle.result) subscribe to.
+DONE_CHANNEL = "ffw:done:{eid}"
+
+
+def _text(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class BackendEngine:
+    """The runtime's engine operations over one backend connection."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @property
+    def num_partitions(self) -> int:
+        return int(self.backend.partitions.num_flow_partitions)
+
+    async def best_candidate(self, lane: str, partition: int) -> str | None:
+        key = PartitionKeys(tag("fp", partition)).lane_eligible(lane)
+        rows = await self.backend.redis.zrange(key, 0, 0)
+        return _text(rows[0]) if rows else None
+
+    async def required_capabilities(self, eid: str) -> frozenset[str]:
+        raw = await self.backend.redis.hget(ExecKeys(eid).core, "required_capabilities")
+        text = _text(raw) if raw else ""
+        return frozenset(c for c in text.split(",") if c)
+
+    async def block_for_capability(self, eid: str, lane: str) -> None:
+        now = await self.backend.server_time_ms()
+        await self.backend.block_execution_for_admission(BlockExecutionForAdmission(
+            eid=eid, lane_id=lane, blocking_reason="waiting_for_capable_worker",
+            blocking_detail="no connected worker satisfies required_capabilities",
+            now_ms=now))
+
+    async def _context(self, eid: str) -> tuple[bytes, str, dict[str, str]]:
+        """Payload, execution kind and tags in one pipeline (spec 05 §2.4)."""
+        k = ExecKeys(eid)
+        pipe = self.backend.redis.pipeline(transaction=False)
+        pipe.get(k.payload)
+        pipe.hget(k.core, "execution_kind")
+        pipe.hgetall(k.tags)
+        payload, kind, tags = await pipe.execute()
+        return (payload or b"", _text(kind) if kind else "",
+                {_text(a): _text(b) for a, b in (tags or {}).items()})
+
+    async def _assemble(self, eid: str, lane: str, res: ClaimResult | None, instance: str,
+                        *, resumed: bool = False, lease_id: str = "", epoch: int = 0,
+                        expires: int = 0, attempt_id: str = "", index: int = 0,
+                        attempt_type: str = "resumed") -> Claimed:
+        payload, kind, tags = await self._context(eid)
+        if res is not None:
+            lease_id, epoch, expires = res.lease_id, res.lease_epoch, res.lease_expires_at
+            attempt_id, index, attempt_type = res.attempt_id, res.attempt_index, res.attempt_type
+        return Claimed(eid, lane, index, attempt_id, lease_id, epoch, expires,
+                       attempt_type=attempt_type, execution_kind=kind, payload=payload,
+                       tags=tags, resumed=resumed, worker_instance_id=instance)
+
+    async def claim(self, eid: str, lane: str, worker_id: str, worker_instance_id: str,
+                    capabilities: frozenset[str], lease_ttl_ms: int,
+                    grant_ttl_ms: int) -> Claimed:
+        core = await self.backend.get_exec_core(eid)
+        if core is None:
+            raise ContractError("execution_not_found", execution_id=eid)
+        await self.backend.issue_claim_grant(IssueClaimGrant(
+            eid=eid, lane_id=lane, worker_id=worker_id, worker_instance_id=worker_instance_id,
+            grant_ttl_ms=grant_ttl_ms, worker_capabilities_csv=",".join(sorted(capabilities))))
+        lease_id = str(uuid.uuid4())
+        try:
+            res = await self.backend.claim_execution(ClaimExecution(
+                eid=eid, lane_id=lane, worker_id=worker_id,
+                worker_instance_id=worker_instance_id, lease_id=lease_id,
+                attempt_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
+                attempt_index=core.total_attempt_count))
+        except ContractError as exc:
+            if exc.code != "use_claim_resumed_execution":
+                raise
+            index = core.current_attempt_index or 0
+            r = await self.backend.call(ClaimResumedExecution(
+                eid=eid, worker_id=worker_id, worker_instance_id=worker_instance_id,
+                lane=lane, lease_id=lease_id, lease_ttl_ms=lease_ttl_ms, attempt_index=index))
+            return await self._assemble(
+                eid, lane, None, worker_instance_id, resumed=True, lease_id=r.lease_id,
+                epoch=r.lease_epoch, expires=r.lease_expires_at, attempt_id=r.attempt_id,
+                index=r.attempt_index)
+        return await self._assemble(eid, lane, res, worker_instance_id)
+
+    async def list_reclaimable(self, lane: str, partition: int, limit: int) -> list[str]:
+        """Due members of the partition's lease-expiry index that belong to ``lane``.
+
+        Marking is idempotent (spec 02 §3.14), so the worker confirms expiry
+        itself instead of depending on the scanner having run first.
+        """
+        now = await self.backend.server_time_ms()
+        key = PartitionKeys(tag("fp", partition)).lease_expiry
+        (due,) = await self.backend.due_members([key], now, limit)
+        out = []
+        for eid in due:
+            core = await self.backend.get_exec_core(eid)
+            if core is None or core.lane_id != lane or core.lifecycle_phase != "active":
+                continue
+            if core.ownership_state == "leased":
+                await self.backend.mark_lease_expired_if_due(MarkLeaseExpiredIfDue(eid=eid))
+                core = await self.backend.get_exec_core(eid)
+            if core is not None and core.ownership_state == "lease_expired_reclaimable":
+                out.append(eid)
+        return out
+
+    async def reclaim(self, eid: str, lane: str, worker_id: str, worker_instance_id: str,
+                      capabilities: frozenset[str], lease_ttl_ms: int,
+                      grant_ttl_ms: int) -> Claimed:
+        core = await self.backend.get_exec_core(eid)
+        if core is None:
+            raise ContractError("execution_not_found", execution_id=eid)
+        await self.backend.issue_reclaim_grant(IssueReclaimGrant(
+            eid=eid, lane_id=lane, worker_id=worker_id, worker_instance_id=worker_instance_id,
+            grant_ttl_ms=grant_ttl_ms, worker_capabilities_csv=",".join(sorted(capabilities))))
+        res = await self.backend.reclaim_execution(ReclaimExecution(
+            eid=eid, lane_id=lane, worker_id=worker_id, worker_instance_id=worker_instance_id,
+            lease_id=str(uuid.uuid4()), attempt_id=str(uuid.uuid4()),
+            lease_ttl_ms=lease_ttl_ms, old_attempt_index=core.current_attempt_index or 0,
+            new_attempt_index=core.total_attempt_count))
+        return await self._assemble(eid, lane, res, worker_instance_id)
+
+    async def renew(self, lease: Claimed, lease_ttl_ms: int) -> int:
+        res = await self.backend.renew_lease(RenewLease(
+            eid=lease.execution_id, attempt_index=lease.attempt_index,
+            attempt_id=lease.attempt_id, lease_id=lease.lease_id,
+            lease_epoch=lease.lease_epoch, lease_ttl_ms=lease_ttl_ms))
+        return res.lease_expires_at
+
+    @staticmethod
+    def _replayed(exc: ContractError, lease: Claimed, outcome: str) -> bool:
+        """Spec 05 §4.4: our own earlier terminal call already landed."""
+        if exc.code != "execution_not_active" or len(exc.details) < 4:
+            return False
+        terminal, epoch, phase, attempt_id = exc.details[:4]
+        if epoch != str(lease.lease_epoch):
+            return False
+        if outcome == "failed" and phase == "runnable":
+            return True
+        return terminal == outcome and attempt_id == lease.attempt_id
+
+    async def complete(self, lease: Claimed, result: bytes) -> None:
+        try:
+            await self.backend.complete_execution(CompleteExecution(
+                eid=lease.execution_id, lane_id=lease.lane, attempt_index=lease.attempt_index,
+                worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
+                lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id,
+                result_payload=result))
+        except ContractError as exc:
+            if not self._replayed(exc, lease, "success"):
+                raise
+
+    async def fail(self, lease: Claimed, reason: str, category: str,
+                   retry_policy_json: str) -> FailOutcome:
+        try:
+            res = await self.backend.fail_execution(FailExecution(
+                eid=lease.execution_id, lane_id=lease.lane, attempt_index=lease.attempt_index,
+                worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
+                lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id,
+                failure_reason=reason, failure_category=category,
+                retry_policy_json=retry_policy_json))
+        except ContractError as exc:
+            if not self._replayed(exc, lease, "failed"):
+                raise
+            return FailOutcome(retry_scheduled=exc.details[2] == "runnable")
+        if res.outcome == "retry_scheduled":
+            return FailOutcome(True, int(res.delay_until or 0))
+        return FailOutcome(False)
+
+    async def cancel(self, lease: Claimed, reason: str) -> None:
+        # The worker never cancels its own executions today; operator cancels
+        # reach the task as a lease loss (the renew answers execution_not_active).
+        raise NotImplementedError("worker-side cancel is not used by the runtime")
+
+    async def update_progress(self, lease: Claimed, pct: float, message: str) -> None:
+        await self.backend.update_progress(UpdateProgress(
+            eid=lease.execution_id, lease_id=lease.lease_id, lease_epoch=lease.lease_epoch,
+            progress_pct=f"{pct:g}", progress_message=message))
+
+    async def publish_done(self, eid: str) -> None:
+        await self.backend.redis.publish(DONE_CHANNEL.format(eid=eid), eid)
