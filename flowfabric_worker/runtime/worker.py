@@ -24,8 +24,9 @@ class Worker:
     """Runs registered tasks claimed from the engine.
 
     ``client`` is a :class:`~flowfabric_worker.client.Client` (anything with a
-    ``.backend``) or directly an :class:`~flowfabric_worker.runtime.engine.Engine`. ``run()`` returns after :meth:`stop` (or
-    SIGTERM/SIGINT) once in-flight work finished or was handed back.
+    ``.backend``) or directly an :class:`~flowfabric_worker.runtime.engine.Engine`.
+    ``run()`` returns after :meth:`stop` (or SIGTERM/SIGINT) once in-flight
+    work finished or was handed back.
     """
 
     def __init__(
