@@ -1,0 +1,114 @@
+"""The scanners a standalone runtime runs (spec 05 §7.2/§7.3), with the default
+intervals and batch sizes of the catalogue.
+
+Each handler pipelines one library call per candidate (``call_many``): a batch
+costs one round trip, and a refusal of one item is a value, not a failure of
+the batch. The library functions re-check every condition, so a stale index
+entry or a duplicate scan by another process is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from ...backend.backend import Backend
+from ...protocol.function import FCall
+from ...protocol.keys import ExecKeys, PartitionKeys
+from ...protocol.lifecycle_admin import (
+    ExpireExecution,
+    MarkLeaseExpiredIfDue,
+    PromoteDelayed,
+    UnblockExecution,
+)
+from .core import Candidate, Scanner
+
+__all__ = ["default_scanners"]
+
+log = logging.getLogger("flowfabric_worker.scanners")
+
+# Blocked sets the unblock scanner visits, and the reason each must carry
+# (never `paused_by_flow_cancel` or operator pauses: spec 05 §7.2 #7).
+_UNBLOCK_REASONS = {"route": "waiting_for_capable_worker"}
+
+
+async def _run(backend: Backend, calls: Sequence[FCall[Any]], name: str) -> int:
+    if not calls:
+        return 0
+    done = 0
+    for fn, outcome in zip(calls, await backend.call_many(list(calls)), strict=True):
+        if isinstance(outcome, Exception):
+            log.warning("scanner %s: %s failed: %s", name, fn.NAME, outcome)
+        else:
+            done += 1
+    return done
+
+
+async def _lease_expiry(backend: Backend, found: Sequence[Candidate], now: int) -> int:
+    calls = [MarkLeaseExpiredIfDue(eid=c.member) for c in found]
+    return await _run(backend, calls, "lease_expiry")
+
+
+async def _promote(backend: Backend, found: Sequence[Candidate], now: int) -> int:
+    calls = [
+        PromoteDelayed(eid=c.member, lane_id=c.lane or "", now_ms=now)
+        for c in found if c.lane
+    ]
+    return await _run(backend, calls, "delayed_promoter")
+
+
+def _expirer(reason: str) -> Any:
+    async def handle(backend: Backend, found: Sequence[Candidate], now: int) -> int:
+        # The key list depends on the lane and attempt index: pre-read both.
+        cores = await backend.hash_fields_many(
+            [ExecKeys(c.member).core for c in found], ["lane_id", "current_attempt_index"]
+        )
+        calls: list[FCall[Any]] = []
+        for c, (lane, attempt) in zip(found, cores, strict=True):
+            calls.append(ExpireExecution(
+                eid=c.member, lane_id=lane or "default",
+                attempt_index=int(attempt) if attempt.isdigit() else 0,
+                expire_reason=reason,
+            ))
+        return await _run(backend, calls, reason)
+    return handle
+
+
+async def _unblock(backend: Backend, found: Sequence[Candidate], now: int) -> int:
+    # Route blocks: spec 05 §7.2 fails open here (the scheduler re-blocks an
+    # execution nobody can take), so only the stored reason is checked.
+    cores = await backend.hash_fields_many(
+        [ExecKeys(c.member).core for c in found], ["blocking_reason"]
+    )
+    calls: list[FCall[Any]] = []
+    for c, (reason,) in zip(found, cores, strict=True):
+        source = c.index.rsplit(":", 1)[-1]
+        expected = _UNBLOCK_REASONS.get(source)
+        if expected is None or reason != expected or not c.lane:
+            continue
+        calls.append(UnblockExecution(
+            eid=c.member, lane_id=c.lane, source=source, now_ms=now,
+            expected_blocking_reason=expected,
+        ))
+    return await _run(backend, calls, "unblock")
+
+
+def default_scanners() -> list[Scanner]:
+    """The standalone set, with 0.15's default intervals and batches."""
+    return [
+        Scanner("lease_expiry", 1.5, 50,
+                lambda pk, _lane: [pk.lease_expiry], _lease_expiry),
+        Scanner("delayed_promoter", 0.75, 50,
+                lambda pk, lane: [pk.lane_delayed(lane or "")], _promote, per_lane=True),
+        Scanner("attempt_timeout", 2.0, 50,
+                lambda pk, _lane: [pk.attempt_timeout], _expirer("attempt_timeout")),
+        Scanner("execution_deadline", 5.0, 50,
+                lambda pk, _lane: [pk.execution_deadline], _expirer("execution_deadline")),
+        Scanner("unblock", 5.0, 100,
+                _unblock_indexes, _unblock, per_lane=True, due_only=False),
+    ]
+
+
+def _unblock_indexes(pk: PartitionKeys, lane: str | None) -> list[str]:
+    return [pk.lane_blocked(lane or "", source) for source in _UNBLOCK_REASONS]

@@ -1,0 +1,143 @@
+"""The scanner runner on both backends: due reads, slice leasing between
+concurrent runners, and the run loop's stop handling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+import pytest
+
+from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.protocol.keys import LANES_INDEX, PartitionKeys
+from flowfabric_worker.protocol.partitions import tag
+from flowfabric_worker.runtime.scanners import Candidate, Scanner, ScanRunner, run_scanners
+
+pytestmark = pytest.mark.anyio
+
+
+class Recorder:
+    """A handler that records what it saw and removes it from the index, as
+    the real library functions do for handled entries."""
+
+    def __init__(self) -> None:
+        self.seen: list[Candidate] = []
+
+    async def __call__(self, backend: Backend, found: Sequence[Candidate], now: int) -> int:
+        self.seen.extend(found)
+        for c in found:
+            await backend.redis.zrem(c.index, c.member)
+        return len(found)
+
+
+def _scanner(rec: Recorder, *, per_lane: bool = False, interval: float = 0.2) -> Scanner:
+    if per_lane:
+        return Scanner("test_delayed", interval, 50,
+                       lambda pk, lane: [pk.lane_delayed(lane or "")], rec, per_lane=True)
+    return Scanner("test_lease", interval, 50, lambda pk, _l: [pk.lease_expiry], rec)
+
+
+async def _seed(backend: Backend, now: int) -> None:
+    for i in range(0, 256, 5):
+        pk = PartitionKeys(tag("fp", i))
+        await backend.redis.zadd(pk.lease_expiry, {f"due-{i}": now - 1000, f"later-{i}": now + 60_000})
+
+
+async def test_tick_reads_only_due_members_of_every_partition(url: str) -> None:
+    async with await Backend.open(url) as backend:
+        now = await backend.server_time_ms()
+        await _seed(backend, now)
+        rec = Recorder()
+        runner = ScanRunner(backend, [_scanner(rec)])
+        assert await runner.tick(runner.scanners[0]) == len(range(0, 256, 5))
+        assert {c.member for c in rec.seen} == {f"due-{i}" for i in range(0, 256, 5)}
+        assert all(c.tag == tag("fp", int(c.member.split("-")[1])) for c in rec.seen)
+        # Not-yet-due members stay for a later tick.
+        assert await backend.redis.zcard(PartitionKeys(tag("fp", 0)).lease_expiry) == 1
+
+
+async def test_batch_bounds_one_tick(url: str) -> None:
+    async with await Backend.open(url) as backend:
+        now = await backend.server_time_ms()
+        pk = PartitionKeys(tag("fp", 3))
+        await backend.redis.zadd(pk.lease_expiry, {f"e{i}": now - 10 for i in range(120)})
+        rec = Recorder()
+        runner = ScanRunner(backend, [_scanner(rec)])
+        assert await runner.tick(runner.scanners[0]) == 50
+
+
+async def test_lane_scoped_scanner_visits_configured_and_registered_lanes(url: str) -> None:
+    async with await Backend.open(url) as backend:
+        now = await backend.server_time_ms()
+        await backend.redis.sadd(LANES_INDEX, "registered")
+        pk = PartitionKeys(tag("fp", 9))
+        for lane in ("configured", "registered", "unknown"):
+            await backend.redis.zadd(pk.lane_delayed(lane), {f"x-{lane}": now - 1})
+        rec = Recorder()
+        runner = ScanRunner(backend, [_scanner(rec, per_lane=True)], lanes=["configured"])
+        await runner.tick(runner.scanners[0])
+        assert sorted((c.lane, c.member) for c in rec.seen) == [
+            ("configured", "x-configured"), ("registered", "x-registered")]
+
+
+async def test_two_runners_share_slices_and_never_scan_one_twice(url: str) -> None:
+    async with await Backend.open(url) as b1, await Backend.open(url) as b2:
+        now = await b1.server_time_ms()
+        await _seed(b1, now)
+        r1, r2 = Recorder(), Recorder()
+        # A long interval: the slice leases outlive the test, so each slice
+        # is won by exactly one runner.
+        run1 = ScanRunner(b1, [_scanner(r1, interval=30)])
+        run2 = ScanRunner(b2, [_scanner(r2, interval=30)])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run1.tick, run1.scanners[0])
+            tg.start_soon(run2.tick, run2.scanners[0])
+        name = run1.scanners[0].name
+        assert run1.slices_scanned[name] + run2.slices_scanned[name] == len(run1.slices())
+        members = [c.member for c in r1.seen + r2.seen]
+        assert sorted(members) == sorted(f"due-{i}" for i in range(0, 256, 5))
+        # A second tick within the interval scans nothing anywhere.
+        assert await run1.tick(run1.scanners[0]) == 0
+        assert await run2.tick(run2.scanners[0]) == 0
+        assert run1.slices_scanned[name] + run2.slices_scanned[name] == len(run1.slices())
+        assert await b1.redis.exists(f"ffw:scan:{name}:0-31") == 1
+
+
+async def test_run_scanners_processes_new_work_and_stops(url: str) -> None:
+    async with await Backend.open(url) as backend:
+        rec = Recorder()
+        stop = anyio.Event()
+        pk = PartitionKeys(tag("fp", 200))
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: run_scanners(
+                    backend, stop=stop, scanners=[_scanner(rec, interval=0.1)]))
+                now = await backend.server_time_ms()
+                await backend.redis.zadd(pk.lease_expiry, {"late": now - 1})
+                while not rec.seen:
+                    await anyio.sleep(0.02)
+                stop.set()
+        assert [c.member for c in rec.seen] == ["late"]
+
+
+async def test_a_failing_cycle_does_not_kill_the_loop(url: str) -> None:
+    async with await Backend.open(url) as backend:
+        calls = 0
+
+        async def flaky(b: Backend, found: Sequence[Candidate], now: int) -> int:
+            nonlocal calls
+            calls += 1
+            raise RuntimeError("boom")
+
+        pk = PartitionKeys(tag("fp", 1))
+        now = await backend.server_time_ms()
+        await backend.redis.zadd(pk.lease_expiry, {"x": now - 1})
+        runner = ScanRunner(backend, [Scanner("flaky", 0.1, 10, lambda p, _l: [p.lease_expiry], flaky)])
+        stop = anyio.Event()
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(runner.run, stop)
+                while calls < 2:
+                    await anyio.sleep(0.05)
+                stop.set()
+        assert calls >= 2
