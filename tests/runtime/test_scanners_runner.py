@@ -22,9 +22,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.seen: list[Candidate] = []
+        self.got = anyio.Event()
 
     async def __call__(self, backend: Backend, found: Sequence[Candidate], now: int) -> int:
         self.seen.extend(found)
+        self.got.set()
         for c in found:
             await backend.redis.zrem(c.index, c.member)
         return len(found)
@@ -40,7 +42,9 @@ def _scanner(rec: Recorder, *, per_lane: bool = False, interval: float = 0.2) ->
 async def _seed(backend: Backend, now: int) -> None:
     for i in range(0, 256, 5):
         pk = PartitionKeys(tag("fp", i))
-        await backend.redis.zadd(pk.lease_expiry, {f"due-{i}": now - 1000, f"later-{i}": now + 60_000})
+        await backend.redis.zadd(
+            pk.lease_expiry, {f"due-{i}": now - 1000, f"later-{i}": now + 60_000}
+        )
 
 
 async def test_tick_reads_only_due_members_of_every_partition(url: str) -> None:
@@ -114,8 +118,7 @@ async def test_run_scanners_processes_new_work_and_stops(url: str) -> None:
                     backend, stop=stop, scanners=[_scanner(rec, interval=0.1)]))
                 now = await backend.server_time_ms()
                 await backend.redis.zadd(pk.lease_expiry, {"late": now - 1})
-                while not rec.seen:
-                    await anyio.sleep(0.02)
+                await rec.got.wait()
                 stop.set()
         assert [c.member for c in rec.seen] == ["late"]
 
@@ -123,21 +126,24 @@ async def test_run_scanners_processes_new_work_and_stops(url: str) -> None:
 async def test_a_failing_cycle_does_not_kill_the_loop(url: str) -> None:
     async with await Backend.open(url) as backend:
         calls = 0
+        twice = anyio.Event()
 
         async def flaky(b: Backend, found: Sequence[Candidate], now: int) -> int:
             nonlocal calls
             calls += 1
+            if calls >= 2:
+                twice.set()
             raise RuntimeError("boom")
 
         pk = PartitionKeys(tag("fp", 1))
         now = await backend.server_time_ms()
         await backend.redis.zadd(pk.lease_expiry, {"x": now - 1})
-        runner = ScanRunner(backend, [Scanner("flaky", 0.1, 10, lambda p, _l: [p.lease_expiry], flaky)])
+        flaky_scanner = Scanner("flaky", 0.1, 10, lambda p, _l: [p.lease_expiry], flaky)
+        runner = ScanRunner(backend, [flaky_scanner])
         stop = anyio.Event()
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(runner.run, stop)
-                while calls < 2:
-                    await anyio.sleep(0.05)
+                await twice.wait()
                 stop.set()
         assert calls >= 2
