@@ -66,28 +66,29 @@ class BackendEngine:
             blocking_detail="no connected worker satisfies required_capabilities",
             now_ms=now))
 
-    async def _context(self, eid: str) -> tuple[bytes, str, dict[str, str]]:
-        """Payload, execution kind and tags in one pipeline (spec 05 §2.4)."""
+    async def _context(self, eid: str) -> tuple[bytes, list[str], dict[str, str]]:
+        """Payload, core fields and tags in one pipeline (spec 05 §2.4)."""
         k = ExecKeys(eid)
         pipe = self.backend.redis.pipeline(transaction=False)
         pipe.get(k.payload)
-        pipe.hget(k.core, "execution_kind")
+        pipe.hmget(k.core, ["execution_kind", "retry_count", "created_at"])
         pipe.hgetall(k.tags)
-        payload, kind, tags = await pipe.execute()
-        return (payload or b"", _text(kind) if kind else "",
+        payload, fields, tags = await pipe.execute()
+        return (payload or b"", [_text(f) if f else "" for f in fields],
                 {_text(a): _text(b) for a, b in (tags or {}).items()})
 
     async def _assemble(self, eid: str, lane: str, res: ClaimResult | None, instance: str,
                         *, resumed: bool = False, lease_id: str = "", epoch: int = 0,
                         expires: int = 0, attempt_id: str = "", index: int = 0,
                         attempt_type: str = "resumed") -> Claimed:
-        payload, kind, tags = await self._context(eid)
+        payload, (kind, retries, created), tags = await self._context(eid)
         if res is not None:
             lease_id, epoch, expires = res.lease_id, res.lease_epoch, res.lease_expires_at
             attempt_id, index, attempt_type = res.attempt_id, res.attempt_index, res.attempt_type
         return Claimed(eid, lane, index, attempt_id, lease_id, epoch, expires,
                        attempt_type=attempt_type, execution_kind=kind, payload=payload,
-                       tags=tags, resumed=resumed, worker_instance_id=instance)
+                       tags=tags, resumed=resumed, worker_instance_id=instance,
+                       retry_count=int(retries or 0), created_at_ms=int(created or 0))
 
     async def claim(self, eid: str, lane: str, worker_id: str, worker_instance_id: str,
                     capabilities: frozenset[str], lease_ttl_ms: int,

@@ -68,6 +68,8 @@ class Claimed:
     tags: Mapping[str, str] = field(default_factory=dict)
     resumed: bool = False
     worker_instance_id: str = ""
+    retry_count: int = 0
+    created_at_ms: int = 0
 
 
 @dataclass(frozen=True)

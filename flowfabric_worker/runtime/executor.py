@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,7 +65,10 @@ class Executor:
                 args, kwargs = task.decode_args(lease.payload)
                 if task.wants_context:
                     args = (ctx, *args)
-                with anyio.fail_after(task.timeout) if task.timeout else _null():
+                limit = _time_limit(task, lease)
+                if limit is not None and limit <= 0:
+                    raise TimeoutError("execution deadline already passed")
+                with anyio.fail_after(limit) if limit is not None else _null():
                     if task.is_async:
                         value = await task.fn(*args, **kwargs)
                     else:
@@ -79,7 +83,7 @@ class Executor:
                         ctx.lease_lost_reason or "cancelled")
             return "lease_lost"
         if error is not None:
-            decision = classify(error, getattr(task, "retry", None), lease.attempt_index)
+            decision = classify(error, getattr(task, "retry", None))
             return await self._fail(lease, decision, getattr(task, "retry", None))
         try:
             result = task.encode_result(value)
@@ -93,7 +97,7 @@ class Executor:
         policy = ""
         if decision.retry:
             fn = getattr(retry, "fail_policy_json", None)
-            policy = fn() if callable(fn) else (fn or "")
+            policy = fn(lease.retry_count) if callable(fn) else ""
         await self._terminal(lease, "fail", (decision, policy))
         return f"failed:{decision.category}"
 
@@ -121,6 +125,18 @@ class Executor:
                     raise LeaseLost(lease.execution_id, exc.code) from exc
                 raise
         await self.engine.publish_done(lease.execution_id)
+
+
+def _time_limit(task: TaskLike, lease: Claimed) -> float | None:
+    """Seconds this attempt may run: the per-attempt timeout, capped by what is
+    left of the whole-execution deadline (counted from creation)."""
+    limits: list[float] = []
+    if task.timeout:
+        limits.append(task.timeout)
+    deadline = getattr(task, "deadline", None)
+    if deadline and lease.created_at_ms:
+        limits.append(lease.created_at_ms / 1000 + deadline - time.time())
+    return min(limits) if limits else None
 
 
 class _null:

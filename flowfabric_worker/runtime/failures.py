@@ -41,12 +41,12 @@ def describe(exc: BaseException, *, frames: int = 3) -> str:
     return text
 
 
-def classify(exc: BaseException, retry_policy: Any = None, attempt: int = 0) -> FailureDecision:
+def classify(exc: BaseException, retry_policy: Any = None) -> FailureDecision:
     """Map an exception escaping a task to a failure decision.
 
-    ``retry_policy`` is H6's ``Retry`` (``should_retry(exc, attempt)``); when it
-    is absent every transient failure is considered retryable and the engine's
-    stored policy decides.
+    ``retry_policy`` is the task's ``Retry`` (``should_retry(exc)`` applies its
+    ``retry_on`` / ``give_up_on``); the remaining-attempts check happens when
+    the policy JSON is built.
     """
     reason = describe(exc)
     if isinstance(exc, (Permanent, PayloadError)):
@@ -63,5 +63,5 @@ def classify(exc: BaseException, retry_policy: Any = None, attempt: int = 0) -> 
     retry = True
     should = getattr(retry_policy, "should_retry", None)
     if callable(should):
-        retry = bool(should(exc, attempt))
+        retry = bool(should(exc))
     return FailureDecision(category, reason, retry=retry)

@@ -156,10 +156,10 @@ class Retry:
     def __init__(self, max_attempts: int) -> None:
         self.max_attempts = max_attempts
 
-    def fail_policy_json(self) -> str:
+    def fail_policy_json(self, retry_count: int) -> str:
         return str(self.max_attempts)
 
-    def should_retry(self, exc: BaseException, attempt: int) -> bool:
+    def should_retry(self, exc: BaseException) -> bool:
         return True
 
 
