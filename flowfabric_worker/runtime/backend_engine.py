@@ -14,6 +14,7 @@ from ..protocol.lifecycle import (
     ClaimExecution,
     ClaimResult,
     CompleteExecution,
+    DelayExecution,
     FailExecution,
     IssueClaimGrant,
     RenewLease,
@@ -207,6 +208,14 @@ class BackendEngine:
         # The worker never cancels its own executions today; operator cancels
         # reach the task as a lease loss (the renew answers execution_not_active).
         raise NotImplementedError("worker-side cancel is not used by the runtime")
+
+    async def hand_back(self, lease: Claimed) -> None:
+        now = await self.backend.server_time_ms()
+        await self.backend.delay_execution(DelayExecution(
+            eid=lease.execution_id, lane_id=lease.lane, attempt_index=lease.attempt_index,
+            worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
+            lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id, delay_until=now,
+            source="worker"))
 
     async def update_progress(self, lease: Claimed, pct: float, message: str) -> None:
         await self.backend.update_progress(UpdateProgress(

@@ -121,6 +121,10 @@ class Engine(Protocol):
 
     async def cancel(self, lease: Claimed, reason: str) -> None: ...
 
+    async def hand_back(self, lease: Claimed) -> None:
+        """Release the lease so the same attempt is claimable again at once
+        (``ff_delay_execution`` to now; spec 02 §3.11). Used by drain."""
+
     async def update_progress(self, lease: Claimed, pct: float, message: str) -> None: ...
 
     async def publish_done(self, eid: str) -> None:

@@ -14,7 +14,6 @@ from anyio.abc import TaskGroup
 from .backend_engine import BackendEngine
 from .engine import Claimed, Engine, TaskLike
 from .executor import Executor
-from .failures import FailureDecision
 from .scheduler import Backoff, ClaimIdentity, Permits, Scheduler
 
 log = logging.getLogger("flowfabric_worker.worker")
@@ -33,10 +32,14 @@ class Worker:
         self, client: Any, tasks: Iterable[TaskLike], *, lanes: list[str] | None = None,
         concurrency: int = 16, capabilities: Iterable[str] = (), lease_ttl: float = 30.0,
         worker_id: str | None = None, grace_period: float = 30.0, reclaim: bool = True,
+        scanners: bool = True, scanner_interval_scale: float = 1.0,
     ) -> None:
         engine: Engine = (BackendEngine(client.backend) if hasattr(client, "backend")
                           else client)
         self.engine = engine
+        self._backend = getattr(client, "backend", None)
+        self.run_scanners = scanners and self._backend is not None
+        self.scanner_interval_scale = scanner_interval_scale
         self.tasks = {t.name: t for t in tasks}
         self.lanes = lanes or sorted({t.lane for t in self.tasks.values()})
         self.lease_ttl_ms = int(lease_ttl * 1000)
@@ -65,6 +68,9 @@ class Worker:
         async with anyio.create_task_group() as tg:
             if install_signals:
                 tg.start_soon(self._signals, tg)
+            scan_stop = anyio.Event()
+            if self.run_scanners:
+                tg.start_soon(self._scanners, scan_stop)
             async with anyio.create_task_group() as work:
                 await self._claim_loop(work)
                 with anyio.move_on_after(self.grace_period):
@@ -73,7 +79,20 @@ class Worker:
                         await self._changed.wait()
                 if self._inflight:
                     await self._hand_back(work)
+            scan_stop.set()
             tg.cancel_scope.cancel()
+
+    async def _scanners(self, stop: anyio.Event) -> None:
+        """Embedded maintenance (spec 05 §7.3): promotion, expiry marking, ...
+        Absent scanners module → the worker still runs (another process or a
+        deployment's engine keeps the system live)."""
+        try:
+            from .scanners import run_scanners
+        except ImportError:
+            log.warning("scanners module not available; not running maintenance")
+            return
+        await run_scanners(self._backend, stop=stop, lanes=self.lanes,
+                           interval_scale=self.scanner_interval_scale)
 
     async def _signals(self, tg: TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
@@ -120,18 +139,19 @@ class Worker:
             self._changed.set()
 
     async def _hand_back(self, work: TaskGroup) -> None:
-        """Grace period over: cancel what still runs and fail it with
-        ``infra_crash`` and the task's retry policy so it is re-queued now
-        instead of waiting for lease expiry (spec 05 §5.3 step 3)."""
-        pending = [(eid, self._leases[eid]) for eid in list(self._inflight)]
-        for _, scope in list(self._inflight.items()):
+        """Grace period over: cancel what still runs and release each lease
+        with ``ff_delay_execution`` to *now*, so another worker resumes the same
+        attempt right away (no retry consumed, no failure recorded) instead of
+        waiting for lease expiry. If that call fails the lease simply lapses
+        and expiry + reclaim recover it: nothing is lost either way."""
+        pending = [self._leases[eid] for eid in list(self._inflight)]
+        for scope in list(self._inflight.values()):
             scope.cancel()
-        for eid, lease in pending:
-            task: Any = self.tasks.get(lease.execution_kind)
+        for lease in pending:
             try:
-                await self.executor._fail(
-                    lease, FailureDecision("infra_crash", "worker shutdown", retry=True),
-                    getattr(task, "retry", None))
-                self.outcomes.append((eid, "handed_back"))
+                await self.engine.hand_back(lease)
+                await self.engine.publish_done(lease.execution_id)
+                self.outcomes.append((lease.execution_id, "handed_back"))
             except Exception as exc:
-                log.warning("hand-back of %s failed (lease will expire): %s", eid, exc)
+                log.warning("hand-back of %s failed (lease will expire): %s",
+                            lease.execution_id, exc)

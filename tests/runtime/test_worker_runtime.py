@@ -145,6 +145,11 @@ class FakeEngine:
     async def cancel(self, lease: Claimed, reason: str) -> None:
         self._check(lease).state = "cancelled"
 
+    async def hand_back(self, lease: Claimed) -> None:
+        e = self._check(lease)
+        e.state, e.eligible_at = "delayed", now_ms()
+        e.history.append("handed_back")
+
     async def update_progress(self, lease: Claimed, pct: float, message: str) -> None:
         self._check(lease).reason = f"{pct}:{message}"
 
@@ -361,7 +366,8 @@ async def test_drain_finishes_inflight_then_hands_back() -> None:
                 await anyio.sleep(0.005)
         w.stop()
     assert quick.state == "completed"
-    assert stuck.state == "delayed" and stuck.category == "infra_crash"
+    assert stuck.state == "delayed" and stuck.history == ["handed_back"]
+    assert ("s", "handed_back") in w.outcomes
 
 
 async def test_many_tasks_concurrency_exactly_once() -> None:
