@@ -91,6 +91,8 @@ class Worker:
         except ImportError:
             log.warning("scanners module not available; not running maintenance")
             return
+        if self._backend is None:
+            return
         await run_scanners(self._backend, stop=stop, lanes=self.lanes,
                            interval_scale=self.scanner_interval_scale)
 
