@@ -1,0 +1,255 @@
+"""The submitting side: :class:`Client` and :class:`RunHandle`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar, cast
+
+import anyio
+
+from . import codec
+from .backend.backend import Backend, Mode
+from .errors import (
+    InvalidInput,
+    ResultTimeout,
+    TaskCancelled,
+    TaskExpired,
+    TaskFailed,
+    TaskSkipped,
+)
+from .protocol.ids import ExecutionId, mint_execution_id, parse_execution_id, partition_of
+from .protocol.lifecycle import CancelExecution, CreateExecution
+from .protocol.records import ExecCore
+from .task import TaskDefinition
+
+R = TypeVar("R")
+
+DONE_CHANNEL = "ffw:done:{eid}"
+# Delays shorter than this are sent as "eligible now" (spec 02 §3.1: a
+# delay_until in the past or too close would file into the delayed set only to
+# be promoted a scanner tick later).
+_MIN_DELAY_S = 1.0
+
+
+class RunHandle(Generic[R]):
+    """A submitted execution: read its state, wait for its result, cancel it."""
+
+    def __init__(self, client: Client, execution_id: ExecutionId,
+                 task: TaskDefinition[Any, R] | None = None, *, duplicate: bool = False) -> None:
+        self.client = client
+        self.id: ExecutionId = execution_id
+        self.task = task
+        self.duplicate = duplicate
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.id}>"
+
+    async def info(self) -> ExecCore:
+        """The execution's ``exec_core`` record."""
+        core = await self.client.backend.get_exec_core(self.id)
+        if core is None:
+            raise InvalidInput(f"execution {self.id} does not exist")
+        return core
+
+    async def state(self) -> str:
+        """The public state (``waiting``, ``active``, ``completed``, ``failed``, ...)."""
+        return str((await self.info()).public_state)
+
+    async def failure_category(self, core: ExecCore) -> str:
+        if core.current_attempt_index is None:
+            return ""
+        attempt = await self.client.backend.get_attempt(self.id, core.current_attempt_index)
+        return attempt.failure_category if attempt is not None else ""
+
+    async def _outcome(self, core: ExecCore) -> R:
+        state = str(core.public_state)
+        if state == "completed":
+            data = await self.client.backend.get_result(self.id)
+            if self.task is not None:
+                return self.task.decode_result(data or b"")
+            return cast(R, codec.loads(data) if data else None)
+        reason = core.failure_reason or core.cancellation_reason
+        category = await self.failure_category(core)
+        message = f"execution {self.id} {state}" + (f": {reason}" if reason else "")
+        kinds: dict[str, type[TaskFailed | TaskCancelled | TaskExpired | TaskSkipped]] = {
+            "failed": TaskFailed, "cancelled": TaskCancelled,
+            "expired": TaskExpired, "skipped": TaskSkipped,
+        }
+        raise kinds.get(state, TaskFailed)(
+            message, execution_id=self.id, reason=reason, category=category
+        )
+
+    async def result(self, timeout: float | None = None) -> R:  # noqa: ASYNC109
+        """Wait for the execution to end and return its typed result.
+
+        Raises TaskFailed / TaskCancelled / TaskExpired / TaskSkipped when it
+        ended without a result, ResultTimeout when ``timeout`` passes first.
+        The worker publishes on ``ffw:done:<eid>``; we subscribe *before*
+        re-reading exec_core so a completion between the two is not missed, and
+        poll with backoff in case the notification is lost.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pubsub = self.client.backend.redis.pubsub()
+        await pubsub.subscribe(DONE_CHANNEL.format(eid=self.id))
+        try:
+            poll = 0.05
+            while True:
+                core = await self.info()
+                if core.is_terminal:
+                    return await self._outcome(core)
+                wait = poll
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ResultTimeout(f"execution {self.id} not finished after {timeout}s")
+                    wait = min(wait, left)
+                with anyio.move_on_after(wait):
+                    while True:
+                        msg = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                       timeout=wait)
+                        if msg is not None:
+                            break
+                poll = min(poll * 2, 1.0)
+        finally:
+            try:
+                await pubsub.unsubscribe()
+                await pubsub.aclose()
+            except Exception:  # closing a broken connection must not hide the outcome
+                pass
+
+    async def cancel(self, reason: str = "") -> str:
+        """Cancel the execution; returns the lifecycle phase it had before."""
+        return await self.client.cancel(self.id, reason)
+
+
+class Client:
+    """Submits executions and hands out :class:`RunHandle` objects.
+
+    ``async with Client.connect("redis://localhost") as client: ...``
+    """
+
+    def __init__(self, backend: Backend, *, namespace: str = "default") -> None:
+        self.backend = backend
+        self.namespace = namespace
+
+    @classmethod
+    def connect(cls, url: str, *, mode: Mode = "standalone",
+                namespace: str = "default") -> _Connector:
+        """An async context manager (or awaitable) yielding a connected client."""
+        return _Connector(url, mode, namespace)
+
+    @classmethod
+    async def open(cls, url: str, *, mode: Mode = "standalone",
+                   namespace: str = "default") -> Client:
+        return cls(await Backend.open(url, mode=mode), namespace=namespace)
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def submit(
+        self,
+        task: TaskDefinition[Any, R] | str,
+        *args: Any,
+        idempotency_key: str | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        lane: str | None = None,
+        **kwargs: Any,
+    ) -> RunHandle[R]:
+        """Create one execution of ``task`` (a definition or a task name).
+
+        Submitting by name skips client-side validation: the payload is sent
+        as given and the worker decides.
+        """
+        if isinstance(task, TaskDefinition):
+            name = task.name
+            payload = task.encode_args(*args, **kwargs)
+            policy = task.policy_json()
+            lane_id = lane or task.lane
+            prio = task.priority if priority is None else priority
+            base_tags = dict(task.tags)
+            deadline_s = task.deadline
+            definition: TaskDefinition[Any, R] | None = task
+        else:
+            name = task
+            payload = codec.dumps({"args": [codec.to_builtins(a) for a in args],
+                                   "kwargs": {k: codec.to_builtins(v)
+                                              for k, v in kwargs.items()}})
+            policy = "{}"
+            lane_id = lane or "default"
+            prio = priority or 0
+            base_tags = {}
+            deadline_s = None
+            definition = None
+        base_tags.update(tags or {})
+        now_ms = int(time.time() * 1000)
+        delay_until = now_ms + int(delay * 1000) if delay and delay > _MIN_DELAY_S else None
+        eid = mint_execution_id(lane_id=lane_id, config=self.backend.partitions)
+        result = await self.backend.create_execution(CreateExecution(
+            eid=eid,
+            namespace=self.namespace,
+            lane_id=lane_id,
+            execution_kind=name,
+            priority=prio,
+            creator_identity="flowfabric-worker",
+            policy_json=policy,
+            input_payload=payload,
+            delay_until=delay_until,
+            idempotency_key=idempotency_key or "",
+            tags_json=json.dumps(base_tags, separators=(",", ":")) if base_tags else "",
+            execution_deadline_at=(now_ms + int(deadline_s * 1000)) if deadline_s else None,
+            partition_id=partition_of(eid),
+        ))
+        return RunHandle(self, parse_execution_id(result.execution_id), definition,
+                         duplicate=result.duplicate)
+
+    def run(self, execution_id: str, task: TaskDefinition[Any, R] | None = None) -> RunHandle[R]:
+        """A handle on an existing execution (the id is validated)."""
+        return RunHandle(self, parse_execution_id(execution_id), task)
+
+    async def cancel(self, execution_id: str, reason: str = "") -> str:
+        """Cancel an execution as its operator; returns the phase it had before."""
+        eid = parse_execution_id(execution_id)
+        core = await self.backend.get_exec_core(eid)
+        if core is None:
+            raise InvalidInput(f"execution {eid} does not exist")
+        result = await self.backend.cancel_execution(CancelExecution(
+            eid=eid,
+            lane_id=core.lane_id,
+            reason=reason,
+            source="operator_override",
+            attempt_index=core.current_attempt_index or 0,
+            worker_instance_id=core.current_worker_instance_id or "",
+            **({"waitpoint_id": core.current_waitpoint_id} if core.current_waitpoint_id else {}),
+        ))
+        return result.phase_before
+
+
+class _Connector:
+    """``Client.connect(...)``: works with ``async with`` and with ``await``."""
+
+    def __init__(self, url: str, mode: Mode, namespace: str) -> None:
+        self._args = (url, mode, namespace)
+        self._client: Client | None = None
+
+    def __await__(self) -> Any:
+        url, mode, namespace = self._args
+        return Client.open(url, mode=mode, namespace=namespace).__await__()
+
+    async def __aenter__(self) -> Client:
+        url, mode, namespace = self._args
+        self._client = await Client.open(url, mode=mode, namespace=namespace)
+        return self._client
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.close()
