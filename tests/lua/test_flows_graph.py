@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from lifecycle_support import LANE, core, create
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.errors import ContractError, InvalidInput
@@ -30,8 +31,6 @@ from flowfabric_worker.protocol.flows import (
 from flowfabric_worker.protocol.ids import mint_execution_id, new_uuid
 from flowfabric_worker.protocol.keys import ExecKeys, FlowKeys, PartitionKeys
 from flowfabric_worker.protocol.partitions import flow_tag
-
-from lifecycle_support import LANE, core, create
 
 pytestmark = pytest.mark.anyio
 
