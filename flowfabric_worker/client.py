@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar, cast
 
 import anyio
+import msgspec
 
 from . import codec
 from .backend.backend import Backend, Mode
@@ -222,15 +223,19 @@ class Client:
         core = await self.backend.get_exec_core(eid)
         if core is None:
             raise InvalidInput(f"execution {eid} does not exist")
-        result = await self.backend.cancel_execution(CancelExecution(
+        call = CancelExecution(
             eid=eid,
             lane_id=core.lane_id,
             reason=reason,
             source="operator_override",
             attempt_index=core.current_attempt_index or 0,
             worker_instance_id=core.current_worker_instance_id or "",
-            **({"waitpoint_id": core.current_waitpoint_id} if core.current_waitpoint_id else {}),
-        ))
+        )
+        if core.current_waitpoint_id:
+            # The waitpoint keys must be the real ones so a suspended
+            # execution's waitpoint is closed too.
+            call = msgspec.structs.replace(call, waitpoint_id=core.current_waitpoint_id)
+        result = await self.backend.cancel_execution(call)
         return result.phase_before
 
 
