@@ -37,7 +37,9 @@ async def b(url: str) -> AsyncIterator[Backend]:
         await backend.close()
 
 
-async def budget(b: Backend, limits: dict[str, tuple[int, int]], interval: int = 0) -> tuple[str, str]:
+async def budget(
+    b: Backend, limits: dict[str, tuple[int, int]], interval: int = 0
+) -> tuple[str, str]:
     bid = new_uuid()
     tag = budget_tag(bid, b.partitions)
     r = await b.call(CreateBudget(tag=tag, budget_id=bid, scope_type="flow", scope_id="f",
