@@ -368,3 +368,14 @@ async def test_flow_tags(b: Backend) -> None:
     assert list(raw) == [0, b"invalid_tag_key", b"Bad"]
     raw = await b.redis.fcall("ff_set_flow_tags", 2, f.keys.core, f.keys.tags, "a.b")
     assert raw[1] == b"invalid_input"
+
+
+async def test_cancel_pending_targets_only_unstarted_members(b: Backend) -> None:
+    f = await Flow(b).create()
+    waiting, running, done = [await f.member() for _ in range(3)]
+    await b.redis.hset(ExecKeys(running).core, "lifecycle_phase", "active")
+    await b.redis.hset(ExecKeys(done).core, "lifecycle_phase", "terminal")
+    r = await b.call(CancelFlow(tag=f.tag, flow_id=f.flow_id, policy="cancel_pending"))
+    assert sorted(r.members) == sorted([waiting, running, done])  # reply as in 0.15
+    assert await b.redis.smembers(f.keys.pending_cancels) == {waiting.encode()}
+    assert await b.redis.zscore(PartitionKeys(f.tag).cancel_backlog, f.flow_id) is not None

@@ -16,10 +16,23 @@ redis.register_function("ff_cancel_flow", function(keys, args)
   redis.call("HSET", keys[1], "public_flow_state", "cancelled", "cancelled_at", istr(now),
     "cancel_reason", reason, "cancellation_policy", policy, "last_mutation_at", istr(now))
   local members = redis.call("SMEMBERS", keys[2])
-  if policy == "cancel_all" and #members > 0 then
-    for i = 1, #members, 1000 do
+  -- cancel_all: every member. cancel_pending (Python deviation, see
+  -- docs/flows-differences.md; 0.15 treats it like flow_only): the members
+  -- that have not started and are not finished, so running work completes.
+  local targets = {}
+  if policy == "cancel_all" then
+    targets = members
+  elseif policy == "cancel_pending" then
+    local tag = tag_of(keys[1])
+    for _, m in ipairs(members) do
+      local phase = redis.call("HGET", "ff:exec:" .. tag .. ":" .. m .. ":core", "lifecycle_phase")
+      if phase and phase ~= "active" and phase ~= "terminal" then targets[#targets + 1] = m end
+    end
+  end
+  if #targets > 0 then
+    for i = 1, #targets, 1000 do
       local chunk = {}
-      for j = i, math.min(i + 999, #members) do chunk[#chunk + 1] = members[j] end
+      for j = i, math.min(i + 999, #targets) do chunk[#chunk + 1] = targets[j] end
       redis.call("SADD", keys[4], unpack(chunk))
     end
     redis.call("ZADD", keys[5], istr(now + grace), flow_id)
