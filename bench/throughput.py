@@ -209,8 +209,8 @@ def _stop_worker(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-async def _wait_done(r: aioredis.Redis, target: int, timeout: float) -> None:
-    deadline = time.perf_counter() + timeout
+async def _wait_done(r: aioredis.Redis, target: int, limit: float) -> None:
+    deadline = time.perf_counter() + limit
     while int(await r.get(DONE_KEY) or 0) < target:
         if time.perf_counter() > deadline:
             raise TimeoutError(f"only {await r.get(DONE_KEY)} of {target} done")
@@ -238,7 +238,7 @@ async def measure(system: str, url: str, n: int, trips: int) -> Figures:
         proc = _start_worker(system, url)
         started = time.perf_counter()
         try:
-            await _wait_done(r, n, timeout=max(120.0, n / 20))
+            await _wait_done(r, n, limit=max(120.0, n / 20))
             fig.drain_rate = n / (time.perf_counter() - started)
             del t0
             samples: list[float] = []
