@@ -227,20 +227,20 @@ async def measure(system: str, url: str, n: int, trips: int) -> Figures:
     r = aioredis.Redis.from_url(url)
     await r.flushdb()
     producer = PRODUCERS[system]()
-    await producer.open(url)
+    opened = False
     try:
+        await producer.open(url)
+        opened = True
         t0 = time.perf_counter()
         for _ in range(n):
             await producer.submit()
         fig.submit_rate = n / (time.perf_counter() - t0)
 
-        t0 = time.perf_counter()
         proc = _start_worker(system, url)
         started = time.perf_counter()
         try:
             await _wait_done(r, n, limit=max(120.0, n / 20))
             fig.drain_rate = n / (time.perf_counter() - started)
-            del t0
             samples: list[float] = []
             for _ in range(trips):
                 t = time.perf_counter()
@@ -253,7 +253,8 @@ async def measure(system: str, url: str, n: int, trips: int) -> Figures:
     except Exception as exc:  # one system failing must not hide the others
         fig.error = f"{type(exc).__name__}: {exc}"
     finally:
-        await producer.close()
+        if opened:
+            await producer.close()
         await r.aclose()
     return fig
 
