@@ -1,12 +1,25 @@
-"""The ``flowfabric-worker`` command line."""
+"""The ``flowfabric-worker`` command line.
+
+Every connection/worker flag can also come from a ``FLOWFABRIC_*`` environment
+variable through :class:`~flowfabric_worker.settings.Settings`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import logging
 import sys
 from collections.abc import Sequence
+from typing import Any, cast
+
+import anyio
 
 from .backend.library import FFW, FLOWFABRIC, library_text
+from .errors import ConfigurationError, FlowFabricError
+from .settings import Settings
+from .task import TaskDefinition
 
 
 def _library_print(args: argparse.Namespace) -> int:
@@ -15,12 +28,198 @@ def _library_print(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> Settings:
+    keys = ("url", "mode", "namespace", "lanes", "concurrency", "capabilities",
+            "lease_ttl", "scanners", "worker_id", "log_level", "grace_period")
+    return Settings.load({k: getattr(args, k, None) for k in keys})
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, stream=sys.stderr,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+
+
+def collect_tasks(specs: Sequence[str]) -> list[TaskDefinition[Any, Any]]:
+    """Import ``MODULE`` or ``MODULE:ATTR`` and collect its TaskDefinitions."""
+    found: dict[str, TaskDefinition[Any, Any]] = {}
+    for spec in specs:
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+        if attr:
+            obj = getattr(module, attr, None)
+            candidates: list[Any] = list(obj) if isinstance(obj, list | tuple) else [obj]
+            if not all(isinstance(t, TaskDefinition) for t in candidates):
+                raise ConfigurationError(f"{spec} is not a task or a list of tasks")
+            items: list[TaskDefinition[Any, Any]] = candidates
+        else:
+            items = [v for v in vars(module).values() if isinstance(v, TaskDefinition)]
+        for t in items:
+            found[t.name] = t
+    if not found:
+        raise ConfigurationError(f"no tasks found in {', '.join(specs)}")
+    return list(found.values())
+
+
+async def _run_worker(settings: Settings, tasks: list[TaskDefinition[Any, Any]]) -> None:
+    from .client import Client
+    from .runtime.worker import Worker
+
+    async with Client.connect(settings.url, mode=settings.mode,
+                              namespace=settings.namespace) as client:
+        worker = Worker(
+            client, tasks=cast(list[Any], tasks), lanes=settings.lanes or None,
+            concurrency=settings.concurrency, capabilities=settings.capabilities,
+            lease_ttl=settings.lease_ttl, worker_id=settings.worker_id,
+            grace_period=settings.grace_period, scanners=settings.scanners,
+        )
+        await worker.run(install_signals=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    sys.path.insert(0, ".")
+    tasks = collect_tasks(args.modules)
+    logging.getLogger("flowfabric_worker.cli").info(
+        "starting tasks=%s lanes=%s", ",".join(sorted(t.name for t in tasks)),
+        ",".join(settings.lanes) or "(from tasks)")
+    anyio.run(_run_worker, settings, tasks)
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    settings = _settings(args)
+    try:
+        payload = json.loads(args.json)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"--json is not valid JSON: {exc}") from exc
+    call_args: list[Any] = payload if isinstance(payload, list) else [payload]
+    kwargs: dict[str, Any] = {}
+    if isinstance(payload, dict) and set(payload) <= {"args", "kwargs"} and payload:
+        call_args, kwargs = list(payload.get("args", [])), dict(payload.get("kwargs", {}))
+
+    async def go() -> str:
+        async with Client.connect(settings.url, mode=settings.mode,
+                                  namespace=settings.namespace) as client:
+            run = await client.submit(args.name, *call_args, lane=args.lane or "default",
+                                      idempotency_key=args.idempotency_key, **kwargs)
+            return str(run.id)
+
+    print(anyio.run(go))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from .client import Client, RunHandle
+
+    settings = _settings(args)
+
+    async def go() -> dict[str, Any]:
+        async with Client.connect(settings.url, mode=settings.mode,
+                                  namespace=settings.namespace) as client:
+            run: RunHandle[Any] = client.run(args.id)
+            core = await run.info()
+            out: dict[str, Any] = {
+                "id": run.id, "task": core.execution_kind, "lane": core.lane_id,
+                "state": core.public_state, "attempts": core.total_attempt_count,
+                "retries": core.retry_count,
+            }
+            if core.failure_reason or core.cancellation_reason:
+                out["reason"] = core.failure_reason or core.cancellation_reason
+                out["category"] = await run.failure_category(core)
+            if core.public_state == "completed":
+                data = await client.backend.get_result(run.id)
+                out["result"] = json.loads(data) if data else None
+            return out
+
+    print(json.dumps(anyio.run(go), indent=2, default=str))
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from .backend.backend import Backend
+    from .runtime.scanners import run_scanners
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+
+    async def go() -> None:
+        backend = await Backend.open(settings.url, mode=settings.mode)
+        try:
+            await run_scanners(backend, lanes=settings.lanes or None)
+        finally:
+            await backend.close()
+
+    anyio.run(go)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return int(anyio.run(run_demo, args.url or "memory://"))
+
+
+def _connection_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="redis://, rediss:// or memory:// (FLOWFABRIC_URL)")
+    p.add_argument("--mode", choices=["standalone", "attached"], help="(FLOWFABRIC_MODE)")
+    p.add_argument("--namespace", help="(FLOWFABRIC_NAMESPACE)")
+    p.add_argument("--log-level", dest="log_level", help="(FLOWFABRIC_LOG_LEVEL)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowfabric-worker",
         description="Durable tasks on Redis/Valkey, FlowFabric 0.15 compatible.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a worker for the tasks in MODULE[:ATTR]...")
+    run.add_argument("modules", nargs="+", metavar="MODULE[:ATTR]")
+    _connection_flags(run)
+    run.add_argument("--lane", dest="lanes", action="append", default=[],
+                     help="lane to claim from, repeatable (FLOWFABRIC_LANES=a,b)")
+    run.add_argument("--concurrency", type=int, help="(FLOWFABRIC_CONCURRENCY)")
+    run.add_argument("--capability", dest="capabilities", action="append", default=[],
+                     help="repeatable (FLOWFABRIC_CAPABILITIES=a,b)")
+    run.add_argument("--lease-ttl", dest="lease_ttl", type=float,
+                     help="seconds (FLOWFABRIC_LEASE_TTL)")
+    run.add_argument("--no-scanners", dest="scanners", action="store_const", const=False,
+                     help="do not run the maintenance scanners (FLOWFABRIC_SCANNERS=false)")
+    run.add_argument("--worker-id", dest="worker_id", help="(FLOWFABRIC_WORKER_ID)")
+    run.add_argument("--grace-period", dest="grace_period", type=float,
+                     help="seconds to drain on shutdown (FLOWFABRIC_GRACE_PERIOD)")
+    run.set_defaults(handler=_run)
+
+    submit = commands.add_parser("submit", help="submit an execution of a task by name")
+    submit.add_argument("name")
+    submit.add_argument("--json", default="[]",
+                        help='arguments: a JSON list, or {"args": [...], "kwargs": {...}}')
+    submit.add_argument("--lane", help="lane (default: default)")
+    submit.add_argument("--idempotency-key", dest="idempotency_key")
+    _connection_flags(submit)
+    submit.set_defaults(handler=_submit)
+
+    inspect = commands.add_parser("inspect", help="show an execution's state and outcome")
+    inspect.add_argument("id")
+    _connection_flags(inspect)
+    inspect.set_defaults(handler=_inspect)
+
+    scan = commands.add_parser("scan", help="run only the maintenance scanners")
+    _connection_flags(scan)
+    scan.add_argument("--lane", dest="lanes", action="append", default=[])
+    scan.set_defaults(handler=_scan)
+
+    demo = commands.add_parser("demo", help="a self-contained end-to-end demo on memory://")
+    demo.add_argument("--url", default="memory://")
+    demo.set_defaults(handler=_demo)
 
     library = commands.add_parser("library", help="the Lua function libraries")
     library_commands = library.add_subparsers(dest="library_command", required=True)
@@ -37,7 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except FlowFabricError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""``flowfabric-worker demo``: the whole story in a few seconds on memory://.
+
+Three tasks are submitted: one succeeds, one fails once and is retried, one
+raises :class:`Permanent` and is not retried. An in-process worker runs them
+and the results are printed.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+import anyio
+
+from .client import Client
+from .errors import Permanent, TaskFailed
+from .runtime.worker import Worker
+from .task import Retry, task
+
+_seen: dict[str, int] = {}
+
+
+@task(name="demo.greet", lane="demo")
+async def greet(name: str) -> str:
+    return f"hello, {name}"
+
+
+@task(name="demo.flaky", lane="demo", retry=Retry(max_attempts=3, backoff="fixed", initial=0.2))
+async def flaky(order_id: int) -> str:
+    # Fails on its first attempt only, so the retry is visible.
+    _seen[str(order_id)] = _seen.get(str(order_id), 0) + 1
+    if _seen[str(order_id)] == 1:
+        raise ConnectionError("payment gateway timed out")
+    return f"order {order_id} charged on attempt {_seen[str(order_id)]}"
+
+
+@task(name="demo.validate", lane="demo", retry=Retry(max_attempts=5))
+def validate(email: str) -> bool:
+    if "@" not in email:
+        raise Permanent(f"not an email address: {email!r}")
+    return True
+
+
+async def run_demo(url: str = "memory://", out: TextIO = sys.stdout) -> int:
+    """Run the story; returns 0 when every outcome is the expected one."""
+    _seen.clear()
+
+    def say(text: str) -> None:
+        out.write(text + "\n")
+        out.flush()
+
+    async with Client.connect(url) as client:
+        runs = {
+            "greet": await greet.submit(client, "world"),
+            "flaky": await flaky.submit(client, 42),
+            "validate": await validate.submit(client, "nobody"),
+        }
+        for label, run in runs.items():
+            say(f"submitted {label:<8} {run.id}")
+        tasks: list[Any] = [greet, flaky, validate]
+        worker = Worker(client, tasks=tasks, lanes=["demo"], concurrency=4,
+                        lease_ttl=5, grace_period=1, scanner_interval_scale=0.05)
+        ok = True
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            with anyio.fail_after(20):
+                say(f"greet    -> {await runs['greet'].result()}")
+                say(f"flaky    -> {await runs['flaky'].result()}")
+                info = await runs["flaky"].info()
+                say(f"            (attempts: {info.total_attempt_count}, "
+                    f"retries: {info.retry_count})")
+                ok = ok and info.retry_count == 1
+                try:
+                    await runs["validate"].result()
+                    ok = False
+                except TaskFailed as exc:
+                    info = await runs["validate"].info()
+                    first = exc.reason.splitlines()[0] if exc.reason else ""
+                    say(f"validate -> failed permanently: {first} "
+                        f"(attempts: {info.total_attempt_count})")
+                    ok = ok and info.total_attempt_count == 1
+            worker.stop()
+    say("demo finished" + ("" if ok else " WITH UNEXPECTED OUTCOMES"))
+    return 0 if ok else 1
+
+
+def main() -> int:
+    return anyio.run(run_demo)
