@@ -1,4 +1,79 @@
 """flowfabric_worker — durable tasks on Redis/Valkey speaking the FlowFabric 0.15
-function contract."""
+function contract.
+
+Typical use::
+
+    from flowfabric_worker import Client, Retry, task
+
+    @task(retry=Retry(max_attempts=3))
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+    async with Client.connect("redis://localhost") as client:
+        run = await add.submit(client, 1, 2)
+        print(await run.result(timeout=10))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .client import Client, RunHandle
+from .errors import (
+    ConfigurationError,
+    ContractError,
+    FlowFabricError,
+    InvalidInput,
+    PayloadError,
+    Permanent,
+    ResultTimeout,
+    TaskCancelled,
+    TaskExpired,
+    TaskFailed,
+    TaskSkipped,
+    Transient,
+    TransportError,
+    UnknownTask,
+)
+from .runtime.context import TaskContext
+from .settings import Settings
+from .task import Retry, TaskDefinition, task
+
+if TYPE_CHECKING:
+    from .runtime.worker import Worker
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "ConfigurationError",
+    "ContractError",
+    "FlowFabricError",
+    "InvalidInput",
+    "PayloadError",
+    "Permanent",
+    "ResultTimeout",
+    "Retry",
+    "RunHandle",
+    "Settings",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskDefinition",
+    "TaskExpired",
+    "TaskFailed",
+    "TaskSkipped",
+    "Transient",
+    "TransportError",
+    "UnknownTask",
+    "Worker",
+    "task",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The worker pulls in the whole runtime; import it only when asked for.
+    if name == "Worker":
+        from .runtime.worker import Worker
+
+        return Worker
+    raise AttributeError(f"module 'flowfabric_worker' has no attribute {name!r}")

@@ -1,0 +1,56 @@
+"""The flowfabric-worker command line, run in-process through ``main``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from flowfabric_worker.cli import main
+from flowfabric_worker.errors import ConfigurationError
+from flowfabric_worker.settings import Settings
+
+
+def test_library_print(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["library", "print"]) == 0
+    assert "ff_create_execution" in capsys.readouterr().out
+
+
+def test_submit_then_inspect(redis_server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # memory:// is per-process, so submit and inspect share the real server.
+    assert main(["submit", "no.such.task", "--json", "[1, 2]", "--lane", "cli",
+                 "--url", redis_server_url]) == 0
+    eid = capsys.readouterr().out.strip()
+    assert eid.startswith("{fp:")
+    assert main(["inspect", eid, "--url", redis_server_url]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == eid and shown["task"] == "no.such.task"
+    assert shown["state"] == "waiting" and shown["lane"] == "cli"
+
+
+def test_inspect_bad_id_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "garbage", "--url", "memory://"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_settings_env_and_flags() -> None:
+    env = {"FLOWFABRIC_URL": "redis://x:1", "FLOWFABRIC_LANES": "a,b",
+           "FLOWFABRIC_SCANNERS": "0", "FLOWFABRIC_CONCURRENCY": "3"}
+    s = Settings.load({"concurrency": 7, "lanes": []}, env)
+    assert s.url == "redis://x:1" and s.lanes == ["a", "b"]
+    assert s.scanners is False and s.concurrency == 7
+    with pytest.raises(ConfigurationError):
+        Settings.load({}, {"FLOWFABRIC_CONCURRENCY": "zero"})
+
+
+def test_demo_runs_and_exits_zero() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "flowfabric_worker.cli", "demo"],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "flaky" in proc.stdout and "demo finished" in proc.stdout
+    assert "UNEXPECTED" not in proc.stdout
