@@ -5,13 +5,12 @@ offers the few plain reads the layers above need.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import LibraryError, ScriptError, TransportError
 from ..protocol.function import FCall
@@ -27,6 +26,7 @@ from .ops_scan import ScanOps
 from .ops_signals import SignalOps
 from .ops_streams import StreamOps
 from .reads import Reads
+from .transport import RetryPolicy, with_retries
 
 __all__ = ["Backend", "Mode", "execute"]
 
@@ -42,23 +42,61 @@ async def execute(client: Any, *args: Any) -> Any:
 
 
 class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, ScanOps, Caller):
-    """Runs library functions against one Redis (or ``memory://``) database."""
+    """Runs library functions against one Redis (or ``memory://``) database.
 
-    def __init__(self, redis: aioredis.Redis, *, url: str, mode: Mode = "standalone") -> None:
+    Transport failures are retried with bounded backoff when the contract makes
+    it safe (always before sending; after sending only for idempotent calls);
+    otherwise they surface as :class:`TransportError` carrying ``sent``.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        url: str,
+        mode: Mode = "standalone",
+        retry: RetryPolicy | None = None,
+        load_retry: RetryPolicy | None = None,
+    ) -> None:
         self.redis = redis
         self.url = url
         self.mode: Mode = mode
         self.partitions = PartitionConfig()
+        self.retry = retry or RetryPolicy()
+        # spec 01 §9: six load attempts; 0.15 waits 0.5..7 s between them.
+        self.load_retry = load_retry or RetryPolicy(attempts=6, base_delay=0.5, max_delay=7.0)
 
     @classmethod
-    async def open(cls, url: str, *, mode: Mode = "standalone") -> Backend:
-        """Connect, make sure the libraries are loaded, read the partition counts."""
-        backend = cls(open_redis(url), url=url, mode=mode)
+    async def open(
+        cls,
+        url: str,
+        *,
+        mode: Mode = "standalone",
+        force_reload: bool = False,
+        connect_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        load_retry: RetryPolicy | None = None,
+    ) -> Backend:
+        """Connect, make sure the libraries are loaded, read the partition counts.
+
+        ``force_reload`` always replaces our libraries (the development override
+        of spec 01 §9; never applied to ``flowfabric`` in attached mode).
+        """
+        backend = cls(
+            open_redis(url, socket_connect_timeout=connect_timeout),
+            url=url,
+            mode=mode,
+            retry=retry,
+            load_retry=load_retry,
+        )
         try:
-            await backend.ensure_libraries()
-            backend.partitions = PartitionConfig.from_hash(
-                await backend.redis.hgetall(CONFIG_PARTITIONS)
+            await backend.ensure_libraries(force=force_reload)
+            counts = await backend._transport(
+                "read partition counts",
+                lambda: backend.redis.hgetall(CONFIG_PARTITIONS),
+                idempotent=True,
             )
+            backend.partitions = PartitionConfig.from_hash(counts)
         except BaseException:
             await backend.close()
             raise
@@ -77,40 +115,78 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, Sc
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def _transport(self, what: str, op: Any, *, idempotent: bool) -> Any:
+        return await with_retries(
+            op, what=what, url=self.url, idempotent=idempotent, policy=self.retry
+        )
+
     # --- library loading ---------------------------------------------------
 
     async def _loaded_version(self, spec: LibrarySpec) -> str | None:
         try:
-            reply = await execute(self.redis, "FCALL", spec.version_function, 0)
+            reply = await self._transport(
+                spec.version_function,
+                lambda: execute(self.redis, "FCALL", spec.version_function, 0),
+                idempotent=True,
+            )
         except ResponseError as exc:
             if _NOT_LOADED in str(exc).lower():
                 return None
-            raise
+            raise LibraryError(f"{spec.version_function}: {exc}") from exc
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
-    async def ensure_library(self, spec: LibrarySpec) -> None:
-        version = await self._loaded_version(spec)
-        if version == spec.version:
-            return
-        if self.mode == "attached" and spec is FLOWFABRIC:
-            if version is None:
-                raise LibraryError(
-                    "attached mode: no 'flowfabric' library is loaded on the server"
+    async def _load(self, spec: LibrarySpec) -> None:
+        """``FUNCTION LOAD REPLACE`` with retries of transient failures; error
+        replies (compile errors) are permanent."""
+        text = library_text(spec)
+        attempt = 0
+        while True:
+            try:
+                await self._transport(
+                    f"FUNCTION LOAD {spec.name}",
+                    lambda: execute(self.redis, "FUNCTION", "LOAD", "REPLACE", text),
+                    idempotent=True,  # REPLACE of the same text is idempotent
                 )
-            raise LibraryError(
-                f"attached mode: the loaded 'flowfabric' library answers version {version}, "
-                f"this SDK speaks {spec.version}"
-            )
-        await execute(self.redis, "FUNCTION", "LOAD", "REPLACE", library_text(spec))
+                return
+            except ResponseError as exc:
+                # Transient replies (READONLY, TRYAGAIN, LOADING...) arrive here as
+                # TransportError; any other error reply (compile error, bad
+                # registration) is permanent.
+                raise LibraryError(f"loading library {spec.name!r} failed: {exc}") from exc
+            except TransportError:
+                attempt += 1
+                if attempt >= self.load_retry.attempts:
+                    raise
+            await asyncio.sleep(self.load_retry.delay(attempt - 1))
+
+    async def ensure_library(self, spec: LibrarySpec, *, force: bool = False) -> None:
+        """Detect, load if absent or different, re-check (spec 01 §9). In attached
+        mode ``flowfabric`` is only checked, never replaced."""
+        attached = self.mode == "attached" and spec is FLOWFABRIC
+        if not (force and not attached):
+            version = await self._loaded_version(spec)
+            if version == spec.version:
+                return
+            if attached:
+                if version is None:
+                    raise LibraryError(
+                        "attached mode: no 'flowfabric' library is loaded on the server"
+                    )
+                raise LibraryError(
+                    f"attached mode: the loaded 'flowfabric' library answers version "
+                    f"{version}, this SDK speaks {spec.version}"
+                )
+        await self._load(spec)
         version = await self._loaded_version(spec)
         if version != spec.version:
             raise LibraryError(
-                f"library {spec.name!r} reports version {version} after loading {spec.version}"
+                f"library {spec.name!r} reports version {version} after loading "
+                f"{spec.version} (another process loaded a different version?)"
             )
 
-    async def ensure_libraries(self) -> None:
-        await self.ensure_library(FLOWFABRIC)
-        await self.ensure_library(FFW)
+    async def ensure_libraries(self, *, force: bool = False) -> None:
+        await self.ensure_library(FLOWFABRIC, force=force)
+        await self.ensure_library(FFW, force=force)
 
     # --- calling functions ---------------------------------------------------
 
@@ -122,31 +198,47 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, Sc
     async def call(self, fn: FCall[R]) -> R:
         """Run one library function and decode its reply."""
         command = self._command(fn)
+
+        async def once() -> Any:
+            return await execute(self.redis, *command)
+
         try:
-            reply = await execute(self.redis, *command)
+            reply = await self._transport(fn.NAME, once, idempotent=fn.IDEMPOTENT)
         except ResponseError as exc:
-            if _NOT_LOADED in str(exc).lower():
-                # Server restart or failover lost the library: load and retry once.
-                await self.ensure_libraries()
-                reply = await execute(self.redis, *command)
-            else:
+            if _NOT_LOADED not in str(exc).lower():
                 raise ScriptError(f"{fn.NAME}: {exc}") from exc
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise TransportError(f"{fn.NAME}: {exc}", sent=True) from exc
+            # Server restart, failover or FUNCTION FLUSH lost the library: the call
+            # did not run, so load and send it again.
+            await self.ensure_libraries()
+            try:
+                reply = await self._transport(fn.NAME, once, idempotent=fn.IDEMPOTENT)
+            except ResponseError as again:
+                raise ScriptError(f"{fn.NAME}: {again}") from again
         return fn.decode(reply)
 
     async def call_many(self, fns: Sequence[FCall[Any]]) -> list[Any]:
         """Run independent calls in one pipeline (no transaction). Each element of
-        the result is the decoded value or the exception that call raised."""
+        the result is the decoded value or the exception that call raised.
+
+        A lost pipeline is resent only when every call in it is idempotent (or it
+        failed before sending)."""
         if not fns:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for fn in fns:
-            pipe.execute_command(*self._command(fn))
-        try:
-            replies = await pipe.execute(raise_on_error=False)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise TransportError(f"pipeline: {exc}", sent=True) from exc
+        commands = [self._command(fn) for fn in fns]
+        replies = await self._pipeline(commands, idempotent=all(fn.IDEMPOTENT for fn in fns))
+        missing = [
+            i for i, r in enumerate(replies)
+            if isinstance(r, ResponseError) and _NOT_LOADED in str(r).lower()
+        ]
+        if missing:
+            # Calls answered "function not found" did not run: load, resend those.
+            await self.ensure_libraries()
+            again = await self._pipeline(
+                [commands[i] for i in missing],
+                idempotent=all(fns[i].IDEMPOTENT for i in missing),
+            )
+            for i, r in zip(missing, again, strict=True):
+                replies[i] = r
         out: list[Any] = []
         for fn, reply in zip(fns, replies, strict=True):
             if isinstance(reply, ResponseError):
@@ -157,3 +249,14 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, Sc
             except Exception as exc:  # a refusal is a value here, not a failure of the batch
                 out.append(exc)
         return out
+
+    async def _pipeline(self, commands: list[list[Any]], *, idempotent: bool) -> list[Any]:
+        async def once() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+
+        result: list[Any] = await self._transport("pipeline", once, idempotent=idempotent)
+        return result
