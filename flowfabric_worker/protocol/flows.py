@@ -16,8 +16,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 
 from ..errors import InvalidInput
-from .errors import error_for
-from .function import FCall, as_str
+from .function import FCall
 from .ids import ExecutionId, execution_tag, parse_execution_id, validate_uuid
 from .keys import ExecKeys, FlowKeys, PartitionKeys
 
@@ -55,7 +54,6 @@ CANCEL_POLICIES = frozenset({"flow_only", "cancel_all", "cancel_pending"})
 MAX_K = 2147483647
 _TAG = re.compile(r"^\{fp:(0|[1-9][0-9]{0,4})\}$")
 _TAG_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[^.]")
-_MEMBER_CONFLICT = "already_member_of_different_flow:"
 
 
 def _check_tag(tag: str) -> None:
@@ -144,17 +142,8 @@ class AddExecutionToFlow(_FlowCall, FCall[AddMemberResult], frozen=True, kw_only
         return [self.flow_id, self.eid, str(self.now_ms)]
 
     def decode(self, reply: Any) -> AddMemberResult:
-        if isinstance(reply, list | tuple) and len(reply) >= 2 and reply[0] == 0:
-            code = as_str(reply[1])
-            if code.startswith(_MEMBER_CONFLICT):
-                # 0.15 leaves this unmapped; spec 04 §1 maps it to
-                # ExecutionAlreadyInFlow carrying the other flow's id.
-                raise error_for(
-                    "execution_already_in_flow",
-                    (code[len(_MEMBER_CONFLICT):],),
-                    function=self.NAME,
-                    execution_id=self.eid,
-                )
+        # `already_member_of_different_flow:<id>` (unmapped in 0.15) raises
+        # AlreadyMemberOfDifferentFlow, an ExecutionAlreadyInFlow with .flow_id.
         env = self.envelope(reply)
         return AddMemberResult(
             eid=env.field(0), node_count=int(env.field(1, "0")), added=env.status == "OK"

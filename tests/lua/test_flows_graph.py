@@ -12,6 +12,7 @@ from lifecycle_support import LANE, core, create
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.errors import ContractError, InvalidInput
+from flowfabric_worker.protocol.errors import AlreadyMemberOfDifferentFlow, ExecutionAlreadyInFlow
 from flowfabric_worker.protocol.flows import (
     AckCancelMember,
     AddExecutionToFlow,
@@ -132,9 +133,9 @@ async def test_create_and_membership_rules(b: Backend) -> None:
     twin.flow_id, twin.tag = new_uuid(), f.tag
     twin.keys = FlowKeys(f.tag, twin.flow_id)
     await twin.create()
-    with pytest.raises(ContractError) as e:
+    with pytest.raises(AlreadyMemberOfDifferentFlow) as e:
         await b.call(AddExecutionToFlow(tag=f.tag, flow_id=twin.flow_id, eid=a))
-    assert e.value.code == "execution_already_in_flow" and e.value.details == (f.flow_id,)
+    assert isinstance(e.value, ExecutionAlreadyInFlow) and e.value.flow_id == f.flow_id
 
     missing = Flow(b)
     with pytest.raises(ContractError) as e:

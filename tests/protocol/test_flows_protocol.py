@@ -12,6 +12,7 @@ from flowfabric_worker.protocol.budgets import (
     RecordSpend,
     ReportUsageAndCheck,
 )
+from flowfabric_worker.protocol.errors import AlreadyMemberOfDifferentFlow, ExecutionAlreadyInFlow
 from flowfabric_worker.protocol.flows import (
     AddExecutionToFlow,
     ApplyDependencyToChild,
@@ -46,10 +47,10 @@ def test_add_member_vectors_and_colocation() -> None:
 
 def test_member_of_other_flow_maps_to_already_in_flow() -> None:
     call = AddExecutionToFlow(tag=TAG, flow_id=FLOW, eid=A)
-    with pytest.raises(ContractError) as e:
+    with pytest.raises(ExecutionAlreadyInFlow) as e:
         call.decode([0, b"already_member_of_different_flow:other-flow"])
-    assert e.value.code == "execution_already_in_flow"
-    assert e.value.details == ("other-flow",)
+    assert isinstance(e.value, AlreadyMemberOfDifferentFlow)
+    assert e.value.flow_id == "other-flow"
     ok = call.decode([1, b"ALREADY_SATISFIED", A.encode(), b"3"])
     assert (ok.added, ok.node_count) == (False, 3)
 
