@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import msgspec
+import redis.asyncio as aioredis
+
 from ..protocol.budgets import (
     AdmissionResult,
     BudgetReply,
@@ -17,6 +20,7 @@ from ..protocol.budgets import (
     ResetBudget,
     ResetResult,
 )
+from ..protocol.errors import DependencyAlreadyExists, FlowAlreadyTerminal, StaleGraphRevision
 from ..protocol.flows import (
     AckCancelMember,
     AddExecutionToFlow,
@@ -46,9 +50,20 @@ from ..protocol.flows import (
 )
 from ._caller import Caller
 
+_MAX_STAGE_ATTEMPTS = 16
+_CANCEL_REPLY_CAP = 1000
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
 
 class FlowOps(Caller):
-    """One method per flow / dependency / budget / quota function."""
+    """One method per flow / dependency / budget / quota function, plus the
+    two client-side repairs spec 04 asks for (§5.3 staging retry, §5.9
+    idempotent flow cancel)."""
+
+    redis: aioredis.Redis
 
     async def create_flow(self, args: CreateFlow) -> CreateFlowResult:
         return await self.call(args)
@@ -125,3 +140,46 @@ class FlowOps(Caller):
 
     async def release_admission(self, args: ReleaseAdmission) -> None:
         await self.call(args)
+
+    async def stage_edge_with_retry(self, args: StageDependencyEdge) -> StageEdgeResult:
+        """Stage an edge, re-reading ``graph_revision`` on ``stale_graph_revision``
+        (§4.2). A ``dependency_already_exists`` for the same endpoints, kind and
+        data ref counts as success (our earlier attempt whose reply was lost)."""
+        call = args
+        for _ in range(_MAX_STAGE_ATTEMPTS):
+            try:
+                return await self.call(call)
+            except StaleGraphRevision:
+                rev = await self.redis.hget(call.fk.core, "graph_revision")  # type: ignore[misc]
+                call = msgspec.structs.replace(call, expected_graph_revision=int(_text(rev) or 0))
+            except DependencyAlreadyExists:
+                edge = {
+                    _text(k): _text(v)
+                    for k, v in (await self.redis.hgetall(call.fk.edge(call.edge_id))).items()  # type: ignore[misc]
+                }
+                same = (
+                    edge.get("upstream_execution_id") == call.upstream
+                    and edge.get("downstream_execution_id") == call.downstream
+                    and edge.get("dependency_kind") == call.dependency_kind
+                    and edge.get("data_passing_ref") == call.data_passing_ref
+                )
+                if not same:
+                    raise
+                rev = await self.redis.hget(call.fk.core, "graph_revision")  # type: ignore[misc]
+                return StageEdgeResult(edge_id=call.edge_id, graph_revision=int(_text(rev) or 0))
+        return await self.call(call)
+
+    async def cancel_flow_idempotent(self, args: CancelFlow) -> CancelFlowResult:
+        """``ff_cancel_flow`` whose replay answers from the stored record, as
+        0.15's control plane does (§5.9). Members are capped at 1000."""
+        try:
+            return await self.call(args)
+        except FlowAlreadyTerminal:
+            fields = ["public_flow_state", "cancellation_policy"]
+            state, policy = await self.redis.hmget(args.fk.core, fields)  # type: ignore[misc]
+            if _text(state) != "cancelled":
+                raise
+            members = sorted(_text(m) for m in await self.redis.smembers(args.fk.members))  # type: ignore[misc]
+            return CancelFlowResult(
+                policy=_text(policy) or args.policy, members=tuple(members[:_CANCEL_REPLY_CAP])
+            )

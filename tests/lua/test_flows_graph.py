@@ -127,8 +127,8 @@ async def test_create_and_membership_rules(b: Backend) -> None:
     with pytest.raises(InvalidInput):  # co-location checked client-side
         AddExecutionToFlow(tag=other.tag if other.tag != f.tag else "{fp:99999}",
                            flow_id=other.flow_id, eid=a)
-    # Same partition, different flow: the embedded-id code maps to
-    # execution_already_in_flow carrying the owning flow.
+    # Same partition, different flow: AlreadyMemberOfDifferentFlow, an
+    # ExecutionAlreadyInFlow that carries the owning flow.
     twin = Flow(b)
     twin.flow_id, twin.tag = new_uuid(), f.tag
     twin.keys = FlowKeys(f.tag, twin.flow_id)
@@ -380,3 +380,24 @@ async def test_cancel_pending_targets_only_unstarted_members(b: Backend) -> None
     assert sorted(r.members) == sorted([waiting, running, done])  # reply as in 0.15
     assert await b.redis.smembers(f.keys.pending_cancels) == {waiting.encode()}
     assert await b.redis.zscore(PartitionKeys(f.tag).cancel_backlog, f.flow_id) is not None
+
+
+async def test_stage_retry_and_idempotent_cancel(b: Backend) -> None:
+    f = await Flow(b).create()
+    a, c = await f.member(), await f.member()
+    call = StageDependencyEdge(tag=f.tag, flow_id=f.flow_id, edge_id=new_uuid(), upstream=a,
+                               downstream=c, expected_graph_revision=0, now_ms=NOW)
+    r = await b.stage_edge_with_retry(call)  # revision 0 is stale: re-read and retry
+    assert r.graph_revision == 3
+    again = await b.stage_edge_with_retry(call)  # lost-reply replay counts as success
+    assert again == r
+    clash = StageDependencyEdge(tag=f.tag, flow_id=f.flow_id, edge_id=call.edge_id,
+                                upstream=c, downstream=a, expected_graph_revision=3,
+                                now_ms=NOW)
+    with pytest.raises(ContractError):
+        await b.stage_edge_with_retry(clash)
+    first = await b.cancel_flow_idempotent(
+        CancelFlow(tag=f.tag, flow_id=f.flow_id, reason="r", policy="flow_only"))
+    second = await b.cancel_flow_idempotent(
+        CancelFlow(tag=f.tag, flow_id=f.flow_id, policy="cancel_all"))
+    assert (second.policy, sorted(second.members)) == ("flow_only", sorted(first.members))
