@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
+
+import pytest
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.protocol.ids import mint_execution_id, new_uuid
@@ -69,3 +72,27 @@ async def census(r: Any) -> dict[str, Any]:
             v = None
         out[key.decode()] = (t, v)
     return out
+
+
+@pytest.fixture
+async def b(url: str) -> AsyncIterator[Backend]:
+    """A typed backend on the ``url`` database (libraries loaded by open)."""
+    backend = await Backend.open(url)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def fenced(eid: str, c: ClaimResult, **kw: Any) -> dict[str, Any]:
+    """The common arguments of a fenced terminal/parking call for claim ``c``."""
+    return dict(
+        eid=eid, lane_id=LANE, attempt_index=c.attempt_index,
+        worker_instance_id=kw.pop("wiid", WIID), lease_id=c.lease_id,
+        lease_epoch=c.lease_epoch, attempt_id=c.attempt_id, **kw,
+    )
+
+
+async def history(b: Backend, eid: str) -> list[dict[str, str]]:
+    entries = await b.redis.xrange(ExecKeys(eid).lease_history)
+    return [{k.decode(): v.decode() for k, v in f.items()} for _, f in entries]

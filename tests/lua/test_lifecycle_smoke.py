@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
+from lifecycle_support import LANE, WIID, b, claim, core, create
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.lifecycle import CompleteExecution, RenewLease, UpdateProgress
 
-from lifecycle_support import LANE, WIID, claim, core, create
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def b(url: str) -> AsyncIterator[Backend]:
-    backend = await Backend.open(url)
-    try:
-        yield backend
-    finally:
-        await backend.close()
+__all__ = ["b"]
 
 
 async def test_full_lifecycle(b: Backend) -> None:
