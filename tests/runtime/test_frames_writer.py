@@ -117,3 +117,27 @@ async def test_consumer_replays_tails_and_stops_on_close(backend: Backend, raw: 
     first = (await backend.read_attempt_stream(
         ReadAttemptStream(eid=eid, attempt_index=0))).frames[0].id
     assert [f.text async for f in frames(backend, eid, after=first)] == ["live", "b", "c"]
+
+
+async def test_consumer_resumes_after_connection_drop(url: str, backend: Backend,
+                                                      raw: Any) -> None:
+    if url.startswith("memory://"):
+        pytest.skip("needs a real server to kill connections")
+    eid = await active(raw)
+    w = writer(backend, eid, max_delay_s=60)
+    await w.stdout("1")
+    await w.flush()
+    seen: list[str] = []
+
+    async def consume() -> None:
+        async for f in frames(backend, eid, block_ms=2000, reconnect_delay_s=0.01):
+            seen.append(f.text)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.1)
+    await raw.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    await w.stdout("2")
+    await w.flush()
+    await raw.hset(ExecKeys(eid).stream_meta(0), "closed_at", "9")
+    await asyncio.wait_for(task, 10)
+    assert seen == ["1", "2"]
