@@ -67,6 +67,15 @@ class BackendEngine:
             blocking_detail="no connected worker satisfies required_capabilities",
             now_ms=now))
 
+    async def _core(self, eid: str) -> dict[str, str] | None:
+        """The few core fields the claim path needs (``None`` when absent)."""
+        names = ["total_attempt_count", "current_attempt_index", "lane_id",
+                 "lifecycle_phase", "ownership_state"]
+        vals = await self.backend.redis.hmget(ExecKeys(eid).core, names)
+        if all(v is None for v in vals):
+            return None
+        return {n: (_text(v) if v is not None else "") for n, v in zip(names, vals, strict=True)}
+
     async def _context(self, eid: str) -> tuple[bytes, list[str], dict[str, str]]:
         """Payload, core fields and tags in one pipeline (spec 05 §2.4)."""
         k = ExecKeys(eid)
@@ -94,7 +103,7 @@ class BackendEngine:
     async def claim(self, eid: str, lane: str, worker_id: str, worker_instance_id: str,
                     capabilities: frozenset[str], lease_ttl_ms: int,
                     grant_ttl_ms: int) -> Claimed:
-        core = await self.backend.get_exec_core(eid)
+        core = await self._core(eid)
         if core is None:
             raise ContractError("execution_not_found", execution_id=eid)
         await self.backend.issue_claim_grant(IssueClaimGrant(
@@ -106,11 +115,11 @@ class BackendEngine:
                 eid=eid, lane_id=lane, worker_id=worker_id,
                 worker_instance_id=worker_instance_id, lease_id=lease_id,
                 attempt_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
-                attempt_index=core.total_attempt_count))
+                attempt_index=int(core["total_attempt_count"] or 0)))
         except ContractError as exc:
             if exc.code != "use_claim_resumed_execution":
                 raise
-            index = core.current_attempt_index or 0
+            index = int(core["current_attempt_index"] or 0)
             r = await self.backend.call(ClaimResumedExecution(
                 eid=eid, worker_id=worker_id, worker_instance_id=worker_instance_id,
                 lane=lane, lease_id=lease_id, lease_ttl_ms=lease_ttl_ms, attempt_index=index))
@@ -131,20 +140,20 @@ class BackendEngine:
         (due,) = await self.backend.due_members([key], now, limit)
         out = []
         for eid in due:
-            core = await self.backend.get_exec_core(eid)
-            if core is None or core.lane_id != lane or core.lifecycle_phase != "active":
+            core = await self._core(eid)
+            if core is None or core["lane_id"] != lane or core["lifecycle_phase"] != "active":
                 continue
-            if core.ownership_state == "leased":
+            if core["ownership_state"] == "leased":
                 await self.backend.mark_lease_expired_if_due(MarkLeaseExpiredIfDue(eid=eid))
-                core = await self.backend.get_exec_core(eid)
-            if core is not None and core.ownership_state == "lease_expired_reclaimable":
+                core = await self._core(eid)
+            if core is not None and core["ownership_state"] == "lease_expired_reclaimable":
                 out.append(eid)
         return out
 
     async def reclaim(self, eid: str, lane: str, worker_id: str, worker_instance_id: str,
                       capabilities: frozenset[str], lease_ttl_ms: int,
                       grant_ttl_ms: int) -> Claimed:
-        core = await self.backend.get_exec_core(eid)
+        core = await self._core(eid)
         if core is None:
             raise ContractError("execution_not_found", execution_id=eid)
         await self.backend.issue_reclaim_grant(IssueReclaimGrant(
@@ -153,8 +162,9 @@ class BackendEngine:
         res = await self.backend.reclaim_execution(ReclaimExecution(
             eid=eid, lane_id=lane, worker_id=worker_id, worker_instance_id=worker_instance_id,
             lease_id=str(uuid.uuid4()), attempt_id=str(uuid.uuid4()),
-            lease_ttl_ms=lease_ttl_ms, old_attempt_index=core.current_attempt_index or 0,
-            new_attempt_index=core.total_attempt_count))
+            lease_ttl_ms=lease_ttl_ms,
+            old_attempt_index=int(core["current_attempt_index"] or 0),
+            new_attempt_index=int(core["total_attempt_count"] or 0)))
         return await self._assemble(eid, lane, res, worker_instance_id)
 
     async def renew(self, lease: Claimed, lease_ttl_ms: int) -> int:
