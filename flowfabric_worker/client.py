@@ -23,7 +23,7 @@ from .errors import (
 from .protocol.ids import ExecutionId, mint_execution_id, parse_execution_id, partition_of
 from .protocol.lifecycle import CancelExecution, CreateExecution
 from .protocol.records import ExecCore
-from .task import TaskDefinition
+from .task import TaskDefinition, check_priority
 
 R = TypeVar("R")
 
@@ -191,6 +191,7 @@ class Client:
             base_tags = {}
             deadline_s = None
             definition = None
+        check_priority(prio)
         base_tags.update(tags or {})
         now_ms = int(time.time() * 1000)
         delay_until = now_ms + int(delay * 1000) if delay and delay > _MIN_DELAY_S else None

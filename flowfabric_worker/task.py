@@ -106,6 +106,18 @@ class Retry:
         return {"max_retries": self.max_retries, "backoff": backoff, "retryable_categories": []}
 
 
+MAX_PRIORITY = 9000
+
+
+def check_priority(priority: int) -> int:
+    """Priorities are integers in [0, 9000] (the library would silently clamp)."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidInput("priority must be an integer")
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise InvalidInput(f"priority must be between 0 and {MAX_PRIORITY}, not {priority}")
+    return priority
+
+
 def _wants_context(fn: Callable[..., Any], hints: Mapping[str, Any]) -> str | None:
     from .runtime.context import TaskContext
 
@@ -139,6 +151,7 @@ class TaskDefinition(Generic[P, R]):
             validate_capability(cap)
         if not self.name:
             raise InvalidInput("task name must not be empty")
+        check_priority(self.priority)
         for what, value in (("timeout", self.timeout), ("deadline", self.deadline)):
             if value is not None and value <= 0:
                 raise InvalidInput(f"task {what} must be > 0 seconds")

@@ -53,6 +53,20 @@ async def test_bad_id_and_bad_args_refused(url: str) -> None:
             client.run("not-an-id")
         with pytest.raises(Exception, match="argument 'a'"):
             await add.submit(client, "x", 2)
+        with pytest.raises(InvalidInput, match="priority"):
+            await add.submit(client, 1, 2, priority=-1)
+
+
+async def test_delay_and_submit_by_name(url: str) -> None:
+    async with Client.connect(url) as client:
+        later = await add.submit(client, 1, 2, delay=60, tags={"k": "v"})
+        assert await later.state() == "delayed"
+        assert await client.backend.get_tags(later.id) == {"k": "v"}
+        soon = await add.submit(client, 1, 2, delay=0.2)  # too close: sent as eligible now
+        assert await soon.state() == "waiting"
+        named = await client.submit("other.task", 1, lane="elsewhere")
+        core = await named.info()
+        assert core.execution_kind == "other.task" and core.lane_id == "elsewhere"
 
 
 async def test_cancel_then_result_raises(url: str) -> None:

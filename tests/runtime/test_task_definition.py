@@ -122,3 +122,5 @@ def test_invalid_options_refused() -> None:
         task(lane="")(lambda: None)
     with pytest.raises(InvalidInput):
         task(timeout=0)(lambda: None)
+    with pytest.raises(InvalidInput, match="priority"):
+        task(priority=9001)(lambda: None)
