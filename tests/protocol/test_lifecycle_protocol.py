@@ -91,7 +91,8 @@ def test_claim_shapes() -> None:
     argv = c.argv()
     assert len(argv) == 12 and argv[7] == "2000" and argv[9] == "{}"
     r = c.decode([1, b"OK", b"l", b"1", b"99", b"a", b"4", b"retry"])
-    assert (r.lease_epoch, r.lease_expires_at, r.attempt_index, r.attempt_type) == (1, 99, 4, "retry")
+    got = (r.lease_epoch, r.lease_expires_at, r.attempt_index, r.attempt_type)
+    assert got == (1, 99, 4, "retry")
     with pytest.raises(InvalidInput):
         ClaimExecution(eid=EID, lane_id=L, worker_id="w", worker_instance_id="wi",
                        lease_id="l", attempt_id="a", lease_ttl_ms=3000, attempt_policy_json="[]")
@@ -166,7 +167,8 @@ def test_cancel_expire_revoke_reclaim() -> None:
     c = CancelExecution(eid=EID, lane_id=L, attempt_index=1, worker_instance_id="wi",
                         waitpoint_id="wp")
     keys = c.keys()
-    assert len(keys) == 21 and keys[8] == K.waitpoint("wp") and keys[20] == K.lane_blocked(L, "operator")
+    assert len(keys) == 21 and keys[8] == K.waitpoint("wp")
+    assert keys[20] == K.lane_blocked(L, "operator")
     assert c.argv() == [EID, "", "", "", ""]
     assert c.decode([1, b"OK", b"cancelled", b"runnable"]).phase_before == "runnable"
     e = ExpireExecution(eid=EID, lane_id=L)
