@@ -74,6 +74,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, Sc
         mode: Mode = "standalone",
         force_reload: bool = False,
         connect_timeout: float = 5.0,
+        request_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         load_retry: RetryPolicy | None = None,
     ) -> Backend:
@@ -81,9 +82,14 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, Sc
 
         ``force_reload`` always replaces our libraries (the development override
         of spec 01 §9; never applied to ``flowfabric`` in attached mode).
+        ``connect_timeout`` bounds connection setup so a dead server fails fast;
+        ``request_timeout`` (None = no limit) bounds each reply wait — leave it
+        unset when the connection also serves blocking reads.
         """
         backend = cls(
-            open_redis(url, socket_connect_timeout=connect_timeout),
+            open_redis(
+                url, socket_connect_timeout=connect_timeout, socket_timeout=request_timeout
+            ),
             url=url,
             mode=mode,
             retry=retry,

@@ -36,14 +36,17 @@ def _memory_server(name: str) -> Any:
 
 
 def open_redis(url: str, **kwargs: Any) -> aioredis.Redis:
-    """A ``redis.asyncio.Redis`` for ``url`` (replies are bytes)."""
+    """A ``redis.asyncio.Redis`` for ``url`` (replies are bytes). ``kwargs`` go to
+    the client (e.g. ``socket_connect_timeout``). Cluster URLs are not supported
+    yet: a cluster needs per-primary ``FUNCTION LOAD`` and slot-aware pipelines."""
     if is_memory_url(url):
         import fakeredis
 
         name = url[len("memory://"):] or "default"
         return fakeredis.FakeAsyncRedis(server=_memory_server(name), **kwargs)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return aioredis.Redis.from_url(url, **kwargs)
+        client: aioredis.Redis = aioredis.Redis.from_url(url, **kwargs)
+        return client
     raise ConfigurationError(
         f"unsupported URL {url!r}: use redis://, rediss://, unix:// or memory://"
     )

@@ -175,6 +175,31 @@ async def test_a_server_that_is_not_redis_is_a_transport_error() -> None:
         await server.wait_closed()
 
 
+async def test_request_timeout_bounds_a_silent_server() -> None:
+    # Accepts the connection, never answers: the request timeout must fire.
+    import asyncio
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    start = time.monotonic()
+    try:
+        with pytest.raises(TransportError) as info:
+            await Backend.open(
+                f"redis://127.0.0.1:{port}/0",
+                request_timeout=0.2,
+                retry=RetryPolicy(attempts=2, base_delay=0.01),
+            )
+        assert info.value.sent is True
+        assert time.monotonic() - start < 3
+    finally:
+        server.close()
+
+
 async def test_password_is_not_echoed() -> None:
     url = f"redis://user:s3cret@127.0.0.1:{_closed_port()}/0"
     with pytest.raises(TransportError) as info:
