@@ -197,7 +197,7 @@ async def test_best_effort_maxlen_formula_and_ttl(backend: Backend, raw: Any) ->
     assert 0 < await raw.pttl(k.stream(0)) <= 2 * ttl
     # Second append: recompute with the stored (rounded) estimator state.
     prev_rate, prev_ts = meta.ema_rate_hz, meta.last_append_ts_ms
-    assert prev_ts is not None
+    assert prev_ts is not None and prev_rate is not None
     await backend.append_frame(frame(eid, "live2", mode=StreamMode.BEST_EFFORT, ttl_ms=ttl,
                                      maxlen_floor=2, maxlen_ceiling=100_000, ema_alpha=0.5))
     meta2 = await backend.read_stream_meta(eid, 0)
