@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -54,3 +55,41 @@ def test_demo_runs_and_exits_zero() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "flaky" in proc.stdout and "demo finished" in proc.stdout
     assert "UNEXPECTED" not in proc.stdout
+
+
+CLI_TASKS = '''
+from flowfabric_worker import task
+
+@task(name="cli.double", lane="clirun")
+def double(n: int) -> int:
+    return 2 * n
+'''
+
+
+@pytest.mark.anyio
+async def test_run_serves_tasks_and_drains_on_sigterm(redis_server_url: str,
+                                                      tmp_path: Any) -> None:
+    import signal
+
+    import anyio
+
+    from flowfabric_worker.client import Client
+
+    (tmp_path / "cli_tasks_mod.py").write_text(CLI_TASKS)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]))
+    proc = await anyio.open_process(
+        [sys.executable, "-m", "flowfabric_worker.cli", "run", "cli_tasks_mod",
+         "--url", redis_server_url, "--concurrency", "2", "--lease-ttl", "5"],
+        env=env,
+    )
+    async with proc:
+        try:
+            async with Client.connect(redis_server_url) as client:
+                run = await client.submit("cli.double", 21, lane="clirun")
+                assert await run.result(timeout=20) == 42
+            proc.send_signal(signal.SIGTERM)
+            with anyio.fail_after(20):
+                assert await proc.wait() == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
