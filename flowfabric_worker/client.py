@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast, overload
 
 import anyio
 import msgspec
@@ -154,6 +154,19 @@ class Client:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @overload
+    async def submit(
+        self, task: TaskDefinition[Any, R], *args: Any, idempotency_key: str | None = None,
+        delay: float | None = None, priority: int | None = None,
+        tags: Mapping[str, str] | None = None, lane: str | None = None, **kwargs: Any,
+    ) -> RunHandle[R]: ...
+    @overload
+    async def submit(
+        self, task: str, *args: Any, idempotency_key: str | None = None,
+        delay: float | None = None, priority: int | None = None,
+        tags: Mapping[str, str] | None = None, lane: str | None = None, **kwargs: Any,
+    ) -> RunHandle[Any]: ...
 
     async def submit(
         self,
