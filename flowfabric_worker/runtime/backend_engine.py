@@ -50,10 +50,10 @@ class BackendEngine:
     def num_partitions(self) -> int:
         return int(self.backend.partitions.num_flow_partitions)
 
-    async def best_candidate(self, lane: str, partition: int) -> str | None:
-        key = PartitionKeys(tag("fp", partition)).lane_eligible(lane)
-        rows = await self.backend.redis.zrange(key, 0, 0)
-        return _text(rows[0]) if rows else None
+    async def candidates(self, lane: str, partitions: list[int], per_partition: int
+                         ) -> list[list[str]]:
+        keys = [PartitionKeys(tag("fp", p)).lane_eligible(lane) for p in partitions]
+        return await self.backend.all_members(keys, per_partition)
 
     async def required_capabilities(self, eid: str) -> frozenset[str]:
         raw = await self.backend.redis.hget(ExecKeys(eid).core, "required_capabilities")

@@ -86,8 +86,10 @@ class Engine(Protocol):
     @property
     def num_partitions(self) -> int: ...
 
-    async def best_candidate(self, lane: str, partition: int) -> str | None:
-        """Lowest-score eligible execution id of ``lane`` on ``partition``."""
+    async def candidates(self, lane: str, partitions: list[int], per_partition: int
+                         ) -> list[list[str]]:
+        """For each partition, up to ``per_partition`` lowest-score eligible
+        execution ids of ``lane`` (one round trip for the whole window)."""
 
     async def required_capabilities(self, eid: str) -> frozenset[str]: ...
 

@@ -10,6 +10,7 @@ per-worker offset; expired leases of the lane are reclaimed last.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from ..errors import ContractError
@@ -20,6 +21,10 @@ log = logging.getLogger("flowfabric_worker.scheduler")
 
 WINDOW = 32
 GRANT_TTL_MS = 5_000
+#: Eligible heads read per partition (a few, so racing workers can spread).
+HEADS = 4
+#: Seconds between looks for expired leases when idle.
+RECLAIM_EVERY = 0.25
 
 
 def fnv1a_64(data: bytes) -> int:
@@ -107,35 +112,51 @@ class Scheduler:
         self.reclaim_enabled = reclaim
         self.window = PartitionWindow(engine.num_partitions, ident.instance_id)
         self._lane_rr = 0
-        self._blocked: set[str] = set()
+        self._last_reclaim = 0.0
+        self._spread = fnv1a_64(ident.instance_id.encode()) % 97
 
     async def claim_next(self) -> Claimed | None:
-        """One scheduling round; ``None`` means nothing here right now."""
+        """One scheduling round; ``None`` means nothing claimable here right now."""
         if not self.permits.try_acquire():
             return None
         try:
             lane = self.lanes[self._lane_rr % len(self.lanes)]
             self._lane_rr += 1
-            solo = solo_partition(lane) % self.window.n
-            parts = [solo] + [p for p in self.window.next_window() if p != solo]
-            for p in parts:
-                got = await self._try_partition(lane, p)
-                if got is not None:
-                    return got
-            if self.reclaim_enabled:
-                got = await self._try_reclaim(lane, solo)
-                if got is not None:
-                    return got
+            got = await self._scan(lane)
+            if got is None and self.reclaim_enabled and self._reclaim_due():
+                got = await self._try_reclaim(lane, solo_partition(lane) % self.window.n)
         except BaseException:
             self.permits.release()
             raise
-        self.permits.release()
+        if got is None:
+            self.permits.release()
+        return got
+
+    def _reclaim_due(self) -> bool:
+        """Expired leases are rare: look for them at most every RECLAIM_EVERY s."""
+        now = time.monotonic()
+        if now - self._last_reclaim < RECLAIM_EVERY:
+            return False
+        self._last_reclaim = now
+        return True
+
+    async def _scan(self, lane: str) -> Claimed | None:
+        solo = solo_partition(lane) % self.window.n
+        parts = [solo] + [p for p in self.window.next_window() if p != solo]
+        heads = await self.engine.candidates(lane, parts, HEADS)
+        for eids in heads:
+            # Several workers read the same heads; each starts at its own offset
+            # among them so they rarely race for one grant.
+            if len(eids) > 1:
+                k = self._spread % len(eids)
+                eids = eids[k:] + eids[:k]
+            for eid in eids:
+                got = await self._try_candidate(lane, eid)
+                if got is not None:
+                    return got
         return None
 
-    async def _try_partition(self, lane: str, partition: int) -> Claimed | None:
-        eid = await self.engine.best_candidate(lane, partition)
-        if eid is None:
-            return None
+    async def _try_candidate(self, lane: str, eid: str) -> Claimed | None:
         needed = await self.engine.required_capabilities(eid)
         if needed and not needed <= self.ident.capabilities:
             try:

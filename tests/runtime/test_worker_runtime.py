@@ -66,14 +66,15 @@ class FakeEngine:
         self.execs[eid] = e
         return e
 
-    async def best_candidate(self, lane: str, partition: int) -> str | None:
+    async def candidates(self, lane: str, partitions: list[int], per: int) -> list[list[str]]:
         t = now_ms()
+        out: list[str] = []
         for e in self.execs.values():
             if e.state == "delayed" and e.eligible_at <= t:
                 e.state = "eligible"
-            if e.lane == lane and e.state == "eligible":
-                return e.eid
-        return None
+            if e.lane == lane and e.state == "eligible" and len(out) < per:
+                out.append(e.eid)
+        return [out] + [[] for _ in partitions[1:]]
 
     async def required_capabilities(self, eid: str) -> frozenset[str]:
         return self.execs[eid].caps
