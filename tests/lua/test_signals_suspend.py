@@ -198,3 +198,22 @@ async def test_missing_secret_refuses_mint(b: Backend) -> None:
         await suspend(b, eid, c)
     assert code(e) == "hmac_secret_not_initialized"
     assert (await core(b, eid))["lifecycle_phase"] == "active"
+
+
+async def test_buffer_refuses_closed_waitpoint_and_bad_token(b: Backend) -> None:
+    eid, c = await active(b)
+    wp_id = new_uuid()
+    pw = await b.call(CreatePendingWaitpoint(
+        eid=eid, attempt_index=c.attempt_index, waitpoint_id=wp_id,
+        waitpoint_key=f"wpk:{wp_id}", expires_at=2**41))
+    with pytest.raises(ContractError) as e:
+        await buffer(b, eid, wp_id, "k1:" + "0" * 40)
+    assert code(e) == "invalid_token"
+    with pytest.raises(ContractError) as e:
+        await buffer(b, eid, new_uuid(), pw.token.secret())
+    assert code(e) == "waitpoint_not_found"
+    await b.call(CloseWaitpoint(eid=eid, waitpoint_id=wp_id))
+    with pytest.raises(ContractError) as e:
+        await buffer(b, eid, wp_id, pw.token.secret())
+    assert code(e) == "waitpoint_closed"
+    assert await b.redis.zcard(ExecKeys(eid).signals) == 0
