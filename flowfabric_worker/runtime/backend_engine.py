@@ -22,9 +22,11 @@ from ..protocol.lifecycle import (
 )
 from ..protocol.lifecycle_admin import (
     BlockExecutionForAdmission,
+    HeartbeatWorker,
     IssueReclaimGrant,
     MarkLeaseExpiredIfDue,
     ReclaimExecution,
+    RegisterWorker,
 )
 from ..protocol.partitions import tag
 from ..protocol.signals import ClaimResumedExecution
@@ -231,6 +233,21 @@ class BackendEngine:
         await self.backend.update_progress(UpdateProgress(
             eid=lease.execution_id, lease_id=lease.lease_id, lease_epoch=lease.lease_epoch,
             progress_pct=f"{pct:g}", progress_message=message))
+
+    async def register_worker(self, namespace: str, instance_id: str, worker_id: str,
+                              lanes: list[str], capabilities: frozenset[str],
+                              ttl_ms: int) -> None:
+        """Advertise this worker (spec 05 §1.2); refreshed by heartbeats."""
+        now = await self.backend.server_time_ms()
+        await self.backend.register_worker(RegisterWorker(
+            namespace=namespace, instance_id=instance_id, worker_id=worker_id,
+            lanes=tuple(lanes), capabilities=tuple(sorted(capabilities)), ttl_ms=ttl_ms,
+            now_ms=now))
+
+    async def heartbeat(self, namespace: str, instance_id: str) -> None:
+        now = await self.backend.server_time_ms()
+        await self.backend.heartbeat_worker(HeartbeatWorker(
+            namespace=namespace, instance_id=instance_id, now_ms=now))
 
     async def publish_done(self, eid: str) -> None:
         await self.backend.redis.publish(DONE_CHANNEL.format(eid=eid), eid)

@@ -38,6 +38,8 @@ class Worker:
                           else client)
         self.engine = engine
         self._backend = getattr(client, "backend", None)
+        self.namespace = str(getattr(client, "namespace", "") or "")
+        self.capabilities = frozenset(capabilities)
         self.run_scanners = scanners and self._backend is not None
         self.scanner_interval_scale = scanner_interval_scale
         self.tasks = {t.name: t for t in tasks}
@@ -49,7 +51,7 @@ class Worker:
         self.permits = Permits(concurrency)
         self.scheduler = Scheduler(
             engine, self.lanes,
-            ClaimIdentity(self.worker_id, self.instance_id, frozenset(capabilities),
+            ClaimIdentity(self.worker_id, self.instance_id, self.capabilities,
                           self.lease_ttl_ms),
             self.permits, reclaim=reclaim)
         self.executor = Executor(engine, self.tasks, self.lease_ttl_ms)
@@ -68,6 +70,8 @@ class Worker:
         async with anyio.create_task_group() as tg:
             if install_signals:
                 tg.start_soon(self._signals, tg)
+            if isinstance(self.engine, BackendEngine):
+                tg.start_soon(self._registration, self.engine)
             scan_stop = anyio.Event()
             if self.run_scanners:
                 tg.start_soon(self._scanners, scan_stop)
@@ -81,6 +85,22 @@ class Worker:
                     await self._hand_back(work)
             scan_stop.set()
             tg.cancel_scope.cancel()
+
+    async def _registration(self, engine: BackendEngine) -> None:
+        """Register, then heartbeat every third of the registration TTL.
+        Failures only cost visibility, never work, so they are logged."""
+        ttl_ms = max(3 * self.lease_ttl_ms, 3000)
+        try:
+            await engine.register_worker(self.namespace, self.instance_id, self.worker_id,
+                                         self.lanes, self.capabilities, ttl_ms)
+        except Exception as exc:
+            log.warning("worker registration failed: %s", exc)
+        while True:
+            await anyio.sleep(ttl_ms / 3000)
+            try:
+                await engine.heartbeat(self.namespace, self.instance_id)
+            except Exception as exc:
+                log.info("worker heartbeat failed: %s", exc)
 
     async def _scanners(self, stop: anyio.Event) -> None:
         """Embedded maintenance (spec 05 §7.3): promotion, expiry marking, ...

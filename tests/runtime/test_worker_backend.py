@@ -12,6 +12,7 @@ from worker_support import attempts, core, run_until, state, submit
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.errors import Permanent, Transient
 from flowfabric_worker.protocol.ids import new_uuid
+from flowfabric_worker.protocol.keys import worker_alive
 from flowfabric_worker.protocol.lifecycle import ClaimExecution, IssueClaimGrant
 from flowfabric_worker.runtime.backend_engine import BackendEngine
 from flowfabric_worker.runtime.context import TaskContext
@@ -96,6 +97,8 @@ async def test_typed_args_context_and_sync(backend: Backend) -> None:
     assert add.decode_result(await backend.get_result(e1) or b"") == 5
     assert square.decode_result(await backend.get_result(e2) or b"") == 49
     assert (await core(backend, e1)).get("progress_pct") in {"50", "50.0"}
+    # The worker advertised itself in the registry (spec 05 §1.2).
+    assert await backend.redis.exists(worker_alive("", w.instance_id))
 
 
 async def test_retry_then_success(backend: Backend) -> None:
