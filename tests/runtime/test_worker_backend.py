@@ -186,3 +186,19 @@ async def test_dead_worker_lease_is_reclaimed_and_stale_complete_refused(
     with pytest.raises(LeaseLost):
         await Executor(BackendEngine(backend), {}, 1000)._terminal(stale, "complete", b"99")
     assert square.decode_result(await backend.get_result(eid) or b"") == 16
+
+
+@task(name="t.gpu", capabilities={"gpu"})
+async def gpu_job() -> int:
+    return 1
+
+
+async def test_capability_mismatch_blocks_without_claiming(backend: Backend) -> None:
+    eid = await submit(backend, gpu_job)
+    plain = worker(backend, gpu_job)
+
+    async def blocked() -> bool:
+        return (await core(backend, eid)).get("blocking_reason") == "waiting_for_capable_worker"
+
+    await run_until(plain, blocked)
+    assert await attempts(backend, eid) == []
