@@ -202,3 +202,35 @@ async def test_capability_mismatch_blocks_without_claiming(backend: Backend) -> 
 
     await run_until(plain, blocked)
     assert await attempts(backend, eid) == []
+
+
+REVOKED: list[bool] = []
+
+
+@task(name="t.revoked")
+async def revoked_job(ctx: TaskContext) -> str:
+    try:
+        await anyio.sleep(10)
+    finally:
+        REVOKED.append(ctx.lease_lost.is_set())
+    return "never"
+
+
+async def test_operator_revoke_sets_lease_lost_and_cancels_task(backend: Backend) -> None:
+    from flowfabric_worker.protocol.lifecycle_admin import RevokeLease
+
+    REVOKED.clear()
+    eid = await submit(backend, revoked_job)
+    w = worker(backend, revoked_job, lease_ttl=0.6, reclaim=False)
+
+    async def scenario() -> bool:
+        c = await core(backend, eid)
+        if c.get("ownership_state") == "leased" and not REVOKED:
+            await backend.call(RevokeLease(
+                eid=eid, worker_instance_id=c["current_worker_instance_id"],
+                revoke_reason="operator"))
+        return bool(w.outcomes)
+
+    await run_until(w, scenario)
+    assert REVOKED == [True] and w.outcomes == [(eid, "lease_lost")]
+    assert await state(backend, eid) != "completed"
