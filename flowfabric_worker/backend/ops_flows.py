@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
-import redis.asyncio as aioredis
 
 from ..protocol.budgets import (
     AdmissionResult,
@@ -63,7 +64,7 @@ class FlowOps(Caller):
     two client-side repairs spec 04 asks for (§5.3 staging retry, §5.9
     idempotent flow cancel)."""
 
-    redis: aioredis.Redis
+    redis: Any  # the client's stubs differ between redis-py 5 and 8
 
     async def create_flow(self, args: CreateFlow) -> CreateFlowResult:
         return await self.call(args)
@@ -150,12 +151,12 @@ class FlowOps(Caller):
             try:
                 return await self.call(call)
             except StaleGraphRevision:
-                rev = await self.redis.hget(call.fk.core, "graph_revision")  # type: ignore[misc]
+                rev = await self.redis.hget(call.fk.core, "graph_revision")
                 call = msgspec.structs.replace(call, expected_graph_revision=int(_text(rev) or 0))
             except DependencyAlreadyExists:
                 edge = {
                     _text(k): _text(v)
-                    for k, v in (await self.redis.hgetall(call.fk.edge(call.edge_id))).items()  # type: ignore[misc]
+                    for k, v in (await self.redis.hgetall(call.fk.edge(call.edge_id))).items()
                 }
                 same = (
                     edge.get("upstream_execution_id") == call.upstream
@@ -165,7 +166,7 @@ class FlowOps(Caller):
                 )
                 if not same:
                     raise
-                rev = await self.redis.hget(call.fk.core, "graph_revision")  # type: ignore[misc]
+                rev = await self.redis.hget(call.fk.core, "graph_revision")
                 return StageEdgeResult(edge_id=call.edge_id, graph_revision=int(_text(rev) or 0))
         return await self.call(call)
 
@@ -176,10 +177,10 @@ class FlowOps(Caller):
             return await self.call(args)
         except FlowAlreadyTerminal:
             fields = ["public_flow_state", "cancellation_policy"]
-            state, policy = await self.redis.hmget(args.fk.core, fields)  # type: ignore[misc]
+            state, policy = await self.redis.hmget(args.fk.core, fields)
             if _text(state) != "cancelled":
                 raise
-            members = sorted(_text(m) for m in await self.redis.smembers(args.fk.members))  # type: ignore[misc]
+            members = sorted(_text(m) for m in await self.redis.smembers(args.fk.members))
             return CancelFlowResult(
                 policy=_text(policy) or args.policy, members=tuple(members[:_CANCEL_REPLY_CAP])
             )

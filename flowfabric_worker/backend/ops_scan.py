@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-
 # Release only our own lock: a lock that expired and was taken by another
 # process must not be deleted by the late previous holder.
 _RELEASE = (
@@ -27,7 +25,7 @@ def _text(value: Any) -> str:
 class ScanOps:
     """Batched index reads and the per-slice scan lock (spec 05 §7)."""
 
-    redis: aioredis.Redis
+    redis: Any  # the client's stubs differ between redis-py 5 and 8
 
     async def server_time_ms(self) -> int:
         """Redis server time in ms: due checks use the clock the library uses."""
@@ -71,7 +69,7 @@ class ScanOps:
 
     async def lane_members(self, key: str) -> list[str]:
         """Members of a set (the ``ff:idx:lanes`` lane registry)."""
-        return sorted(_text(m) for m in await self.redis.smembers(key))  # type: ignore[misc]
+        return sorted(_text(m) for m in await self.redis.smembers(key))
 
     async def try_scan_lock(self, key: str, token: str, ttl_ms: int) -> bool:
         """Take a short lease on a scan slice (SET NX PX); ``True`` if we hold it."""
@@ -79,4 +77,4 @@ class ScanOps:
 
     async def release_scan_lock(self, key: str, token: str) -> None:
         """Give a slice back early, only if we still hold it."""
-        await self.redis.eval(_RELEASE, 1, key, token)  # type: ignore[misc]
+        await self.redis.eval(_RELEASE, 1, key, token)
