@@ -49,12 +49,19 @@ async def _version(client: Any, fn: str = "ff_version") -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
+def _b(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 async def _function_count(client: Any, library: str) -> int:
     reply = await execute(client, "FUNCTION", "LIST", "LIBRARYNAME", library)
     for entry in reply:
-        fields = dict(zip(entry[::2], entry[1::2], strict=True))
-        name = fields[b"library_name"]
-        if name == library.encode():
+        # redis-py 5 hands back a flat list, newer versions already a dict
+        if isinstance(entry, dict):
+            fields = {_b(k): v for k, v in entry.items()}
+        else:
+            fields = {_b(k): v for k, v in zip(entry[::2], entry[1::2], strict=True)}
+        if _b(fields[b"library_name"]) == library.encode():
             return len(fields[b"functions"])
     return 0
 
