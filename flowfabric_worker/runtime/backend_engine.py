@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..backend.backend import Backend
 from ..errors import ContractError
+from ..protocol.function import FCall
 from ..protocol.keys import ExecKeys, PartitionKeys
 from ..protocol.lifecycle import (
     ClaimExecution,
@@ -33,6 +36,11 @@ from ..protocol.signals import ClaimResumedExecution
 from .engine import Claimed, FailOutcome
 
 log = logging.getLogger("flowfabric_worker.engine")
+
+#: Core fields :meth:`BackendEngine.claim_many` pre-reads per candidate.
+_PRE_READ = ("lifecycle_phase", "eligibility_state", "required_capabilities",
+             "execution_kind", "total_attempt_count", "current_attempt_index",
+             "retry_count", "created_at")
 
 #: Channel the result waiters (RunHandle.result) subscribe to.
 DONE_CHANNEL = "ffw:done:{eid}"
@@ -130,6 +138,106 @@ class BackendEngine:
                 epoch=r.lease_epoch, expires=r.lease_expires_at, attempt_id=r.attempt_id,
                 index=r.attempt_index)
         return await self._assemble(eid, lane, res, worker_instance_id)
+
+    async def claim_many(
+        self, lane: str, eids: Sequence[str], worker_id: str, worker_instance_id: str,
+        capabilities: frozenset[str], lease_ttl_ms: int, grant_ttl_ms: int,
+        attempt_timeouts: Mapping[str, int] | None = None,
+    ) -> list[Claimed | Exception | None]:
+        """Claim several candidates of ``lane`` in three round trips in all.
+
+        1. One pipeline pre-reads, per candidate, the core fields the claim
+           needs plus the task context (payload, tags) — payload and tags do
+           not change once created, and a claimed attempt index equal to the
+           pre-read ``total_attempt_count`` proves nobody claimed in between.
+        2. Candidates this worker cannot run are blocked (spec 05 §2.2).
+        3. One pipeline sends grant + claim per candidate: the claim needs
+           nothing from the grant's reply (ids are client-minted; attempt keys
+           are placeholders the library rebuilds), and a refused grant makes
+           the claim answer ``invalid_claim_grant``.
+
+        Element ``i`` answers ``eids[i]``: the lease, ``None`` (skipped: gone,
+        not runnable, needs other capabilities) or the refusal to classify.
+        """
+        out: list[Claimed | Exception | None] = [None] * len(eids)
+        if not eids:
+            return out
+        pipe = self.backend.redis.pipeline(transaction=False)
+        for eid in eids:
+            k = ExecKeys(eid)
+            pipe.hmget(k.core, list(_PRE_READ))
+            pipe.get(k.payload)
+            pipe.hgetall(k.tags)
+        raw = await pipe.execute()
+        pre: dict[int, tuple[dict[str, str], bytes, dict[str, str]]] = {}
+        for i, eid in enumerate(eids):
+            vals, payload, tags = raw[3 * i: 3 * i + 3]
+            core = {n: (_text(v) if v is not None else "")
+                    for n, v in zip(_PRE_READ, vals, strict=True)}
+            if core["lifecycle_phase"] != "runnable" or core["eligibility_state"] != "eligible_now":
+                continue  # claimed or moved since the candidate read
+            needed = frozenset(c for c in core["required_capabilities"].split(",") if c)
+            if needed and not needed <= capabilities:
+                try:
+                    await self.block_for_capability(eid, lane)
+                except Exception as exc:
+                    log.info("could not block %s for capabilities: %s", eid, exc)
+                continue
+            pre[i] = (core, payload or b"", {_text(a): _text(b) for a, b in (tags or {}).items()})
+        if not pre:
+            return out
+        caps_csv = ",".join(sorted(capabilities))
+        calls: list[FCall[Any]] = []
+        minted: dict[int, str] = {}
+        for i, (core, _payload, _tags) in pre.items():
+            eid = eids[i]
+            minted[i] = lease_id = str(uuid.uuid4())
+            timeout = (attempt_timeouts or {}).get(core["execution_kind"])
+            calls.append(IssueClaimGrant(
+                eid=eid, lane_id=lane, worker_id=worker_id,
+                worker_instance_id=worker_instance_id, grant_ttl_ms=grant_ttl_ms,
+                worker_capabilities_csv=caps_csv))
+            calls.append(ClaimExecution(
+                eid=eid, lane_id=lane, worker_id=worker_id,
+                worker_instance_id=worker_instance_id, lease_id=lease_id,
+                attempt_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
+                attempt_index=int(core["total_attempt_count"] or 0),
+                attempt_timeout_ms=timeout or None))
+        replies = await self.backend.call_many(calls)
+        for n, (i, (core, payload, tags)) in enumerate(pre.items()):
+            eid = eids[i]
+            res = replies[2 * n + 1]
+            try:
+                if isinstance(res, ContractError) and res.code == "use_claim_resumed_execution":
+                    out[i] = await self._claim_resumed(
+                        eid, lane, worker_id, worker_instance_id, minted[i], lease_ttl_ms,
+                        int(core["current_attempt_index"] or 0))
+                elif isinstance(res, Exception):
+                    out[i] = res
+                elif res.attempt_index != int(core["total_attempt_count"] or 0):
+                    # Someone else's attempt ran in between: the pre-read is stale.
+                    out[i] = await self._assemble(eid, lane, res, worker_instance_id)
+                else:
+                    out[i] = Claimed(
+                        eid, lane, res.attempt_index, res.attempt_id, res.lease_id,
+                        res.lease_epoch, res.lease_expires_at, attempt_type=res.attempt_type,
+                        execution_kind=core["execution_kind"], payload=payload, tags=tags,
+                        worker_instance_id=worker_instance_id,
+                        retry_count=int(core["retry_count"] or 0),
+                        created_at_ms=int(core["created_at"] or 0))
+            except Exception as exc:
+                out[i] = exc
+        return out
+
+    async def _claim_resumed(self, eid: str, lane: str, worker_id: str, worker_instance_id: str,
+                             lease_id: str, lease_ttl_ms: int, index: int) -> Claimed:
+        r = await self.backend.call(ClaimResumedExecution(
+            eid=eid, worker_id=worker_id, worker_instance_id=worker_instance_id,
+            lane=lane, lease_id=lease_id, lease_ttl_ms=lease_ttl_ms, attempt_index=index))
+        return await self._assemble(
+            eid, lane, None, worker_instance_id, resumed=True, lease_id=r.lease_id,
+            epoch=r.lease_epoch, expires=r.lease_expires_at, attempt_id=r.attempt_id,
+            index=r.attempt_index)
 
     async def list_reclaimable(self, lane: str, partition: int, limit: int) -> list[str]:
         """Due members of the partition's lease-expiry index that belong to ``lane``.

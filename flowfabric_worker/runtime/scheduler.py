@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ContractError
 from ..protocol.partitions import solo_partition
@@ -96,6 +98,9 @@ class ClaimIdentity:
     instance_id: str
     capabilities: frozenset[str]
     lease_ttl_ms: int
+    #: Attempt timeout (ms) per execution kind, passed at claim so the
+    #: attempt-timeout scanner can expire hung attempts (spec 05 §2.4 note).
+    attempt_timeouts: Mapping[str, int] = field(default_factory=dict)
 
 
 class Scheduler:
@@ -114,6 +119,75 @@ class Scheduler:
         self._lane_rr = 0
         self._last_reclaim = 0.0
         self._spread = fnv1a_64(ident.instance_id.encode()) % 97
+        #: Batch claim (``BackendEngine.claim_many``) when the engine has one;
+        #: otherwise one candidate at a time through ``Engine.claim``.
+        self._claim_many: Any = getattr(engine, "claim_many", None)
+
+    async def claim_batch(self) -> list[Claimed]:
+        """One scheduling round filling as many free permits as it can (all
+        from one lane); empty means nothing claimable here right now.
+
+        Permits are taken before any grant is issued and the unused ones are
+        given back (spec 05 §2.3: never consume a grant without a permit).
+        """
+        if self._claim_many is None:
+            got = await self.claim_next()
+            return [] if got is None else [got]
+        taken = 0
+        while self.permits.try_acquire():
+            taken += 1
+        if not taken:
+            return []
+        claimed: list[Claimed] = []
+        try:
+            lane = self.lanes[self._lane_rr % len(self.lanes)]
+            self._lane_rr += 1
+            claimed = await self._scan_many(lane, taken)
+            if not claimed and self.reclaim_enabled and self._reclaim_due():
+                got = await self._try_reclaim(lane, solo_partition(lane) % self.window.n)
+                if got is not None:
+                    claimed = [got]
+        finally:
+            for _ in range(taken - len(claimed)):
+                self.permits.release()
+        return claimed
+
+    async def _scan_many(self, lane: str, want: int) -> list[Claimed]:
+        solo = solo_partition(lane) % self.window.n
+        parts = [solo] + [p for p in self.window.next_window() if p != solo]
+        heads = await self.engine.candidates(lane, parts, max(HEADS, want))
+        picked: list[str] = []
+        for eids in heads:
+            if len(eids) > 1:
+                k = self._spread % len(eids)
+                eids = eids[k:] + eids[:k]
+            picked.extend(eids[: want - len(picked)])
+            if len(picked) >= want:
+                break
+        if not picked:
+            return []
+        assert self._claim_many is not None
+        replies = await self._claim_many(
+            lane, picked, self.ident.worker_id, self.ident.instance_id,
+            self.ident.capabilities, self.ident.lease_ttl_ms, GRANT_TTL_MS,
+            self.ident.attempt_timeouts)
+        claimed: list[Claimed] = []
+        failure: Exception | None = None
+        for reply in replies:
+            if isinstance(reply, Claimed):
+                claimed.append(reply)
+            elif isinstance(reply, ContractError) and (
+                    reply.code in SKIPPABLE_CLAIM_CODES or reply.retryable
+                    or reply.code == "capability_mismatch"):
+                continue
+            elif isinstance(reply, Exception):
+                failure = failure or reply
+        if failure is not None:
+            if not claimed:
+                raise failure
+            # The leases won must still run: report the refusal, don't raise it.
+            log.warning("claim refused: %s", failure)
+        return claimed
 
     async def claim_next(self) -> Claimed | None:
         """One scheduling round; ``None`` means nothing claimable here right now."""

@@ -129,16 +129,17 @@ class Worker:
                 await self._sleep_or_wake(0.05)
                 continue
             try:
-                lease = await self.scheduler.claim_next()
+                leases = await self.scheduler.claim_batch()
             except Exception as exc:
                 log.warning("claim failed: %s", exc)
                 await self._sleep_or_wake(1.0)
                 continue
-            if lease is None:
+            if not leases:
                 await self._sleep_or_wake(backoff.next())
                 continue
             backoff.reset()
-            work.start_soon(self._run_one, lease)
+            for lease in leases:
+                work.start_soon(self._run_one, lease)
 
     async def _sleep_or_wake(self, delay: float) -> None:
         with anyio.move_on_after(delay):
