@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Generic, TypeVar, cast, overload
 
 import anyio
@@ -23,6 +23,8 @@ from .errors import (
 from .protocol.ids import ExecutionId, mint_execution_id, parse_execution_id, partition_of
 from .protocol.lifecycle import CancelExecution, CreateExecution
 from .protocol.records import ExecCore
+from .protocol.streams import Frame, ReadSummary, Summary
+from .streams import frames as stream_frames
 from .task import TaskDefinition, check_priority
 
 R = TypeVar("R")
@@ -123,6 +125,23 @@ class RunHandle(Generic[R]):
     async def cancel(self, reason: str = "") -> str:
         """Cancel the execution; returns the lifecycle phase it had before."""
         return await self.client.cancel(self.id, reason)
+
+    def frames(self, attempt: int | None = None, after: str | None = None, follow: bool = True,
+               include_best_effort: bool = True) -> AsyncIterator[Frame]:
+        """Frames of an attempt (default: the current one) after entry id
+        ``after``: replays what is stored, then — with ``follow`` — tails live
+        until the stream is closed (the attempt ended). Reconnects resume from
+        the last id, so no frame is seen twice. See docs/streams.md.
+        """
+        return stream_frames(self.client.backend, self.id, attempt=attempt, after=after,
+                             follow=follow, include_best_effort=include_best_effort)
+
+    async def summary(self, attempt: int | None = None) -> Summary:
+        """The attempt's rolling summary document (``version == 0``: none yet)."""
+        if attempt is None:
+            attempt = (await self.info()).current_attempt_index or 0
+        return await self.client.backend.read_summary(
+            ReadSummary(eid=self.id, attempt_index=attempt))
 
 
 class Client:

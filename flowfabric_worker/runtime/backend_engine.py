@@ -34,6 +34,7 @@ from ..protocol.lifecycle_admin import (
 from ..protocol.partitions import tag
 from ..protocol.signals import ClaimResumedExecution
 from .engine import Claimed, FailOutcome
+from .frames import FrameWriter
 
 log = logging.getLogger("flowfabric_worker.engine")
 
@@ -356,6 +357,12 @@ class BackendEngine:
         now = await self.backend.server_time_ms()
         await self.backend.heartbeat_worker(HeartbeatWorker(
             namespace=namespace, instance_id=instance_id, now_ms=now))
+
+    def frame_writer(self, lease: Claimed) -> FrameWriter:
+        """The attempt's batching frame writer (``ctx.stream`` & co.)."""
+        return FrameWriter(self.backend, eid=lease.execution_id,
+                           attempt_index=lease.attempt_index, lease_id=lease.lease_id,
+                           lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id)
 
     async def publish_done(self, eid: str) -> None:
         await self.backend.redis.publish(DONE_CHANNEL.format(eid=eid), eid)

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 
 from .engine import LeaseLost
+from .task_streams import emit_event, emit_stream, emit_summary, writer_of
 
 _base_log = logging.getLogger("flowfabric_worker.task")
 
@@ -75,6 +76,35 @@ class TaskContext:
         self.ensure_lease()
         if self._progress_fn is not None:
             await self._progress_fn(pct, message)
+
+    async def stream(
+        self, data: str | bytes, *, kind: str = "stdout", frame_type: str | None = None,
+        correlation_id: str | None = None, mode: str = "durable",
+    ) -> None:
+        """Append one frame to this attempt's stream (text or bytes).
+
+        ``kind`` is ``stdout``, ``stderr``, ``event`` or ``blob``; ``mode`` is
+        ``durable`` (kept until the stream's retention cap) or ``best_effort``
+        (live-only, trimmed by rate and TTL). Frames are batched: the call
+        usually returns without a round trip, and the worker flushes them
+        before the attempt ends, so consumers never see a finished attempt
+        with frames missing. See docs/streams.md.
+        """
+        self.ensure_lease()
+        await emit_stream(writer_of(self.extensions), data, kind=kind, frame_type=frame_type,
+                          correlation_id=correlation_id, mode=mode)
+
+    async def event(self, obj_or_name: Any, data: Any = None, *, live: bool = False) -> None:
+        """A structured (JSON) event frame: ``event("name", data)`` or
+        ``event(obj)`` for a dict/dataclass/model. ``live=True`` → best-effort."""
+        self.ensure_lease()
+        await emit_event(writer_of(self.extensions), obj_or_name, data, live=live)
+
+    async def summary(self, patch: Any) -> None:
+        """Merge ``patch`` into this attempt's summary document (JSON Merge
+        Patch: ``None`` deletes a key; read it with ``run.summary()``)."""
+        self.ensure_lease()
+        await emit_summary(writer_of(self.extensions), patch)
 
     def ensure_lease(self) -> None:
         """Raise :class:`LeaseLost` if this attempt no longer owns its lease."""

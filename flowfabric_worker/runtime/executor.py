@@ -13,7 +13,9 @@ from ..errors import ContractError, PayloadError, TransportError
 from .context import TaskContext
 from .engine import Claimed, Engine, LeaseLost, TaskLike, is_lease_lost
 from .failures import FailureDecision, classify, describe
+from .frames import FrameWriter
 from .renewer import Renewer
+from .task_streams import FRAMES_EXTENSION
 
 log = logging.getLogger("flowfabric_worker.executor")
 
@@ -28,6 +30,9 @@ class Executor:
         self.engine = engine
         self.tasks = dict(tasks)
         self.lease_ttl_ms = lease_ttl_ms
+        #: Frame writers of the attempts running now, by execution id (the
+        #: worker flushes them itself before a drain hand-back).
+        self.frames: dict[str, FrameWriter] = {}
 
     async def run(self, lease: Claimed, shutdown: anyio.Event | None = None) -> str:
         """Run ``lease`` to completion; returns the outcome label (for tests/metrics)."""
@@ -36,6 +41,9 @@ class Executor:
             attempt_type=lease.attempt_type, lane=lease.lane, tags=lease.tags,
             progress_fn=lambda pct, msg: self.engine.update_progress(lease, pct, msg),
         )
+        opener = getattr(self.engine, "frame_writer", None)
+        if callable(opener):
+            ctx.extensions[FRAMES_EXTENSION] = self.frames[lease.execution_id] = opener(lease)
         task = self.tasks.get(lease.execution_kind)
         outcome = "not_run"
         async with anyio.create_task_group() as tg:
@@ -53,6 +61,9 @@ class Executor:
             finally:
                 # Renewal stops only once the terminal call has answered (§4.2).
                 tg.cancel_scope.cancel()
+                fw = self.frames.pop(lease.execution_id, None)
+                if fw is not None and (ctx.lease_lost.is_set() or outcome == "lease_lost"):
+                    fw.discard()  # the server refuses appends without the lease
         return outcome
 
     async def _execute(
@@ -104,6 +115,7 @@ class Executor:
     async def _terminal(self, lease: Claimed, op: str, arg: Any) -> None:
         """Terminal call with bounded transport retries; replays are reconciled
         by the engine adapter (spec 05 §4.4). Lease loss → :class:`LeaseLost`."""
+        await self.flush_frames(lease)
         delay = 0.1
         for attempt in range(TERMINAL_RETRIES):
             try:
@@ -125,6 +137,21 @@ class Executor:
                     raise LeaseLost(lease.execution_id, exc.code) from exc
                 raise
         await self.engine.publish_done(lease.execution_id)
+
+
+    async def flush_frames(self, lease: Claimed, fw: FrameWriter | None = None) -> None:
+        """Send the attempt's queued frames. Must precede every terminal or
+        hand-back call: those close the stream (or move the lease) and later
+        appends are refused. A refusal here is logged, never fatal: the
+        outcome matters more than the frames, and a lost lease is reported by
+        the terminal call itself."""
+        fw = fw or self.frames.get(lease.execution_id)
+        if fw is None:
+            return
+        try:
+            await fw.aclose()
+        except Exception as exc:
+            log.warning("frames of %s not all written: %s", lease.execution_id, exc)
 
 
 def _time_limit(task: TaskLike, lease: Claimed) -> float | None:

@@ -127,6 +127,16 @@ class FrameWriter:
         """Flush and stop; call before completing, failing or suspending."""
         await self.flush()
 
+    def discard(self) -> int:
+        """Drop queued frames without sending them (the lease is gone, so the
+        server would refuse them anyway); returns how many were dropped."""
+        if self._timer is not None and self._timer is not asyncio.current_task():
+            self._timer.cancel()
+        self._timer = None
+        dropped = len(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        return dropped
+
     async def _flush_later(self) -> None:
         await asyncio.sleep(self._max_delay_s)
         try:

@@ -168,10 +168,15 @@ class Worker:
         waiting for lease expiry. If that call fails the lease simply lapses
         and expiry + reclaim recover it: nothing is lost either way."""
         pending = [self._leases[eid] for eid in list(self._inflight)]
+        # Taken before cancelling: a cancelled executor forgets its writer.
+        writers = {lease.execution_id: self.executor.frames.get(lease.execution_id)
+                   for lease in pending}
         for scope in list(self._inflight.values()):
             scope.cancel()
         for lease in pending:
             try:
+                # Queued frames first: after the hand-back they would be refused.
+                await self.executor.flush_frames(lease, writers[lease.execution_id])
                 await self.engine.hand_back(lease)
                 await self.engine.publish_done(lease.execution_id)
                 self.outcomes.append((lease.execution_id, "handed_back"))
