@@ -57,6 +57,10 @@ class Worker:
         self.executor = Executor(engine, self.tasks, self.lease_ttl_ms)
         self._stop = anyio.Event()
         self._changed = anyio.Event()
+        #: Set when claiming may succeed again (a permit came back, new work
+        #: was announced, stop was asked): the claim loop waits on it.
+        self._wake = anyio.Event()
+        self._at_capacity = False
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._leases: dict[str, Claimed] = {}
         self.outcomes: list[tuple[str, str]] = []
@@ -64,6 +68,7 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming and start draining (safe to call from a signal handler)."""
         self._stop.set()
+        self._wake.set()
 
     async def run(self, *, install_signals: bool = False) -> None:
         """Claim and execute until stopped, then drain."""
@@ -125,8 +130,12 @@ class Worker:
     async def _claim_loop(self, work: TaskGroup) -> None:
         backoff = Backoff()
         while not self._stop.is_set():
+            # Fresh before looking, so a wake-up during the claim is not lost.
+            self._wake = anyio.Event()
             if self.permits.in_use >= self.permits.size:
-                await self._sleep_or_wake(0.05)
+                self._at_capacity = True
+                await self._wake.wait()
+                self._at_capacity = False
                 continue
             try:
                 leases = await self.scheduler.claim_batch()
@@ -143,7 +152,7 @@ class Worker:
 
     async def _sleep_or_wake(self, delay: float) -> None:
         with anyio.move_on_after(delay):
-            await self._stop.wait()
+            await self._wake.wait()
 
     async def _run_one(self, lease: Claimed) -> None:
         scope = anyio.CancelScope()
@@ -160,6 +169,8 @@ class Worker:
             self._inflight.pop(lease.execution_id, None)
             self.permits.release()
             self._changed.set()
+            if self._at_capacity:  # an idle loop is not woken: nothing new to claim
+                self._wake.set()
 
     async def _hand_back(self, work: TaskGroup) -> None:
         """Grace period over: cancel what still runs and release each lease
@@ -168,15 +179,10 @@ class Worker:
         waiting for lease expiry. If that call fails the lease simply lapses
         and expiry + reclaim recover it: nothing is lost either way."""
         pending = [self._leases[eid] for eid in list(self._inflight)]
-        # Taken before cancelling: a cancelled executor forgets its writer.
-        writers = {lease.execution_id: self.executor.frames.get(lease.execution_id)
-                   for lease in pending}
         for scope in list(self._inflight.values()):
             scope.cancel()
         for lease in pending:
             try:
-                # Queued frames first: after the hand-back they would be refused.
-                await self.executor.flush_frames(lease, writers[lease.execution_id])
                 await self.engine.hand_back(lease)
                 await self.engine.publish_done(lease.execution_id)
                 self.outcomes.append((lease.execution_id, "handed_back"))
