@@ -18,6 +18,7 @@ import anyio
 
 from .backend.library import FFW, FLOWFABRIC, library_text
 from .errors import ConfigurationError, FlowFabricError
+from .protocol.streams import Frame
 from .settings import Settings
 from .task import TaskDefinition
 
@@ -143,6 +144,75 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+class _TailPrinter:
+    """Renders frames for a terminal: stdout/stderr text as it arrives (no
+    added newlines), everything else as one line per frame."""
+
+    def __init__(self, out: Any, err: Any) -> None:
+        self.out, self.err = out, err
+        self._mid_line = False  # the last text written to ``out`` did not end a line
+
+    def _line(self, text: str) -> None:
+        if self._mid_line:
+            self.out.write("\n")
+            self._mid_line = False
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def frame(self, f: Frame) -> None:
+        if f.frame_type == "stdout":
+            self.out.write(f.text)
+            self.out.flush()
+            self._mid_line = not f.text.endswith("\n")
+        elif f.frame_type == "stderr":
+            self.err.write(f.text)
+            self.err.flush()
+        elif f.frame_type == "blob" or f.encoding not in ("utf8", "utf-8"):
+            self._line(f"[{f.frame_type} {len(f.payload)} bytes]")
+        elif f.mode == "summary":
+            self._line(f"[summary v{f.summary_version}] {f.text}")
+        else:
+            label = f.frame_type if f.mode != "best_effort" else f"{f.frame_type}~"
+            self._line(f"[{label}] {f.text}")
+
+    def closed(self, reason: str) -> None:
+        if self._mid_line:
+            self.out.write("\n")
+            self.out.flush()
+            self._mid_line = False
+        self.err.write(f"-- stream closed: {reason or 'unknown'}\n")
+        self.err.flush()
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from .client import Client, RunHandle
+
+    settings = _settings(args)
+    printer = _TailPrinter(sys.stdout, sys.stderr)
+
+    async def go() -> None:
+        async with Client.connect(settings.url, mode=settings.mode,
+                                  namespace=settings.namespace) as client:
+            run: RunHandle[Any] = client.run(args.id)
+            core = await run.info()  # fails clearly on an unknown execution
+            attempt = args.attempt
+            if attempt is None:
+                attempt = core.current_attempt_index or 0
+            async for f in run.frames(attempt=attempt, after=args.after,
+                                      follow=not args.no_follow,
+                                      include_best_effort=not args.no_best_effort):
+                printer.frame(f)
+            meta = await client.backend.read_stream_meta(run.id, attempt)
+            if meta is not None and meta.closed:
+                printer.closed(meta.closed_reason)
+
+    try:
+        anyio.run(go)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def _scan(args: argparse.Namespace) -> int:
     from .backend.backend import Backend
     from .runtime.scanners import run_scanners
@@ -211,6 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("id")
     _connection_flags(inspect)
     inspect.set_defaults(handler=_inspect)
+
+    tail = commands.add_parser(
+        "tail", help="print an execution's stream live until the attempt ends")
+    tail.add_argument("id")
+    tail.add_argument("--after", help="start after this entry id (default: the beginning)")
+    tail.add_argument("--attempt", type=int, help="attempt index (default: the current one)")
+    tail.add_argument("--no-best-effort", dest="no_best_effort", action="store_true",
+                      help="skip best-effort (live-only) frames")
+    tail.add_argument("--no-follow", dest="no_follow", action="store_true",
+                      help="print what is stored and exit")
+    _connection_flags(tail)
+    tail.set_defaults(handler=_tail)
 
     scan = commands.add_parser("scan", help="run only the maintenance scanners")
     _connection_flags(scan)
