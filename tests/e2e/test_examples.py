@@ -1,0 +1,25 @@
+"""The examples/ scripts run as users run them: a subprocess that exits 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_llm_stream_prints_tokens_live_and_exits_zero(backend: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    args = [] if backend == "memory" else [request.getfixturevalue("redis_server_url")]
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "llm_stream.py"), *args],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    first, *rest = proc.stdout.splitlines()
+    assert len(first.split()) == 300  # every token, on one line
+    assert "result:  {'tokens': 300}" in rest
+    assert rest[-1] == "ok"
