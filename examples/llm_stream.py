@@ -82,4 +82,4 @@ async def main(url: str = "memory://") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(anyio.run(main, *sys.argv[1:2]))
+    sys.exit(anyio.run(main, sys.argv[1] if len(sys.argv) > 1 else "memory://"))

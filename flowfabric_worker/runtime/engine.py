@@ -134,16 +134,28 @@ class Engine(Protocol):
 
 
 class TaskLike(Protocol):
-    """What the runtime needs of a registered task (H6's ``TaskDefinition``)."""
+    """What the runtime needs of a registered task (H6's ``TaskDefinition``).
 
-    name: str
-    lane: str
-    timeout: float | None
-    capabilities: Any
-    fn: Callable[..., Any]
-    is_async: bool
-    wants_context: bool
-    retry: Any
+    Read-only members, so a frozen ``TaskDefinition`` satisfies it and
+    ``Worker(client, tasks=[my_task])`` type-checks in user code.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def lane(self) -> str: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def capabilities(self) -> Any: ...
+    @property
+    def fn(self) -> Callable[..., Any]: ...
+    @property
+    def is_async(self) -> bool: ...
+    @property
+    def wants_context(self) -> bool: ...
+    @property
+    def retry(self) -> Any: ...
 
     def decode_args(self, payload: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
 
