@@ -30,6 +30,9 @@ from .task import TaskDefinition, check_priority
 R = TypeVar("R")
 
 DONE_CHANNEL = "ffw:done:{eid}"
+#: Workers of a lane listen here; submit announces new work in the same
+#: round trip as the create, so an idle worker claims it within milliseconds.
+WAKE_CHANNEL = "ffw:wake:{lane}"
 # Delays shorter than this are sent as "eligible now" (spec 02 §3.1: a
 # delay_until in the past or too close would file into the delayed set only to
 # be promoted a scanner tick later).
@@ -228,7 +231,7 @@ class Client:
         now_ms = int(time.time() * 1000)
         delay_until = now_ms + int(delay * 1000) if delay and delay > _MIN_DELAY_S else None
         eid = mint_execution_id(lane_id=lane_id, config=self.backend.partitions)
-        result = await self.backend.create_execution(CreateExecution(
+        create = CreateExecution(
             eid=eid,
             namespace=self.namespace,
             lane_id=lane_id,
@@ -242,7 +245,12 @@ class Client:
             tags_json=json.dumps(base_tags, separators=(",", ":")) if base_tags else "",
             execution_deadline_at=(now_ms + int(deadline_s * 1000)) if deadline_s else None,
             partition_id=partition_of(eid),
-        ))
+        )
+        if delay_until is None:
+            result = await self.backend.call_and_send(
+                create, ("PUBLISH", WAKE_CHANNEL.format(lane=lane_id), "1"))
+        else:  # not claimable before delay_until: nobody to wake
+            result = await self.backend.create_execution(create)
         return RunHandle(self, parse_execution_id(result.execution_id), definition,
                          duplicate=result.duplicate)
 

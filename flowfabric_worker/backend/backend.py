@@ -256,6 +256,21 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, Sc
                 out.append(exc)
         return out
 
+    async def call_and_send(self, fn: FCall[R], *commands: Sequence[Any]) -> R:
+        """Run ``fn`` followed by plain commands (a ``PUBLISH`` announcing what
+        ``fn`` did, say) in one pipeline; the extra commands' replies are
+        ignored. Resent on a lost reply only when ``fn`` is idempotent."""
+        batch = [self._command(fn), *(list(c) for c in commands)]
+        reply = (await self._pipeline(batch, idempotent=fn.IDEMPOTENT))[0]
+        if isinstance(reply, ResponseError):
+            if _NOT_LOADED not in str(reply).lower():
+                raise ScriptError(f"{fn.NAME}: {reply}")
+            await self.ensure_libraries()  # the call did not run: load, send again
+            reply = (await self._pipeline(batch, idempotent=fn.IDEMPOTENT))[0]
+            if isinstance(reply, ResponseError):
+                raise ScriptError(f"{fn.NAME}: {reply}")
+        return fn.decode(reply)
+
     async def _pipeline(self, commands: list[list[Any]], *, idempotent: bool) -> list[Any]:
         async def once() -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)

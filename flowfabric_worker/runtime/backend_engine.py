@@ -45,6 +45,8 @@ _PRE_READ = ("lifecycle_phase", "eligibility_state", "required_capabilities",
 
 #: Channel the result waiters (RunHandle.result) subscribe to.
 DONE_CHANNEL = "ffw:done:{eid}"
+#: Channel announcing new eligible work of a lane (published by Client.submit).
+WAKE_CHANNEL = "ffw:wake:{lane}"
 
 
 def _text(v: object) -> str:

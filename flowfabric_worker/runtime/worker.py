@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from .backend_engine import BackendEngine
+from .backend_engine import WAKE_CHANNEL, BackendEngine
 from .engine import Claimed, Engine, TaskLike
 from .executor import Executor
 from .scheduler import Backoff, ClaimIdentity, Permits, Scheduler
@@ -61,6 +61,10 @@ class Worker:
         #: was announced, stop was asked): the claim loop waits on it.
         self._wake = anyio.Event()
         self._at_capacity = False
+        #: Empty-poll backoff. Submitters announce work on the wake channel,
+        #: so the poll is only a fallback (flows, promotions, other
+        #: submitters): it starts low and is capped at 0.5 s.
+        self.idle_backoff = Backoff(0.005, 0.5)
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._leases: dict[str, Claimed] = {}
         self.outcomes: list[tuple[str, str]] = []
@@ -77,6 +81,7 @@ class Worker:
                 tg.start_soon(self._signals, tg)
             if isinstance(self.engine, BackendEngine):
                 tg.start_soon(self._registration, self.engine)
+                tg.start_soon(self._wake_listener, self.engine)
             scan_stop = anyio.Event()
             if self.run_scanners:
                 tg.start_soon(self._scanners, scan_stop)
@@ -107,6 +112,30 @@ class Worker:
             except Exception as exc:
                 log.info("worker heartbeat failed: %s", exc)
 
+    async def _wake_listener(self, engine: BackendEngine) -> None:
+        """Wake the claim loop when a submitter announces work on one of our
+        lanes (one pub/sub connection for all of them). Best effort: a lost
+        message or connection only leaves the backoff poll to find the work."""
+        channels = [WAKE_CHANNEL.format(lane=lane) for lane in self.lanes]
+        while True:
+            pubsub = engine.backend.redis.pubsub()
+            try:
+                await pubsub.subscribe(*channels)
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                   timeout=1.0)
+                    if msg is not None:
+                        self._wake.set()
+            except Exception as exc:
+                log.info("wake subscription lost (%s); resubscribing", exc)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await pubsub.aclose()
+                    except Exception:
+                        pass
+            await anyio.sleep(1.0)
+
     async def _scanners(self, stop: anyio.Event) -> None:
         """Embedded maintenance (spec 05 §7.3): promotion, expiry marking, ...
         Absent scanners module → the worker still runs (another process or a
@@ -128,7 +157,7 @@ class Worker:
                 self.stop()
 
     async def _claim_loop(self, work: TaskGroup) -> None:
-        backoff = Backoff()
+        backoff = self.idle_backoff
         while not self._stop.is_set():
             # Fresh before looking, so a wake-up during the claim is not lost.
             self._wake = anyio.Event()
