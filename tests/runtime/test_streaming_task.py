@@ -14,7 +14,10 @@ import pytest
 from flowfabric_worker.client import Client, RunHandle
 from flowfabric_worker.errors import ConfigurationError, InvalidInput, Permanent, TaskFailed
 from flowfabric_worker.protocol.streams import Frame, StreamMode
+from flowfabric_worker.runtime.backend_engine import BackendEngine
 from flowfabric_worker.runtime.context import TaskContext
+from flowfabric_worker.runtime.engine import Claimed
+from flowfabric_worker.runtime.frames import FrameWriter
 from flowfabric_worker.runtime.worker import Worker
 from flowfabric_worker.task import task
 
@@ -174,7 +177,6 @@ async def test_stream_outside_a_worker_and_bad_arguments_are_refused() -> None:
     class Dummy:
         pass
 
-    from flowfabric_worker.runtime.frames import FrameWriter
     from flowfabric_worker.runtime.task_streams import emit_event, emit_stream, emit_summary
 
     fw = FrameWriter(Dummy(), eid="e", attempt_index=0, lease_id="l",  # type: ignore[arg-type]
@@ -192,3 +194,80 @@ async def test_stream_outside_a_worker_and_bad_arguments_are_refused() -> None:
     with pytest.raises(InvalidInput, match="event name"):
         await emit_event(fw, {"a": 1}, data=2)
     assert fw.discard() == 0  # nothing invalid was queued
+
+
+LOST: list[object] = []
+
+
+@task(name="s.stream_then_wait", lane=LANE)
+async def stream_then_wait(ctx: TaskContext, n: int) -> str:
+    for i in range(n):
+        await ctx.stream(f"{i};")
+    if "queued" in GATES:
+        GATES["queued"].set()
+    try:
+        await anyio.sleep(10)
+    finally:
+        LOST.append(ctx.lease_lost.is_set())
+        try:
+            await ctx.stream("late")
+        except Exception as exc:  # LeaseLost, raised before anything is queued
+            LOST.append(type(exc).__name__)
+    return "never"
+
+
+async def test_lease_loss_keeps_flushed_frames_and_refuses_later_ones(client: Client) -> None:
+    from flowfabric_worker.protocol.lifecycle_admin import RevokeLease
+
+    LOST.clear()
+    run = await stream_then_wait.submit(client, 10)
+    worker = Worker(client, tasks=[stream_then_wait], lanes=[LANE], lease_ttl=5,
+                    grace_period=1, reclaim=False, scanners=False)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        with anyio.fail_after(10):
+            seen = [f async for f in run.frames(follow=False)]
+            while len(seen) < 10:
+                await anyio.sleep(0.02)
+                seen = [f async for f in run.frames(follow=False)]
+            core = await run.info()
+            await client.backend.call(RevokeLease(
+                eid=run.id, worker_instance_id=core.current_worker_instance_id or "",
+                revoke_reason="operator"))
+            while not worker.outcomes:  # noqa: ASYNC110 - the renewer notices on its tick
+                await anyio.sleep(0.02)
+        worker.stop()
+    assert worker.outcomes == [(run.id, "lease_lost")]
+    assert LOST == [True, "LeaseLost"]
+    assert worker.executor.frames == {}  # the writer was dropped with the lease
+    assert [f.text for f in [f async for f in run.frames(follow=False)]] == [
+        f"{i};" for i in range(10)]
+
+
+def slow_flush_writer(self: BackendEngine, lease: Claimed) -> FrameWriter:
+    """Frames stay queued until something flushes them explicitly."""
+    return FrameWriter(self.backend, eid=lease.execution_id, attempt_index=lease.attempt_index,
+                       lease_id=lease.lease_id, lease_epoch=lease.lease_epoch, max_delay_s=60)
+
+
+async def test_drain_hand_back_flushes_queued_frames_first(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(BackendEngine, "frame_writer", slow_flush_writer)
+    GATES["queued"] = anyio.Event()
+    try:
+        run = await stream_then_wait.submit(client, 7)
+        worker = Worker(client, tasks=[stream_then_wait],
+                        lanes=[LANE], lease_ttl=5, grace_period=0.05)
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(worker.run)
+                await GATES["queued"].wait()
+                assert [f async for f in run.frames(follow=False)] == []  # still queued
+                worker.stop()
+    finally:
+        GATES.clear()
+    assert (run.id, "handed_back") in worker.outcomes
+    assert [f.text for f in [f async for f in run.frames(follow=False)]] == [
+        f"{i};" for i in range(7)]
+    meta = await client.backend.read_stream_meta(run.id, 0)
+    assert meta is not None and not meta.closed  # a hand-back does not end the attempt
