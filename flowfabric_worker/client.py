@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -12,6 +13,7 @@ import msgspec
 
 from . import codec
 from .backend.backend import Backend, Mode
+from .done_listener import DoneListener
 from .errors import (
     InvalidInput,
     ResultTimeout,
@@ -37,6 +39,11 @@ WAKE_CHANNEL = "ffw:wake:{lane}"
 # delay_until in the past or too close would file into the delayed set only to
 # be promoted a scanner tick later).
 _MIN_DELAY_S = 1.0
+# Result waits are woken by pub/sub; polling only covers a lost notification
+# (slow) or a failed subscription (fast), doubling up to the cap.
+_POLL_SUBSCRIBED = 0.5
+_POLL_UNSUBSCRIBED = 0.05
+_POLL_CAP = 2.0
 
 
 class RunHandle(Generic[R]):
@@ -92,16 +99,23 @@ class RunHandle(Generic[R]):
 
         Raises TaskFailed / TaskCancelled / TaskExpired / TaskSkipped when it
         ended without a result, ResultTimeout when ``timeout`` passes first.
-        The worker publishes on ``ffw:done:<eid>``; we subscribe *before*
-        re-reading exec_core so a completion between the two is not missed, and
-        poll with backoff in case the notification is lost.
+        The worker publishes on ``ffw:done:<eid>``; the subscription (on the
+        client's one shared listener connection) is confirmed *before*
+        exec_core is re-read, so a completion between the two is not missed.
+        A slow poll covers lost notifications; a fast one stands in when the
+        subscription fails.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.client.backend.redis.pubsub()
-        await pubsub.subscribe(DONE_CHANNEL.format(eid=self.id))
+        listener = self.client.done_listener()
+        channel = DONE_CHANNEL.format(eid=self.id)
+        done = asyncio.Event()
         try:
-            poll = 0.05
+            poll = 0.0
             while True:
+                if not listener.watching(channel):
+                    subscribed = await listener.subscribe(channel, done)
+                    poll = poll or (_POLL_SUBSCRIBED if subscribed else _POLL_UNSUBSCRIBED)
+                done.clear()  # set from here on means: look again
                 core = await self.info()
                 if core.is_terminal:
                     return await self._outcome(core)
@@ -112,18 +126,11 @@ class RunHandle(Generic[R]):
                         raise ResultTimeout(f"execution {self.id} not finished after {timeout}s")
                     wait = min(wait, left)
                 with anyio.move_on_after(wait):
-                    while True:
-                        msg = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                       timeout=wait)
-                        if msg is not None:
-                            break
-                poll = min(poll * 2, 1.0)
+                    await done.wait()
+                poll = min(poll * 2, _POLL_CAP)
         finally:
-            try:
-                await pubsub.unsubscribe()
-                await pubsub.aclose()
-            except Exception:  # closing a broken connection must not hide the outcome
-                pass
+            with anyio.CancelScope(shield=True):
+                await listener.release(channel, done)
 
     async def cancel(self, reason: str = "") -> str:
         """Cancel the execution; returns the lifecycle phase it had before."""
@@ -156,6 +163,13 @@ class Client:
     def __init__(self, backend: Backend, *, namespace: str = "default") -> None:
         self.backend = backend
         self.namespace = namespace
+        self._done: DoneListener | None = None
+
+    def done_listener(self) -> DoneListener:
+        """The shared ``ffw:done:*`` listener (connects on first use)."""
+        if self._done is None:
+            self._done = DoneListener(self.backend.redis)
+        return self._done
 
     @classmethod
     def connect(cls, url: str, *, mode: Mode = "standalone",
@@ -169,6 +183,9 @@ class Client:
         return cls(await Backend.open(url, mode=mode), namespace=namespace)
 
     async def close(self) -> None:
+        if self._done is not None:
+            await self._done.aclose()
+            self._done = None
         await self.backend.close()
 
     async def __aenter__(self) -> Client:

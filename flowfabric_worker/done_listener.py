@@ -1,0 +1,133 @@
+"""One pub/sub connection per client for every result waiter.
+
+Workers ``PUBLISH ffw:done:<eid>`` after each terminal (or hand-back) call.
+Opening a pub/sub connection per ``RunHandle.result()`` costs a connection
+set-up and a SUBSCRIBE round trip per wait; instead every waiter of a client
+registers here and one reader task dispatches the notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import anyio
+
+log = logging.getLogger("flowfabric_worker.client")
+
+#: How long a waiter waits for the server to confirm its subscription before
+#: it falls back to polling.
+CONFIRM_TIMEOUT = 2.0
+
+
+def _text(v: object) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class DoneListener:
+    """Dispatches ``ffw:done:*`` messages of one Redis client to waiters.
+
+    A waiter calls :meth:`subscribe` (which returns once the server confirmed
+    the subscription, so a state read afterwards cannot miss a completion),
+    waits on its event, and calls :meth:`release` when done.
+    """
+
+    def __init__(self, redis: Any) -> None:
+        self._redis = redis
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._confirmed: dict[str, asyncio.Event] = {}
+        # One connection: concurrent first SUBSCRIBEs must not each open one.
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    def watching(self, channel: str) -> bool:
+        """True when ``channel`` is subscribed and confirmed."""
+        ev = self._confirmed.get(channel)
+        return ev is not None and ev.is_set()
+
+    async def subscribe(self, channel: str, event: asyncio.Event) -> bool:
+        """Register ``event`` for ``channel``; ``True`` once the subscription is
+        confirmed, ``False`` if it could not be (the caller then polls)."""
+        self._waiters.setdefault(channel, set()).add(event)
+        confirmed = self._confirmed.get(channel)
+        if confirmed is None:
+            confirmed = self._confirmed[channel] = asyncio.Event()
+            try:
+                async with self._lock:
+                    if self._pubsub is None:
+                        self._pubsub = self._redis.pubsub()
+                    await self._pubsub.subscribe(channel)
+                    if self._reader is None:
+                        self._reader = asyncio.ensure_future(self._read(self._pubsub))
+            except Exception as exc:
+                log.info("result subscription failed (%s); polling instead", exc)
+                if self._confirmed.get(channel) is confirmed:
+                    del self._confirmed[channel]
+                return False
+        with anyio.move_on_after(CONFIRM_TIMEOUT):
+            await confirmed.wait()
+        return confirmed.is_set()
+
+    async def release(self, channel: str, event: asyncio.Event) -> None:
+        """Forget ``event``; the last waiter of a channel unsubscribes it."""
+        waiters = self._waiters.get(channel)
+        if waiters is None:
+            return
+        waiters.discard(event)
+        if waiters:
+            return
+        del self._waiters[channel]
+        self._confirmed.pop(channel, None)
+        if self._pubsub is not None:
+            try:
+                async with self._lock:
+                    await self._pubsub.unsubscribe(channel)
+            except Exception as exc:  # the reader notices a broken connection
+                log.debug("unsubscribe %s failed: %s", channel, exc)
+
+    async def _read(self, pubsub: Any) -> None:
+        try:
+            # redis-py may turn a cancellation during a timed read into "no
+            # message": the flag ends the loop whatever the read answered.
+            while not self._closed:
+                msg = await pubsub.get_message(timeout=1.0)
+                if msg is None:
+                    continue
+                channel = _text(msg.get("channel", b""))
+                if msg.get("type") == "subscribe":
+                    confirmed = self._confirmed.get(channel)
+                    if confirmed is not None:
+                        confirmed.set()
+                elif msg.get("type") == "message":
+                    for event in self._waiters.get(channel, ()):
+                        event.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Connection gone: forget every subscription and wake every waiter;
+            # each re-reads the state and subscribes again on a new connection.
+            log.info("result listener connection lost: %s", exc)
+            if self._pubsub is pubsub:
+                self._pubsub, self._reader = None, None
+            self._confirmed.clear()
+            for events in self._waiters.values():
+                for event in events:
+                    event.set()
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the reader and close the connection."""
+        reader, pubsub = self._reader, self._pubsub
+        self._reader = self._pubsub = None
+        self._closed = True
+        if reader is not None:
+            reader.cancel()
+            await asyncio.wait([reader], timeout=CONFIRM_TIMEOUT)
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
