@@ -56,6 +56,10 @@ def _text(v: object) -> str:
 class BackendEngine:
     """The runtime's engine operations over one backend connection."""
 
+    #: complete/fail publish ``ffw:done:<eid>`` themselves, in the same
+    #: round trip (the executor then does not publish again).
+    publishes_done = True
+
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
 
@@ -301,11 +305,11 @@ class BackendEngine:
 
     async def complete(self, lease: Claimed, result: bytes) -> None:
         try:
-            await self.backend.complete_execution(CompleteExecution(
+            await self.backend.call_and_send(CompleteExecution(
                 eid=lease.execution_id, lane_id=lease.lane, attempt_index=lease.attempt_index,
                 worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
                 lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id,
-                result_payload=result))
+                result_payload=result), self._done_command(lease.execution_id))
         except ContractError as exc:
             if not self._replayed(exc, lease, "success"):
                 raise
@@ -313,12 +317,12 @@ class BackendEngine:
     async def fail(self, lease: Claimed, reason: str, category: str,
                    retry_policy_json: str) -> FailOutcome:
         try:
-            res = await self.backend.fail_execution(FailExecution(
+            res = await self.backend.call_and_send(FailExecution(
                 eid=lease.execution_id, lane_id=lease.lane, attempt_index=lease.attempt_index,
                 worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
                 lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id,
                 failure_reason=reason, failure_category=category,
-                retry_policy_json=retry_policy_json))
+                retry_policy_json=retry_policy_json), self._done_command(lease.execution_id))
         except ContractError as exc:
             if not self._replayed(exc, lease, "failed"):
                 raise
@@ -365,6 +369,13 @@ class BackendEngine:
         return FrameWriter(self.backend, eid=lease.execution_id,
                            attempt_index=lease.attempt_index, lease_id=lease.lease_id,
                            lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id)
+
+    @staticmethod
+    def _done_command(eid: str) -> tuple[str, str, str]:
+        """Sent after a terminal call in its pipeline: it runs after the call,
+        so a woken waiter reads the new state (a refused call only costs the
+        waiter a look)."""
+        return ("PUBLISH", DONE_CHANNEL.format(eid=eid), eid)
 
     async def publish_done(self, eid: str) -> None:
         await self.backend.redis.publish(DONE_CHANNEL.format(eid=eid), eid)

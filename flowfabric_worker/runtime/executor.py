@@ -136,7 +136,8 @@ class Executor:
                 if is_lease_lost(exc):
                     raise LeaseLost(lease.execution_id, exc.code) from exc
                 raise
-        await self.engine.publish_done(lease.execution_id)
+        if not getattr(self.engine, "publishes_done", False):
+            await self.engine.publish_done(lease.execution_id)
 
 
     async def flush_frames(self, lease: Claimed, fw: FrameWriter | None = None) -> None:

@@ -65,3 +65,32 @@ async def test_result_after_completion_and_repeated_waits(url: str) -> None:
             worker.stop()
         listener = client.done_listener()
         assert not listener.watching(f"ffw:done:{handle.id}")
+
+
+@task(lane="listen")
+async def refuse() -> None:
+    raise ValueError("no")
+
+
+async def test_worker_publishes_done_after_complete_and_fail(
+        url: str, raw: redis.asyncio.Redis) -> None:
+    async with Client.connect(url) as client:
+        ok = await client.submit(echo, 1)
+        bad = await client.submit(refuse)
+        pubsub = raw.pubsub()
+        await pubsub.subscribe(f"ffw:done:{ok.id}", f"ffw:done:{bad.id}")
+        got: dict[str, str] = {}
+        worker = Worker(client, [echo, refuse], concurrency=2, scanners=False)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            with anyio.fail_after(10):
+                while len(got) < 2:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                   timeout=0.5)
+                    if msg is not None:
+                        # Published after the terminal call: the state is final.
+                        eid = msg["data"].decode()
+                        got[eid] = await client.run(eid).state()
+            worker.stop()
+        await pubsub.aclose()
+        assert got == {ok.id: "completed", bad.id: "failed"}
