@@ -18,6 +18,14 @@ from .scheduler import Backoff, ClaimIdentity, Permits, Scheduler
 
 log = logging.getLogger("flowfabric_worker.worker")
 
+#: Added to a task's timeout when indexing its attempts for the scanner.
+ATTEMPT_TIMEOUT_GRACE_MS = 2_000
+
+
+def _attempt_timeouts(tasks: Iterable[TaskLike]) -> dict[str, int]:
+    return {t.name: int(t.timeout * 1000) + ATTEMPT_TIMEOUT_GRACE_MS
+            for t in tasks if t.timeout}
+
 
 class Worker:
     """Runs registered tasks claimed from the engine.
@@ -26,6 +34,13 @@ class Worker:
     ``.backend``) or directly an :class:`~flowfabric_worker.runtime.engine.Engine`.
     ``run()`` returns after :meth:`stop` (or SIGTERM/SIGINT) once in-flight
     work finished or was handed back.
+
+    ``attempt_timeouts=True`` passes each task's ``timeout`` (plus
+    :data:`ATTEMPT_TIMEOUT_GRACE_MS`) as the claim's ``attempt_timeout_ms``,
+    so the attempt-timeout scanner expires attempts whose worker hangs or
+    vanished without its lease lapsing (spec 05 §2.4 note; off by default,
+    as in 0.15). The grace lets the worker's own timeout — a failure that
+    may be retried — land before the scanner's terminal ``expired``.
     """
 
     def __init__(
@@ -33,6 +48,7 @@ class Worker:
         concurrency: int = 16, capabilities: Iterable[str] = (), lease_ttl: float = 30.0,
         worker_id: str | None = None, grace_period: float = 30.0, reclaim: bool = True,
         scanners: bool = True, scanner_interval_scale: float = 1.0,
+        attempt_timeouts: bool = False,
     ) -> None:
         engine: Engine = (BackendEngine(client.backend) if hasattr(client, "backend")
                           else client)
@@ -52,7 +68,8 @@ class Worker:
         self.scheduler = Scheduler(
             engine, self.lanes,
             ClaimIdentity(self.worker_id, self.instance_id, self.capabilities,
-                          self.lease_ttl_ms),
+                          self.lease_ttl_ms,
+                          _attempt_timeouts(self.tasks.values()) if attempt_timeouts else {}),
             self.permits, reclaim=reclaim)
         self.executor = Executor(engine, self.tasks, self.lease_ttl_ms)
         self._stop = anyio.Event()
