@@ -122,6 +122,7 @@ class Scheduler:
         #: Batch claim (``BackendEngine.claim_many``) when the engine has one;
         #: otherwise one candidate at a time through ``Engine.claim``.
         self._claim_many: Any = getattr(engine, "claim_many", None)
+        self._solo_backlog: set[str] = set()
 
     async def claim_batch(self) -> list[Claimed]:
         """One scheduling round filling as many free permits as it can (all
@@ -154,8 +155,18 @@ class Scheduler:
 
     async def _scan_many(self, lane: str, want: int) -> list[Claimed]:
         solo = solo_partition(lane) % self.window.n
-        parts = [solo] + [p for p in self.window.next_window() if p != solo]
-        heads = await self.engine.candidates(lane, parts, max(HEADS, want))
+        parts = [solo]
+        if lane not in self._solo_backlog:
+            parts += [p for p in self.window.next_window() if p != solo]
+        # A few more heads than wanted, so racing workers spread over them.
+        heads = await self.engine.candidates(lane, parts, want + HEADS)
+        # The solo partition is probed first anyway (§2.2): while it alone
+        # could fill a round, the next round reads nothing else (the window
+        # is 32 reads per round otherwise, the main cost of a busy claim loop).
+        if len(heads[0]) >= want + HEADS:
+            self._solo_backlog.add(lane)
+        else:
+            self._solo_backlog.discard(lane)
         picked: list[str] = []
         for eids in heads:
             if len(eids) > 1:
