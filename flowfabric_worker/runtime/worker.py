@@ -18,8 +18,6 @@ from .scheduler import Backoff, ClaimIdentity, Permits, Scheduler
 
 log = logging.getLogger("flowfabric_worker.worker")
 
-#: Seconds a saturated worker waits for more permits to come back.
-BATCH_WAIT = 0.002
 #: Added to a task's timeout when indexing its attempts for the scanner.
 ATTEMPT_TIMEOUT_GRACE_MS = 2_000
 
@@ -84,9 +82,6 @@ class Worker:
         #: so the poll is only a fallback (flows, promotions, other
         #: submitters): it starts low and is capped at 0.5 s.
         self.idle_backoff = Backoff(0.005, 0.5)
-        #: Permits a saturated claim loop would like free before claiming
-        #: (it waits at most BATCH_WAIT for them).
-        self.claim_batch_min = max(1, concurrency // 4)
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._leases: dict[str, Claimed] = {}
         self.outcomes: list[tuple[str, str]] = []
@@ -180,24 +175,15 @@ class Worker:
 
     async def _claim_loop(self, work: TaskGroup) -> None:
         backoff = self.idle_backoff
-        busy = False  # the last round claimed work: more is probably queued
-        gather_until = 0.0
         while not self._stop.is_set():
             # Fresh before looking, so a wake-up during the claim is not lost.
             self._wake = anyio.Event()
-            free = self.permits.size - self.permits.in_use
-            if free == 0 or (busy and free < self.claim_batch_min
-                             and anyio.current_time() < gather_until):
-                # Wait for permits to come back. While work is queued, wait a
-                # moment for several (one claim round — three round trips —
-                # then serves them all) rather than claiming one at a time.
+            if self.permits.in_use >= self.permits.size:
+                # Several permits usually come back while one claim round
+                # runs, so rounds serve several tasks without waiting here.
                 self._at_capacity = True
-                with anyio.move_on_after(None if free == 0 else
-                                         gather_until - anyio.current_time()):
-                    await self._wake.wait()
+                await self._wake.wait()
                 self._at_capacity = False
-                if free == 0:
-                    gather_until = anyio.current_time() + BATCH_WAIT
                 continue
             try:
                 leases = await self.scheduler.claim_batch()
@@ -206,12 +192,9 @@ class Worker:
                 await self._sleep_or_wake(1.0)
                 continue
             if not leases:
-                busy = False
                 await self._sleep_or_wake(backoff.next())
                 continue
             backoff.reset()
-            busy = True
-            gather_until = anyio.current_time() + BATCH_WAIT
             for lease in leases:
                 work.start_soon(self._run_one, lease)
 
