@@ -31,7 +31,8 @@ def _library_print(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace) -> Settings:
     keys = ("url", "mode", "namespace", "lanes", "concurrency", "capabilities",
-            "lease_ttl", "scanners", "worker_id", "log_level", "grace_period")
+            "lease_ttl", "scanners", "worker_id", "log_level", "grace_period",
+            "disabled_scanners")
     return Settings.load({k: getattr(args, k, None) for k in keys})
 
 
@@ -77,6 +78,7 @@ async def _run_worker(settings: Settings, tasks: list[TaskDefinition[Any, Any]])
             concurrency=settings.concurrency, capabilities=settings.capabilities,
             lease_ttl=settings.lease_ttl, worker_id=settings.worker_id,
             grace_period=settings.grace_period, scanners=settings.scanners,
+            disabled_scanners=settings.disabled_scanners,
         )
         await worker.run(install_signals=True)
 
@@ -223,7 +225,8 @@ def _scan(args: argparse.Namespace) -> int:
     async def go() -> None:
         backend = await Backend.open(settings.url, mode=settings.mode)
         try:
-            await run_scanners(backend, lanes=settings.lanes or None)
+            await run_scanners(backend, lanes=settings.lanes or None,
+                               disabled=settings.disabled_scanners)
         finally:
             await backend.close()
 
@@ -263,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds (FLOWFABRIC_LEASE_TTL)")
     run.add_argument("--no-scanners", dest="scanners", action="store_const", const=False,
                      help="do not run the maintenance scanners (FLOWFABRIC_SCANNERS=false)")
+    run.add_argument("--disable-scanner", dest="disabled_scanners", action="append",
+                     default=[], metavar="NAME",
+                     help="skip one maintenance scanner; repeatable "
+                          "(FLOWFABRIC_DISABLED_SCANNERS=a,b)")
     run.add_argument("--worker-id", dest="worker_id", help="(FLOWFABRIC_WORKER_ID)")
     run.add_argument("--grace-period", dest="grace_period", type=float,
                      help="seconds to drain on shutdown (FLOWFABRIC_GRACE_PERIOD)")
@@ -296,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = commands.add_parser("scan", help="run only the maintenance scanners")
     _connection_flags(scan)
+    scan.add_argument("--disable-scanner", dest="disabled_scanners", action="append",
+                      default=[], metavar="NAME", help="skip one scanner; repeatable")
     scan.add_argument("--lane", dest="lanes", action="append", default=[])
     scan.set_defaults(handler=_scan)
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigurationError
 
 ENV_PREFIX = "FLOWFABRIC_"
-_LIST_FIELDS = {"lanes", "capabilities"}
+_LIST_FIELDS = {"lanes", "capabilities", "disabled_scanners"}
 
 
 class Settings(BaseModel):
@@ -32,11 +32,13 @@ class Settings(BaseModel):
     capabilities: list[str] = Field(default_factory=list)
     lease_ttl: float = Field(default=30.0, gt=0)
     scanners: bool = True
+    #: Scanner names not to run (spec 05 §7.3: each can be disabled).
+    disabled_scanners: list[str] = Field(default_factory=list)
     worker_id: str | None = None
     log_level: str = "INFO"
     grace_period: float = Field(default=30.0, ge=0)
 
-    @field_validator("lanes", "capabilities", mode="before")
+    @field_validator("lanes", "capabilities", "disabled_scanners", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -67,6 +67,13 @@ class ScanOps:
         replies = await pipe.execute()
         return [["" if v is None else _text(v) for v in reply] for reply in replies]
 
+    async def remove_index_members(self, key: str, members: Sequence[str]) -> int:
+        """``ZREM`` index entries whose record is gone (nothing else can clean
+        them: the library functions need the record to find their keys)."""
+        if not members:
+            return 0
+        return int(await self.redis.zrem(key, *members))
+
     async def lane_members(self, key: str) -> list[str]:
         """Members of a set (the ``ff:idx:lanes`` lane registry)."""
         return sorted(_text(m) for m in await self.redis.smembers(key))

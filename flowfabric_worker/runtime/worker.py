@@ -48,7 +48,7 @@ class Worker:
         concurrency: int = 16, capabilities: Iterable[str] = (), lease_ttl: float = 30.0,
         worker_id: str | None = None, grace_period: float = 30.0, reclaim: bool = True,
         scanners: bool = True, scanner_interval_scale: float = 1.0,
-        attempt_timeouts: bool = False,
+        attempt_timeouts: bool = False, disabled_scanners: Iterable[str] = (),
     ) -> None:
         engine: Engine = (BackendEngine(client.backend) if hasattr(client, "backend")
                           else client)
@@ -58,6 +58,7 @@ class Worker:
         self.capabilities = frozenset(capabilities)
         self.run_scanners = scanners and self._backend is not None
         self.scanner_interval_scale = scanner_interval_scale
+        self.disabled_scanners = tuple(disabled_scanners)
         self.tasks = {t.name: t for t in tasks}
         self.lanes = lanes or sorted({t.lane for t in self.tasks.values()})
         self.lease_ttl_ms = int(lease_ttl * 1000)
@@ -165,7 +166,8 @@ class Worker:
         if self._backend is None:
             return
         await run_scanners(self._backend, stop=stop, lanes=self.lanes,
-                           interval_scale=self.scanner_interval_scale)
+                           interval_scale=self.scanner_interval_scale,
+                           disabled=self.disabled_scanners)
 
     async def _signals(self, tg: TaskGroup) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:

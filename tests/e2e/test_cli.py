@@ -45,6 +45,8 @@ def test_settings_env_and_flags() -> None:
     assert s.scanners is False and s.concurrency == 7
     with pytest.raises(ConfigurationError):
         Settings.load({}, {"FLOWFABRIC_CONCURRENCY": "zero"})
+    s = Settings.load({}, {"FLOWFABRIC_DISABLED_SCANNERS": "unblock, attempt_timeout"})
+    assert s.disabled_scanners == ["unblock", "attempt_timeout"]
 
 
 def test_demo_runs_and_exits_zero() -> None:

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.errors import ConfigurationError
 from flowfabric_worker.protocol.keys import LANES_INDEX, PartitionKeys
 from flowfabric_worker.protocol.partitions import tag
 from flowfabric_worker.runtime.scanners import Candidate, Scanner, ScanRunner, run_scanners
@@ -147,3 +148,26 @@ async def test_a_failing_cycle_does_not_kill_the_loop(url: str) -> None:
                 await twice.wait()
                 stop.set()
         assert calls >= 2
+
+
+async def test_a_disabled_scanner_does_not_run_and_unknown_names_are_refused(url: str) -> None:
+    async with await Backend.open(url) as backend:
+        kept, dropped = Recorder(), Recorder()
+        pk = PartitionKeys(tag("fp", 7))
+        now = await backend.server_time_ms()
+        await backend.redis.zadd(pk.lease_expiry, {"due": now - 1})
+        await backend.redis.zadd(pk.lane_delayed("default"), {"due": now - 1})
+        stop = anyio.Event()
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: run_scanners(
+                    backend, stop=stop, lanes=["default"], disabled=["test_delayed"],
+                    scanners=[_scanner(kept, interval=0.1),
+                              _scanner(dropped, per_lane=True, interval=0.1)]))
+                await kept.got.wait()
+                await anyio.sleep(0.3)
+                stop.set()
+        assert [c.member for c in kept.seen] == ["due"]
+        assert dropped.seen == []
+        with pytest.raises(ConfigurationError, match="no_such_scanner"):
+            await run_scanners(backend, stop=stop, disabled=["no_such_scanner"])

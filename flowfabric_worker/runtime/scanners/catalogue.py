@@ -22,6 +22,7 @@ from ...protocol.lifecycle_admin import (
     PromoteDelayed,
     UnblockExecution,
 )
+from ...protocol.signals import CloseWaitpoint, ExpireSuspension
 from .core import Candidate, Scanner
 
 __all__ = ["default_scanners"]
@@ -75,6 +76,47 @@ def _expirer(reason: str) -> Any:
     return handle
 
 
+async def _suspension_timeout(backend: Backend, found: Sequence[Candidate], now: int) -> int:
+    # The keys name the current waitpoint and attempt: pre-read them, and the
+    # suspension's timeout_at, because the function raises a script error on
+    # an open suspension whose timeout_at is blank (spec 03 §5.5) — such an
+    # index entry is stale and is left to the function's own cleanup paths.
+    ks = [ExecKeys(c.member) for c in found]
+    cores = await backend.hash_fields_many(
+        [k.core for k in ks], ["lane_id", "current_attempt_index", "current_waitpoint_id",
+                               "lifecycle_phase"])
+    susp = await backend.hash_fields_many([k.suspension_current for k in ks],
+                                          ["timeout_at", "closed_at"])
+    calls: list[FCall[Any]] = []
+    for c, (lane, attempt, wp, phase), (timeout_at, closed_at) in zip(
+            found, cores, susp, strict=True):
+        if phase == "suspended" and not closed_at and not timeout_at:
+            continue
+        calls.append(ExpireSuspension(
+            eid=c.member, lane=lane or "default",
+            current_waitpoint_id=wp,
+            current_attempt_index=int(attempt) if attempt.isdigit() else 0))
+    return await _run(backend, calls, "suspension_timeout")
+
+
+async def _pending_wp_expiry(backend: Backend, found: Sequence[Candidate], now: int) -> int:
+    # Members are waitpoint ids; the owning execution is on the waitpoint
+    # record, which lives on the same partition as the index.
+    owners = await backend.hash_fields_many(
+        [PartitionKeys(c.tag).waitpoint(c.member) for c in found], ["execution_id"])
+    calls: list[FCall[Any]] = []
+    orphans: dict[str, list[str]] = {}
+    for c, (eid,) in zip(found, owners, strict=True):
+        if not eid:
+            orphans.setdefault(c.index, []).append(c.member)
+            continue
+        calls.append(CloseWaitpoint(eid=eid, waitpoint_id=c.member, reason="never_committed"))
+    removed = 0
+    for index, members in orphans.items():
+        removed += await backend.remove_index_members(index, members)
+    return removed + await _run(backend, calls, "pending_wp_expiry")
+
+
 async def _unblock(backend: Backend, found: Sequence[Candidate], now: int) -> int:
     # Route blocks: spec 05 §7.2 fails open here (the scheduler re-blocks an
     # execution nobody can take), so only the stored reason is checked.
@@ -105,6 +147,10 @@ def default_scanners() -> list[Scanner]:
                 lambda pk, _lane: [pk.attempt_timeout], _expirer("attempt_timeout")),
         Scanner("execution_deadline", 5.0, 50,
                 lambda pk, _lane: [pk.execution_deadline], _expirer("execution_deadline")),
+        Scanner("suspension_timeout", 2.0, 50,
+                lambda pk, _lane: [pk.suspension_timeout], _suspension_timeout),
+        Scanner("pending_wp_expiry", 5.0, 100,
+                lambda pk, _lane: [pk.pending_waitpoint_expiry], _pending_wp_expiry),
         Scanner("unblock", 5.0, 100,
                 _unblock_indexes, _unblock, per_lane=True, due_only=False),
     ]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from ...backend.backend import Backend
+from ...errors import ConfigurationError
 from ...protocol.keys import LANES_INDEX, PartitionKeys
 from ...protocol.partitions import tag as partition_tag
 
@@ -196,6 +197,11 @@ async def run_scanners(
     from .catalogue import default_scanners
 
     chosen = list(scanners) if scanners is not None else default_scanners()
+    unknown = set(disabled) - {s.name for s in chosen}
+    if unknown:
+        raise ConfigurationError(
+            f"unknown scanner(s) to disable: {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(s.name for s in chosen)}")
     chosen = [
         Scanner(s.name, s.interval * interval_scale, s.batch, s.indexes, s.handle,
                 s.per_lane, s.due_only)
