@@ -162,3 +162,56 @@ class PayloadError(FlowFabricError):
 
 class UnknownTask(FlowFabricError):
     """No task with that name is registered."""
+
+
+class StateNotReached(FlowFabricError):
+    """``run.wait_for(...)``: the execution ended in a state that can never turn
+    into one of the awaited states; ``state`` is where it ended."""
+
+    def __init__(self, message: str, *, execution_id: str, state: str) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.state = state
+
+
+# --- signals and the waitpoint keystore --------------------------------------
+
+
+class NoWaitpoint(FlowFabricError):
+    """The execution has no open (pending or active) waitpoint to signal.
+
+    ``state`` is the execution's public state when it was looked at (e.g.
+    ``active`` before the task reached its wait, ``completed`` after).
+    """
+
+    def __init__(self, message: str, *, execution_id: str, state: str = "") -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.state = state
+
+
+class UnknownWaitpoint(NoWaitpoint):
+    """The named waitpoint does not exist, is closed, or belongs to another
+    execution (the same answer for all three, so nothing is revealed)."""
+
+
+class AmbiguousWaitpoint(InvalidInput):
+    """Several waitpoints are open; name one with ``waitpoint=``."""
+
+
+class KeystoreError(ConfigurationError):
+    """The waitpoint HMAC keystore (spec 01 §8.3) is not in a usable state."""
+
+
+class KeystoreNotInitialized(KeystoreError):
+    """Some or all partitions have no signing kid: run ``flowfabric-worker secrets init``."""
+
+
+class KeystoreInconsistent(KeystoreError):
+    """Partitions disagree on the current kid (an interrupted rotation); running
+    ``flowfabric-worker secrets init`` completes it."""
+
+
+class KidInUse(KeystoreError):
+    """Rotation to a kid the keystore already knows (current, previous, or still
+    stored). Re-using a kid silently kills its tokens later (spec 03 §5.6)."""

@@ -118,6 +118,25 @@ class Reads:
         raw = await self._hash(ExecKeys(eid).stream_meta(index))
         return None if raw is None else StreamMeta.from_hash(raw)
 
+    async def get_keystores(self, tags: list[str]) -> list[dict[str, str]]:
+        """The raw HMAC keystore hash of each partition tag (``{}`` when absent),
+        in one pipeline. The values include secrets: keep them out of logs."""
+        if not tags:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for t in tags:
+            pipe.hgetall(PartitionKeys(t).hmac_keystore)
+        return [decode_hash(raw) for raw in await pipe.execute()]
+
+    async def get_waitpoints(self, tag: str, waitpoint_ids: list[str]) -> list[Waitpoint | None]:
+        """Several waitpoint records of one partition in one pipeline."""
+        if not waitpoint_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for wp in waitpoint_ids:
+            pipe.hgetall(PartitionKeys(tag).waitpoint(wp))
+        return [Waitpoint.from_hash(raw) if raw else None for raw in await pipe.execute()]
+
     async def execution_waitpoints(self, eid: ExecutionId) -> list[str]:
         return sorted(_str(m) for m in await self.redis.smembers(ExecKeys(eid).waitpoints))
 

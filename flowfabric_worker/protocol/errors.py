@@ -37,6 +37,7 @@ __all__ = [
     "StreamError",
     "SuspensionError",
     "TokenError",
+    "TokenMismatch",
     "ValidationContractError",
     "error_for",
 ]
@@ -424,6 +425,11 @@ class MissingToken(TokenError):
 @_code("invalid_token", T, "validation")
 class InvalidToken(TokenError):
     """Malformed, unknown kid, wrong digest, or unknown waitpoint."""
+
+
+class TokenMismatch(InvalidToken):
+    """Client-side: the presented token is not the one stored on the waitpoint
+    (compared in constant time before anything is delivered, spec 05 §4.7)."""
 
 
 @_code("token_expired", T, "transport")

@@ -9,10 +9,12 @@ counters; state-vector fields are Literals of the spec 01 §5 values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, TypeVar
 
 import msgspec
+
+from .tokens import Token
 
 __all__ = [
     "Attempt",
@@ -327,6 +329,24 @@ class Waitpoint(Record, frozen=True, kw_only=True):
     signal_count: int = 0
     matched_signal_count: int = 0
     last_signal_at: int | None = None
+
+    @property
+    def token(self) -> Token:
+        """The stored token as a :class:`Token` (redacted when printed)."""
+        return Token(self.waitpoint_token)
+
+    def _fields(self) -> Iterator[tuple[str, Any]]:
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            # A bearer credential: only its kid may be shown (spec 01 §8.1).
+            yield name, (Token(value) if name == "waitpoint_token" else value)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={v!r}" for n, v in self._fields())
+        return f"Waitpoint({inner})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return list(self._fields())
 
 
 class Condition(Record, frozen=True, kw_only=True):

@@ -7,7 +7,6 @@ Waitpoint tokens are bearer credentials; they travel as :class:`Token`, whose
 
 from __future__ import annotations
 
-import hmac as _hmac
 import json
 from typing import Any, ClassVar, Literal
 
@@ -17,6 +16,7 @@ from ..errors import InvalidInput
 from .function import Envelope, FCall
 from .ids import ExecutionId, execution_tag
 from .keys import ExecKeys, PartitionKeys
+from .tokens import Token
 
 __all__ = [
     "SUSPEND_REASONS",
@@ -53,41 +53,6 @@ SUSPEND_REASONS = frozenset(
 )
 DEFAULT_DEDUP_TTL_MS = 86_400_000
 MAX_SUSPEND_DEDUP_TTL_MS = 604_800_000
-
-
-class Token(str):
-    """A waitpoint token ``<kid>:<40 hex>``; renders redacted everywhere."""
-
-    __slots__ = ()
-
-    def __new__(cls, value: str) -> Token:
-        # str(value) would call a Token's redacting __str__ and lose the digest.
-        return super().__new__(cls, str.__str__(value))
-
-    @property
-    def kid(self) -> str:
-        return self.partition(":")[0]
-
-    def redacted(self) -> str:
-        kid, sep, digest = self.partition(":")
-        return f"{kid}:<redacted:{len(digest)}>" if sep else "<redacted>"
-
-    def __repr__(self) -> str:
-        return f"Token({self.redacted()!r})"
-
-    def __str__(self) -> str:
-        return self.redacted()
-
-    def __format__(self, spec: str) -> str:
-        return format(self.redacted(), spec)
-
-    def secret(self) -> str:
-        """The full token text, for the wire only."""
-        return str.__str__(self)
-
-    def matches(self, other: str) -> bool:
-        """Constant-time comparison with a presented token."""
-        return _hmac.compare_digest(self.secret().encode(), str.__str__(other).encode())
 
 
 def _tok(text: str) -> Token:
@@ -411,6 +376,9 @@ class RotateHmacSecret(FCall[RotateHmacResult], frozen=True, kw_only=True):
         return (f"RotateHmacSecret(tag={self.tag!r}, new_kid={self.new_kid!r}, "
                 f"grace_ms={self.grace_ms})")
 
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [("tag", self.tag), ("new_kid", self.new_kid), ("grace_ms", self.grace_ms)]
+
     def keys(self) -> list[str]:
         return [PartitionKeys(self.tag).hmac_keystore]
 
@@ -489,6 +457,11 @@ class _SignalBase(FCall[SignalResult], frozen=True, kw_only=True):
             _num(getattr(self, what), what)
         _num(self.signal_maxlen, "signal_maxlen", minimum=1)
         _num(self.created_at, "created_at")
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return [("eid", self.eid), ("signal_id", self.signal_id),
+                ("waitpoint_id", self.waitpoint_id), ("signal_name", self.signal_name),
+                ("token", Token(self.token))]
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(eid={self.eid!r}, signal_id={self.signal_id!r}, "
