@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import anyio
@@ -234,6 +235,88 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _secret_arg(args: argparse.Namespace) -> str | None:
+    """The secret from ``--secret-file`` (never from the command line, where
+    ``ps`` would show it)."""
+    path = getattr(args, "secret_file", None)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read --secret-file: {exc}") from exc
+
+
+def _secrets(args: argparse.Namespace) -> int:
+    from . import secrets as ks
+    from .backend.backend import Backend
+
+    settings = _settings(args)
+    secret = _secret_arg(args)
+
+    async def go() -> int:
+        async with await Backend.open(settings.url, mode=settings.mode) as backend:
+            if args.secrets_command == "init":
+                out = await ks.init_secrets(backend, kid=args.kid, secret_hex=secret)
+                what = {"initialised": f"initialised: kid {out.kid} installed on "
+                                       f"{out.written} partitions",
+                        "already_initialised": f"already initialised: kid {out.kid} on all "
+                                               f"{out.partitions} partitions (nothing written)",
+                        "repaired": f"repaired: kid {out.kid} written to {out.written} of "
+                                    f"{out.partitions} partitions"}[out.status]
+                print(what)
+                if out.note:
+                    print(f"warning: {out.note}", file=sys.stderr)
+                return 0
+            if args.secrets_command == "rotate":
+                grace_ms = round(args.grace * 1000)
+                rot = await ks.rotate_secrets(backend, grace_ms=grace_ms, kid=args.kid,
+                                              secret_hex=secret)
+                until = _iso(await backend.server_time_ms() + grace_ms)
+                print(f"rotated {rot.previous_kid} -> {rot.kid} on {rot.partitions} partitions; "
+                      f"tokens of {rot.previous_kid} accepted until about {until} "
+                      f"(grace {args.grace:g}s); {rot.gc_count} expired kid entries removed")
+                return 0
+            status = await ks.list_secrets(backend)
+            if args.json:
+                doc = {"partitions": status.partitions, "consistent": status.consistent,
+                       "groups": [{"partitions": g.partition_ranges(),
+                                   "count": len(g.partitions),
+                                   "current_kid": g.current_kid or None,
+                                   "in_grace": [{"kid": k, "expires_at": _iso(e),
+                                                 "expires_at_ms": e} for k, e in g.in_grace],
+                                   **({"secrets": {k: v.reveal() for k, v in g.secrets.items()}}
+                                      if args.show_secrets else {})}
+                                  for g in status.groups]}
+                print(json.dumps(doc, indent=2))
+            else:
+                for g in status.groups:
+                    head = f"partitions {g.partition_ranges()} ({len(g.partitions)}): "
+                    if not g.current_kid:
+                        print(head + "NOT INITIALISED")
+                        continue
+                    grace = ", ".join(f"{k} until {_iso(e)}" for k, e in g.in_grace)
+                    print(head + f"current {g.current_kid}" +
+                          (f"; in grace: {grace}" if grace else "; no kid in grace"))
+                    if args.show_secrets:
+                        for kid, value in g.secrets.items():
+                            print(f"    secret {kid}: {value.reveal()}")
+                if not status.initialised:
+                    print("keystore not initialised everywhere: run "
+                          "`flowfabric-worker secrets init`", file=sys.stderr)
+                elif not status.consistent:
+                    print("partitions disagree (interrupted rotation?): run "
+                          "`flowfabric-worker secrets init` to finish it", file=sys.stderr)
+            return 0 if status.consistent else 1
+
+    return int(anyio.run(go))
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -307,6 +390,31 @@ def build_parser() -> argparse.ArgumentParser:
                       default=[], metavar="NAME", help="skip one scanner; repeatable")
     scan.add_argument("--lane", dest="lanes", action="append", default=[])
     scan.set_defaults(handler=_scan)
+
+    secrets = commands.add_parser(
+        "secrets", help="the waitpoint HMAC keystore on every partition: init | rotate | list")
+    secrets_commands = secrets.add_subparsers(dest="secrets_command", required=True)
+    s_init = secrets_commands.add_parser(
+        "init", help="install a signing kid on every partition (no-op when already done; "
+                     "finishes an interrupted init or rotation)")
+    s_init.add_argument("--kid", default="k1", help="kid of a fresh install (default: k1)")
+    s_init.add_argument("--secret-file", dest="secret_file",
+                        help="file holding the hex secret (default: 32 random bytes)")
+    s_rotate = secrets_commands.add_parser(
+        "rotate", help="install a new kid everywhere; the old one stays valid for --grace")
+    s_rotate.add_argument("--grace", type=float, default=86_400.0,
+                          help="seconds the previous kid keeps validating (default: 86400)")
+    s_rotate.add_argument("--kid", help="new kid (default: the next unused k<n>)")
+    s_rotate.add_argument("--secret-file", dest="secret_file",
+                          help="file holding the hex secret (default: 32 random bytes)")
+    s_list = secrets_commands.add_parser(
+        "list", help="kids per partition group (exit 1 unless initialised and consistent)")
+    s_list.add_argument("--show-secrets", dest="show_secrets", action="store_true",
+                        help="also print the secrets (they are bearer keys: handle with care)")
+    s_list.add_argument("--json", action="store_true", help="machine-readable output")
+    for p in (s_init, s_rotate, s_list):
+        _connection_flags(p)
+        p.set_defaults(handler=_secrets)
 
     demo = commands.add_parser("demo", help="a self-contained end-to-end demo on memory://")
     demo.add_argument("--url", default="memory://")
