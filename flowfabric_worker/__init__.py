@@ -24,9 +24,12 @@ from .errors import (
     ContractError,
     FlowFabricError,
     InvalidInput,
+    KeystoreNotInitialized,
+    NonDeterminismError,
     PayloadError,
     Permanent,
     ResultTimeout,
+    SignalTimeout,
     TaskCancelled,
     TaskExpired,
     TaskFailed,
@@ -36,6 +39,7 @@ from .errors import (
     UnknownTask,
 )
 from .runtime.context import TaskContext
+from .runtime.signals import Signal, Waitpoint
 from .settings import Settings
 from .task import Retry, TaskDefinition, task
 
@@ -50,12 +54,16 @@ __all__ = [
     "ContractError",
     "FlowFabricError",
     "InvalidInput",
+    "KeystoreNotInitialized",
+    "NonDeterminismError",
     "PayloadError",
     "Permanent",
     "ResultTimeout",
     "Retry",
     "RunHandle",
     "Settings",
+    "Signal",
+    "SignalTimeout",
     "TaskCancelled",
     "TaskContext",
     "TaskDefinition",
@@ -65,6 +73,7 @@ __all__ = [
     "Transient",
     "TransportError",
     "UnknownTask",
+    "Waitpoint",
     "Worker",
     "task",
 ]

@@ -122,6 +122,51 @@ class Transient(TaskError):
     """Fail this attempt and retry according to the task's retry policy."""
 
 
+# --- durable execution (steps, signals, sleeps) -----------------------------
+
+
+class NonDeterminismError(FlowFabricError):
+    """A replay of a task took another path than the run that journaled it:
+    the step (or wait) at journal position ``index`` is ``name`` now but was
+    ``recorded`` before. The task code changed while executions were in
+    flight, or it depends on something outside its journal (time, random,
+    unjournaled I/O). The execution fails permanently (no retry), even if
+    the task code catches this exception.
+    """
+
+    def __init__(self, execution_id: str, index: int, name: str, recorded: str) -> None:
+        self.execution_id = execution_id
+        self.index = index
+        self.name = name
+        self.recorded = recorded
+        super().__init__(
+            f"non-deterministic replay of {execution_id} at journal position {index}: "
+            f"the task now runs {name!r} where the journal recorded {recorded!r}"
+        )
+
+
+class SignalTimeout(FlowFabricError, TimeoutError):
+    """``ctx.wait_for_signal(..., on_timeout="auto_resume")`` ended without
+    the awaited signal(s): the timeout passed (``reason == "timeout"``) or an
+    operator resumed the execution by hand (``reason == "operator_resume"``).
+    ``signals`` holds whatever had arrived before (for ``all``/count waits).
+    Catch it to take a default path; uncaught it fails the execution without
+    retry (a replay would see the same recorded timeout).
+    """
+
+    def __init__(self, message: str, *, reason: str = "timeout",
+                 signals: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.signals = signals
+
+
+class KeystoreNotInitialized(ConfigurationError):
+    """The server has no waitpoint HMAC secret, so no waitpoint can be minted
+    and no task can suspend. Install one first (``flowfabric-worker secrets
+    rotate``, spec 03 §2.1)."""
+
+
 # --- raised to callers waiting on an execution -----------------------------
 
 

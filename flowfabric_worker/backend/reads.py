@@ -6,6 +6,7 @@ through ``self.redis`` (bytes replies).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..protocol.ids import ExecutionId, execution_tag
@@ -113,6 +114,57 @@ class Reads:
     async def get_signal_payload(self, tag: str, signal_id: str) -> bytes | None:
         value: bytes | None = await self.redis.get(PartitionKeys(tag).signal_payload(signal_id))
         return value
+
+    async def satisfier_signal_ids(
+        self, tag: str, waitpoint_id: str, suspension: Suspension | None = None
+    ) -> list[str]:
+        """Ids of the signals that satisfied a waitpoint's condition (spec 03
+        §7): a composite suspension's ``all_satisfier_signals``, otherwise the
+        satisfied matchers of the waitpoint's condition, in matcher order."""
+        if suspension is not None and suspension.all_satisfier_signals:
+            try:
+                ids = json.loads(suspension.all_satisfier_signals)
+            except ValueError:
+                ids = []
+            if isinstance(ids, list) and ids:
+                return [str(i) for i in ids]
+        cond = decode_hash(
+            await self.redis.hgetall(PartitionKeys(tag).waitpoint_condition(waitpoint_id)))
+        out = []
+        for j in range(int(cond.get("total_matchers") or 0)):
+            sid = cond.get(f"matcher:{j}:signal_id", "")
+            if cond.get(f"matcher:{j}:satisfied") == "1" and sid:
+                out.append(sid)
+        return out
+
+    async def signals_with_payloads(
+        self, tag: str, signal_ids: list[str]
+    ) -> list[tuple[SignalRecord, bytes | None]]:
+        """Signal records and raw payloads in one pipeline; ids whose record
+        is gone are skipped (spec 03 §7 step 3)."""
+        if not signal_ids:
+            return []
+        pk = PartitionKeys(tag)
+        pipe = self.redis.pipeline(transaction=False)
+        for sid in signal_ids:
+            pipe.hgetall(pk.signal(sid))
+            pipe.get(pk.signal_payload(sid))
+        raw = await pipe.execute()
+        out = []
+        for i in range(len(signal_ids)):
+            record, payload = raw[2 * i], raw[2 * i + 1]
+            if record:
+                out.append((SignalRecord.from_hash(record), payload))
+        return out
+
+    async def hmac_keystore_ready(self, tag: str) -> bool:
+        """Whether the partition's waitpoint keystore has a current kid."""
+        return bool(await self.redis.hget(PartitionKeys(tag).hmac_keystore, "current_kid"))
+
+    async def waitpoint_token(self, tag: str, waitpoint_id: str) -> str:
+        """The stored token of a waitpoint ("" when unknown)."""
+        raw = await self.redis.hget(PartitionKeys(tag).waitpoint(waitpoint_id), "waitpoint_token")
+        return _str(raw) if raw else ""
 
     async def get_stream_meta(self, eid: ExecutionId, index: int) -> StreamMeta | None:
         raw = await self._hash(ExecKeys(eid).stream_meta(index))

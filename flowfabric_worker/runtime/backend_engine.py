@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ..backend.backend import Backend
@@ -369,6 +369,22 @@ class BackendEngine:
         return FrameWriter(self.backend, eid=lease.execution_id,
                            attempt_index=lease.attempt_index, lease_id=lease.lease_id,
                            lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id)
+
+    def install_durable(self, ctx: Any, lease: Claimed,
+                        flush: Callable[[], Awaitable[None]]) -> None:
+        """Give ``ctx`` its step journal and waits (``ctx.step`` & co.)."""
+        from .context import JOURNAL_EXTENSION, WAITS_EXTENSION
+        from .journal import StepJournal
+        from .signals import Waits
+
+        journal = StepJournal(self.backend, lease)
+
+        def released() -> None:
+            ctx.lease_released = True
+
+        ctx.extensions[JOURNAL_EXTENSION] = journal
+        ctx.extensions[WAITS_EXTENSION] = Waits(self.backend, lease, journal, flush,
+                                                ctx.lease_guard, released)
 
     @staticmethod
     def _done_command(eid: str) -> tuple[str, str, str]:

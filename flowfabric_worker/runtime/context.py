@@ -9,13 +9,23 @@ feature is installed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from typing import Any, Literal, TypeVar, overload
 
 import anyio
 
+from ..errors import ConfigurationError
 from .engine import LeaseLost
+from .journal import StepJournal
+from .signals import DEFAULT_WAITPOINT_TTL, OnTimeout, Signal, Waitpoint, Waits
 from .task_streams import emit_event, emit_stream, emit_summary, writer_of
+
+T = TypeVar("T")
+
+#: ``ctx.extensions`` keys of the durable-execution features (installed by
+#: the worker when its engine is a real backend).
+JOURNAL_EXTENSION = "journal"
+WAITS_EXTENSION = "waits"
 
 _base_log = logging.getLogger("flowfabric_worker.task")
 
@@ -62,6 +72,10 @@ class TaskContext:
         #: Set on the first terminal renewal error or local lease expiry.
         self.lease_lost = anyio.Event()
         self.lease_lost_reason = ""
+        #: Held around lease renewals and around a suspend, which releases
+        #: the lease (``lease_released``): no renewal races a suspension.
+        self.lease_guard = anyio.Lock()
+        self.lease_released = False
         #: Feature hooks installed by the worker (frames, journal, flows...).
         self.extensions: dict[str, Any] = {}
         self._progress_fn = progress_fn
@@ -105,6 +119,123 @@ class TaskContext:
         Patch: ``None`` deletes a key; read it with ``run.summary()``)."""
         self.ensure_lease()
         await emit_summary(writer_of(self.extensions), patch)
+
+    # -- durable execution: steps, signals, sleeps (docs/signals.md) ----------
+
+    def _journal(self) -> StepJournal:
+        j = self.extensions.get(JOURNAL_EXTENSION)
+        if j is None:
+            raise ConfigurationError(
+                "durable steps and signals need a worker running on a backend")
+        return j  # type: ignore[no-any-return]
+
+    def _waits(self) -> Waits:
+        self._journal()
+        return self.extensions[WAITS_EXTENSION]  # type: ignore[no-any-return]
+
+    async def step(self, name: str, fn: Callable[..., Any], *args: Any,
+                   result_type: Any = None, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` (sync or async) once per execution.
+
+        The result is encoded (JSON / msgspec / pydantic, typed by ``fn``'s
+        return annotation or ``result_type``) and journaled under the lease;
+        when the task runs again (after a suspension, a retry or a lost
+        worker) the step returns the recorded result without calling ``fn``.
+        Steps must be reached in the same order with the same names on every
+        run, otherwise :class:`~flowfabric_worker.errors.NonDeterminismError`
+        fails the execution. Example::
+
+            order = await ctx.step("charge", charge_card, order_id)
+        """
+        self.ensure_lease()
+        return await self._journal().step(name, fn, args, kwargs, result_type)
+
+    async def waitpoint(self, name: str = "", *,
+                        expires_in: float = DEFAULT_WAITPOINT_TTL) -> Waitpoint:
+        """Create a pending waitpoint now, to hand its id and token to an
+        outside system before waiting (``wait_for_signal(waitpoint=wp)``).
+        Signals sent to it before the task waits are buffered, not lost.
+        Journaled: a replay returns the same waitpoint. A pending waitpoint
+        nobody waited on is closed after ``expires_in`` seconds."""
+        self.ensure_lease()
+        return await self._waits().waitpoint(name, expires_in)
+
+    @overload
+    async def wait_for_signal(
+        self, names: str | Sequence[str] | None = None, *, mode: Literal["any"] = "any",
+        timeout: float | None = None, on_timeout: OnTimeout = "fail",  # noqa: ASYNC109
+        payload_type: type[T], waitpoint: Waitpoint | None = None,
+        reason: str = "waiting_for_signal",
+    ) -> Signal[T]: ...
+
+    @overload
+    async def wait_for_signal(
+        self, names: str | Sequence[str] | None = None, *, mode: Literal["any"] = "any",
+        timeout: float | None = None, on_timeout: OnTimeout = "fail",  # noqa: ASYNC109
+        payload_type: None = None, waitpoint: Waitpoint | None = None,
+        reason: str = "waiting_for_signal",
+    ) -> Signal[Any]: ...
+
+    @overload
+    async def wait_for_signal(
+        self, names: str | Sequence[str] | None = None, *, mode: Literal["all"] | int,
+        timeout: float | None = None, on_timeout: OnTimeout = "fail",  # noqa: ASYNC109
+        payload_type: type[T], waitpoint: Waitpoint | None = None,
+        reason: str = "waiting_for_signal",
+    ) -> list[Signal[T]]: ...
+
+    @overload
+    async def wait_for_signal(
+        self, names: str | Sequence[str] | None = None, *, mode: Literal["all"] | int,
+        timeout: float | None = None, on_timeout: OnTimeout = "fail",  # noqa: ASYNC109
+        payload_type: None = None, waitpoint: Waitpoint | None = None,
+        reason: str = "waiting_for_signal",
+    ) -> list[Signal[Any]]: ...
+
+    async def wait_for_signal(
+        self, names: str | Sequence[str] | None = None, *, mode: str | int = "any",
+        timeout: float | None = None, on_timeout: OnTimeout = "fail",  # noqa: ASYNC109
+        payload_type: Any = None, waitpoint: Waitpoint | None = None,
+        reason: str = "waiting_for_signal",
+    ) -> Any:
+        """Suspend until signal(s) arrive; returns what resumed the task.
+
+        ``names``: a name, a list of names, or ``None`` for any signal.
+        ``mode``: ``"any"`` (the first matching signal; returns one
+        :class:`Signal`), ``"all"`` (one of each name; returns a list in
+        name order) or a count ``n`` (any ``n`` signals of those names;
+        returns a list). ``timeout`` (seconds) with ``on_timeout``:
+        ``"fail"`` / ``"cancel"`` / ``"expire"`` end the execution that way
+        when the time passes; ``"auto_resume"`` resumes the task and this
+        call raises :class:`~flowfabric_worker.errors.SignalTimeout`.
+        ``payload_type`` decodes payloads (JSON, msgspec, pydantic).
+        ``waitpoint`` waits on one made earlier by :meth:`waitpoint`.
+
+        While waiting, the lease and the worker slot are released: the task
+        body is abandoned here and runs again from the top once resumed
+        (journaled steps return recorded results). Example::
+
+            decision = await ctx.wait_for_signal("approve", timeout=3600,
+                                                 payload_type=Decision)
+        """
+        self.ensure_lease()
+        names_arg = None if names is None else (names if isinstance(names, str) else list(names))
+        return await self._waits().wait(
+            names_arg, mode=mode, timeout=timeout, on_timeout=on_timeout,
+            payload_type=payload_type, waitpoint=waitpoint, reason=reason)
+
+    async def sleep(self, seconds: float) -> None:
+        """Durable sleep: release the worker slot for ``seconds`` (suspend
+        with a timeout that resumes automatically), journaled so that later
+        runs do not sleep again. Use ``anyio.sleep`` for short pauses."""
+        self.ensure_lease()
+        await self._waits().sleep(seconds)
+
+    @property
+    def replaying(self) -> bool:
+        """True while the task is re-running calls recorded by an earlier run."""
+        j = self.extensions.get(JOURNAL_EXTENSION)
+        return bool(j is not None and j.replaying)
 
     def ensure_lease(self) -> None:
         """Raise :class:`LeaseLost` if this attempt no longer owns its lease."""

@@ -10,11 +10,12 @@ from typing import Any
 import anyio
 
 from ..errors import ContractError, PayloadError, TransportError
-from .context import TaskContext
+from .context import JOURNAL_EXTENSION, TaskContext
 from .engine import Claimed, Engine, LeaseLost, TaskLike, is_lease_lost
 from .failures import FailureDecision, classify, describe
 from .frames import FrameWriter
 from .renewer import Renewer
+from .signals import TaskSuspended
 from .task_streams import FRAMES_EXTENSION
 
 log = logging.getLogger("flowfabric_worker.executor")
@@ -44,6 +45,9 @@ class Executor:
         opener = getattr(self.engine, "frame_writer", None)
         if callable(opener):
             ctx.extensions[FRAMES_EXTENSION] = self.frames[lease.execution_id] = opener(lease)
+        durable = getattr(self.engine, "install_durable", None)
+        if callable(durable):
+            durable(ctx, lease, lambda: self.flush_frames(lease))
         task = self.tasks.get(lease.execution_kind)
         outcome = "not_run"
         async with anyio.create_task_group() as tg:
@@ -62,7 +66,8 @@ class Executor:
                 # Renewal stops only once the terminal call has answered (§4.2).
                 tg.cancel_scope.cancel()
                 fw = self.frames.pop(lease.execution_id, None)
-                if fw is not None and (ctx.lease_lost.is_set() or outcome == "lease_lost"):
+                if fw is not None and (ctx.lease_lost.is_set()
+                                       or outcome in ("lease_lost", "suspended")):
                     fw.discard()  # the server refuses appends without the lease
         return outcome
 
@@ -71,6 +76,7 @@ class Executor:
     ) -> str:
         value: Any = None
         error: BaseException | None = None
+        suspended: TaskSuspended | None = None
         with body:
             try:
                 args, kwargs = task.decode_args(lease.payload)
@@ -85,14 +91,32 @@ class Executor:
                     else:
                         value = await anyio.to_thread.run_sync(
                             lambda: task.fn(*args, **kwargs), abandon_on_cancel=True)
+            except TaskSuspended as exc:
+                suspended = exc
             except PayloadError as exc:
                 error = exc
             except Exception as exc:
                 error = exc
+            except BaseExceptionGroup as group:
+                # A wait inside the task's own task group arrives wrapped.
+                match, _rest = group.split(TaskSuspended)
+                if match is None:
+                    raise
+                suspended = TaskSuspended(lease.execution_id, "")
+        if suspended is not None:
+            # The lease is released and the execution parked: no terminal
+            # call; a signal (or the timeout) makes it claimable again.
+            log.info("task %s suspended", lease.execution_id)
+            return "suspended"
         if body.cancelled_caught or ctx.lease_lost.is_set():
             log.warning("task %s stopped: %s", lease.execution_id,
                         ctx.lease_lost_reason or "cancelled")
             return "lease_lost"
+        journal = ctx.extensions.get(JOURNAL_EXTENSION)
+        violation = getattr(journal, "violation", None)
+        if violation is not None:
+            # Even when the task caught it: its journal no longer describes it.
+            return await self._fail(lease, classify(violation))
         if error is not None:
             decision = classify(error, getattr(task, "retry", None))
             return await self._fail(lease, decision, getattr(task, "retry", None))

@@ -6,7 +6,14 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import PayloadError, Permanent, Transient
+from ..errors import (
+    KeystoreNotInitialized,
+    NonDeterminismError,
+    PayloadError,
+    Permanent,
+    SignalTimeout,
+    Transient,
+)
 
 #: Bound on the stored reason so a huge message or traceback never bloats the core.
 MAX_REASON_CHARS = 2000
@@ -51,6 +58,14 @@ def classify(exc: BaseException, retry_policy: Any = None) -> FailureDecision:
     reason = describe(exc)
     if isinstance(exc, (Permanent, PayloadError)):
         return FailureDecision("permanent", reason, retry=False)
+    # A replay would meet the same journal (or the same empty keystore):
+    # retrying cannot help, so these end the execution now.
+    if isinstance(exc, NonDeterminismError):
+        return FailureDecision("nondeterministic", reason, retry=False)
+    if isinstance(exc, SignalTimeout):
+        return FailureDecision("signal_timeout", reason, retry=False)
+    if isinstance(exc, KeystoreNotInitialized):
+        return FailureDecision("configuration", reason, retry=False)
     if isinstance(exc, TimeoutError):
         category = "timeout"
     elif isinstance(exc, Transient):

@@ -59,7 +59,12 @@ class Renewer:
                 self._lose("lease expired locally without a successful renewal")
                 return
             try:
-                self.expires_at_ms = await self.engine.renew(self.lease, self.lease_ttl_ms)
+                # The guard orders renewals with a suspend (which releases the
+                # lease): a renewal after it would report a spurious loss.
+                async with self.ctx.lease_guard:
+                    if self.ctx.lease_released:
+                        return
+                    self.expires_at_ms = await self.engine.renew(self.lease, self.lease_ttl_ms)
             except (TransportError, OSError) as exc:
                 self.consecutive_failures += 1
                 log.info("renewal of %s failed (will retry): %s", self.lease.execution_id, exc)

@@ -123,6 +123,7 @@ CATALOGUE: list[tuple[str, str, type[ContractError], str, str]] = [
     ("unauthorized", "Unauthorized", pe.ValidationContractError, T, T),
     ("budget_attach_conflict", "BudgetAttachConflict", pe.BudgetError, T, T),
     ("quota_attach_conflict", "QuotaAttachConflict", pe.BudgetError, T, T),
+    ("nondeterministic_step", "NondeterministicStep", pe.CodedContractError, T, T),
 ]
 
 
