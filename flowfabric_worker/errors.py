@@ -161,12 +161,6 @@ class SignalTimeout(FlowFabricError, TimeoutError):
         self.signals = signals
 
 
-class KeystoreNotInitialized(ConfigurationError):
-    """The server has no waitpoint HMAC secret, so no waitpoint can be minted
-    and no task can suspend. Install one first (``flowfabric-worker secrets
-    rotate``, spec 03 §2.1)."""
-
-
 # --- raised to callers waiting on an execution -----------------------------
 
 

@@ -213,7 +213,7 @@ class Waits:
             return KeystoreNotInitialized(
                 f"cannot mint a waitpoint for {self.lease.execution_id}: the server's waitpoint "
                 f"HMAC keystore is not initialised ({exc.code}). Install a secret first "
-                "(`flowfabric-worker secrets rotate`, spec 03 §2.1); tasks that wait for "
+                "(`flowfabric-worker secrets init`, spec 03 §2.1); tasks that wait for "
                 "signals or sleep cannot run until then.")
         if is_lease_lost(exc):
             return LeaseLost(self.lease.execution_id, exc.code)

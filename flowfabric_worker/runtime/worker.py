@@ -98,6 +98,7 @@ class Worker:
             if install_signals:
                 tg.start_soon(self._signals, tg)
             if isinstance(self.engine, BackendEngine):
+                await self._check_keystore(self.engine)
                 tg.start_soon(self._registration, self.engine)
                 tg.start_soon(self._wake_listener, self.engine)
             scan_stop = anyio.Event()
@@ -113,6 +114,23 @@ class Worker:
                     await self._hand_back(work)
             scan_stop.set()
             tg.cancel_scope.cancel()
+
+    async def _check_keystore(self, engine: BackendEngine) -> None:
+        """Tasks that wait for signals or sleep need the waitpoint HMAC
+        keystore. Without it such a task fails (permanently, with
+        :class:`~flowfabric_worker.errors.KeystoreNotInitialized`) when it
+        first suspends; say so once at start. On ``memory://`` the keystore
+        is initialised here (it is private to the process)."""
+        from ..secrets import keystore_ready
+
+        try:
+            ready = await keystore_ready(engine.backend)
+        except Exception as exc:
+            log.info("could not check the waitpoint keystore: %s", exc)
+            return
+        if not ready:
+            log.error("the waitpoint HMAC keystore is not initialised: tasks that wait for "
+                      "signals or sleep will fail; run `flowfabric-worker secrets init`")
 
     async def _registration(self, engine: BackendEngine) -> None:
         """Register, then heartbeat every third of the registration TTL.
