@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..protocol.keys import ExecKeys
+
 # Release only our own lock: a lock that expired and was taken by another
 # process must not be deleted by the late previous holder.
 _RELEASE = (
@@ -85,3 +87,47 @@ class ScanOps:
     async def release_scan_lock(self, key: str, token: str) -> None:
         """Give a slice back early, only if we still hold it."""
         await self.redis.eval(_RELEASE, 1, key, token)
+
+    async def string_values(self, keys: Sequence[str]) -> list[bytes | None]:
+        """``GET`` of many string keys in one pipeline (e.g. policies)."""
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        return list(await pipe.execute())
+
+    async def purge_execution(self, eid: str, lane: str, attempts: int) -> None:
+        """Delete every record of a terminal execution (spec 05 §7.2 #17),
+        our step journal included, then drop it from the lane's terminal set
+        and ``all_executions``. Plain commands, as in 0.15: the per-attempt and
+        per-waitpoint keys are only known after a first read. Every key shares
+        the execution's hash tag, so both pipelines stay on one slot."""
+        k = ExecKeys(eid)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(k.waitpoints)
+        pipe.zrange(k.signals, 0, -1)
+        pipe.smembers(k.deps_all_edges)
+        waitpoints, signals, edges = await pipe.execute()
+        doomed = [k.payload, k.result, k.tags, k.lease_current, k.lease_history,
+                  k.claim_grant, k.attempts, k.suspension_current, k.satisfied_set,
+                  k.satisfied_signals, k.member_map, k.deps_meta, k.deps_unresolved,
+                  k.deps_all_edges, k.waitpoints, k.signals, k.journal]
+        for i in range(max(attempts, 0)):
+            doomed += [k.attempt(i), k.attempt_usage(i), k.attempt_policy(i),
+                       k.attempt_summary(i), k.stream(i), k.stream_meta(i)]
+        for raw in waitpoints:
+            wp = _text(raw)
+            doomed += [k.waitpoint(wp), k.waitpoint_signals(wp), k.waitpoint_condition(wp)]
+        for raw in signals:
+            sid = _text(raw)
+            doomed += [k.signal(sid), k.signal_payload(sid)]
+        doomed += [k.dep(_text(e)) for e in edges]
+        pipe = self.redis.pipeline(transaction=False)
+        for start in range(0, len(doomed), 256):
+            pipe.delete(*doomed[start:start + 256])
+        # The core and policy last: until they go, a rerun can find the rest.
+        pipe.delete(k.core, k.policy)
+        pipe.zrem(k.lane_terminal(lane), eid)
+        pipe.srem(k.all_executions, eid)
+        await pipe.execute()

@@ -9,6 +9,7 @@ entry or a duplicate scan by another process is harmless.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -117,6 +118,46 @@ async def _pending_wp_expiry(backend: Backend, found: Sequence[Candidate], now: 
     return removed + await _run(backend, calls, "pending_wp_expiry")
 
 
+#: Default retention of a terminal execution's records (spec 05 §7.2 #17).
+DEFAULT_RETENTION_MS = 24 * 3600 * 1000
+
+
+def _retention_ms(policy: bytes | None) -> int:
+    """``stream_policy.retention_ttl_ms`` of the execution policy, else 24 h."""
+    if not policy:
+        return DEFAULT_RETENTION_MS
+    try:
+        value = json.loads(policy).get("stream_policy", {}).get("retention_ttl_ms")
+    except (ValueError, AttributeError):
+        return DEFAULT_RETENTION_MS
+    return int(value) if isinstance(value, int) and value >= 0 else DEFAULT_RETENTION_MS
+
+
+async def _retention(backend: Backend, found: Sequence[Candidate], now: int) -> int:
+    ks = [ExecKeys(c.member) for c in found]
+    cores = await backend.hash_fields_many(
+        [k.core for k in ks], ["completed_at", "total_attempt_count", "lifecycle_phase"])
+    policies = await backend.string_values([k.policy for k in ks])
+    done = 0
+    for c, (completed, attempts, phase), policy in zip(found, cores, policies, strict=True):
+        lane = c.lane or ""
+        if not completed.isdigit() or phase not in ("terminal", ""):
+            # No completion time, or no longer terminal (replayed): only the
+            # stale terminal-set entry goes.
+            await backend.remove_index_members(c.index, [c.member])
+            done += 1
+            continue
+        if int(completed) + _retention_ms(policy) > now:
+            continue
+        try:
+            await backend.purge_execution(c.member, lane,
+                                          int(attempts) if attempts.isdigit() else 0)
+            done += 1
+        except Exception as exc:
+            log.warning("scanner retention_trimmer: purge of %s failed: %s", c.member, exc)
+    return done
+
+
 async def _unblock(backend: Backend, found: Sequence[Candidate], now: int) -> int:
     # Route blocks: spec 05 §7.2 fails open here (the scheduler re-blocks an
     # execution nobody can take), so only the stored reason is checked.
@@ -153,6 +194,9 @@ def default_scanners() -> list[Scanner]:
                 lambda pk, _lane: [pk.pending_waitpoint_expiry], _pending_wp_expiry),
         Scanner("unblock", 5.0, 100,
                 _unblock_indexes, _unblock, per_lane=True, due_only=False),
+        Scanner("retention_trimmer", 60.0, 20,
+                lambda pk, lane: [pk.lane_terminal(lane or "")], _retention, per_lane=True,
+                lag_ms=DEFAULT_RETENTION_MS),
     ]
 
 

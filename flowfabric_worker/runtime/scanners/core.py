@@ -58,6 +58,8 @@ class Scanner:
     handle: Handler
     per_lane: bool = False
     due_only: bool = True  # False: every member (the blocked sets of `unblock`)
+    #: Due means score ≤ now − lag_ms (the retention trimmer looks 24 h back).
+    lag_ms: int = 0
 
 
 @dataclass
@@ -142,7 +144,7 @@ class ScanRunner:
         keys = [k for _, _, k in where]
         now = await self.backend.server_time_ms()
         if scanner.due_only:
-            found = await self.backend.due_members(keys, now, scanner.batch)
+            found = await self.backend.due_members(keys, now - scanner.lag_ms, scanner.batch)
         else:
             found = await self.backend.all_members(keys, scanner.batch)
         candidates = [
@@ -204,7 +206,7 @@ async def run_scanners(
             f"known: {', '.join(s.name for s in chosen)}")
     chosen = [
         Scanner(s.name, s.interval * interval_scale, s.batch, s.indexes, s.handle,
-                s.per_lane, s.due_only)
+                s.per_lane, s.due_only, s.lag_ms)
         for s in chosen if s.name not in set(disabled)
     ]
     runner = ScanRunner(backend, chosen, lanes=lanes, slice_size=slice_size)
