@@ -7,6 +7,7 @@ from typing import Any
 from ..errors import InvalidInput
 from ..protocol.ids import ExecutionId
 from ..protocol.keys import ExecKeys
+from ..protocol.stream_batch import AppendFrames, AppendFramesResult
 from ..protocol.streams import (
     READ_HARD_CAP,
     AppendFrame,
@@ -28,6 +29,10 @@ class StreamOps(Caller):
     redis: Any
 
     async def append_frame(self, args: AppendFrame) -> AppendFrameResult:
+        return await self.call(args)
+
+    async def append_frames(self, args: AppendFrames) -> AppendFramesResult:
+        """Append a batch of frames in one call (``ffw_append_frames``)."""
         return await self.call(args)
 
     async def read_attempt_stream(self, args: ReadAttemptStream) -> ReadAttemptStreamResult:

@@ -1,0 +1,349 @@
+-- Batched frame appends (our extension): ffw_append_frames writes N frames of
+-- one attempt in one call, with one lease/fence check and one stream_meta
+-- read, and leaves exactly the state N consecutive ff_append_frame calls made
+-- at the same server instant would leave (spec 03 §8): the same entry fields
+-- in the same order, the same stream_meta counters, best-effort MAXLEN
+-- estimator, trims, TTL/PERSIST and summary document and versions. A
+-- FlowFabric consumer cannot tell the difference.
+--
+-- Unlike N single calls, the batch is all-or-nothing: every frame is
+-- validated (size, summary patch) before anything is written, so a refusal
+-- appends no frame and creates no stream_meta.
+--
+-- The helpers below mirror those of 55_streams.lua in the flowfabric library;
+-- a function cannot call a function of another library, so they are repeated
+-- here and tests/lua/test_frames_batch.py checks both stay equivalent.
+
+local NULL_SENTINEL = "__ff_null__"
+local MAX_PATCH_DEPTH = 16
+local MAX_SENTINEL_DEPTH = 32
+-- Approximate XTRIM removes at most 10 000 entries per call (100 x
+-- stream-node-max-entries); a batch far below that keeps the coalesced trims
+-- below equivalent to per-frame ones.
+local MAX_BATCH_FRAMES = 4096
+local HEADER = 14
+local STRIDE = 5
+
+local function parse_uint(s)
+  if s == nil or s == "" or not string.match(s, "^%d+$") then return nil end
+  return tonumber(s)
+end
+
+local function parse_number(s)
+  if s == nil or s == "" then return nil end
+  local n = tonumber(s)
+  if n == nil or n ~= n or n == math.huge or n == -math.huge then return nil end
+  return n
+end
+
+local function hmget(key, fields)
+  local vals = redis.call("HMGET", key, unpack(fields))
+  local t = {}
+  for i, f in ipairs(fields) do
+    local v = vals[i]
+    if v == false or v == nil then v = "" end
+    t[f] = v
+  end
+  return t
+end
+
+local function json_decode(s)
+  if s == nil or s == "" then return nil end
+  local okd, v = pcall(cjson.decode, s)
+  if not okd then return nil end
+  return v
+end
+
+local function is_array(t)
+  local n = 0
+  for k, _ in pairs(t) do
+    if type(k) ~= "number" then return false end
+    n = n + 1
+  end
+  if n == 0 then return false end
+  for i = 1, n do
+    if t[i] == nil then return false end
+  end
+  return true
+end
+
+local function is_nonempty_object(v)
+  return type(v) == "table" and next(v) ~= nil and not is_array(v)
+end
+
+local function object_depth(v)
+  local deepest = 0
+  for _, child in pairs(v) do
+    if is_nonempty_object(child) then
+      local d = 1 + object_depth(child)
+      if d > deepest then deepest = d end
+    end
+  end
+  return deepest
+end
+
+local function merge_patch(target, patch)
+  if type(target) ~= "table" or is_array(target) then target = {} end
+  for k, pv in pairs(patch) do
+    if pv == cjson.null then
+      target[k] = nil
+    elseif is_nonempty_object(pv) then
+      target[k] = merge_patch(target[k], pv)
+    else
+      target[k] = pv
+    end
+  end
+  return target
+end
+
+local function resolve_sentinel(v, depth)
+  if depth > MAX_SENTINEL_DEPTH or type(v) ~= "table" then return v end
+  for k, child in pairs(v) do
+    if child == NULL_SENTINEL then
+      v[k] = cjson.null
+    elseif type(child) == "table" then
+      v[k] = resolve_sentinel(child, depth + 1)
+    end
+  end
+  return v
+end
+
+-- The "lite" lease check of ff_append_frame (§8.5 checks 2-5).
+local function check_lease(core_key, attempt_index, lease_id, lease_epoch, now)
+  local c = hmget(core_key, {"lifecycle_phase", "ownership_state",
+    "lease_expires_at", "current_attempt_index", "current_lease_id",
+    "current_lease_epoch"})
+  if c.lifecycle_phase ~= "active" then return err("stream_closed") end
+  if c.ownership_state == "lease_expired_reclaimable" or c.ownership_state == "lease_revoked" then
+    return err("stale_owner_cannot_append")
+  end
+  local exp = parse_number(c.lease_expires_at)
+  if exp == nil or exp <= now then return err("stale_owner_cannot_append") end
+  if c.current_attempt_index ~= attempt_index or c.current_lease_id ~= lease_id
+      or c.current_lease_epoch ~= lease_epoch then
+    return err("stale_owner_cannot_append")
+  end
+  return nil
+end
+
+-- One summary patch applied exactly as ff_append_frame does (read, merge,
+-- re-encode, write), so versions and the document's JSON round trips match.
+local function apply_summary(summary_key, patch, now)
+  local cur = hmget(summary_key, {"document", "version", "first_applied_ms"})
+  local doc = {}
+  if cur.document ~= "" then doc = json_decode(cur.document) end
+  doc = resolve_sentinel(merge_patch(doc, patch), 1)
+  local version = (parse_uint(cur.version) or 0) + 1
+  local fields = {"document", cjson.encode(doc), "version", istr(version),
+    "patch_kind", "json-merge-patch", "last_updated_ms", istr(now)}
+  if version == 1 or cur.first_applied_ms == "" then
+    fields[#fields + 1] = "first_applied_ms"
+    fields[#fields + 1] = istr(now)
+  end
+  redis.call("HSET", summary_key, unpack(fields))
+  return version
+end
+
+-- KEYS: exec_core, stream_data, stream_meta, stream_summary (all for the
+-- lease's attempt).
+-- ARGV: 1 execution_id, 2 attempt_index, 3 lease_id, 4 lease_epoch,
+-- 5 retention_maxlen, 6 attempt_id, 7 max_payload_bytes, 8 encoding,
+-- 9 source, 10 ttl_ms (best-effort frames), 11 maxlen_floor,
+-- 12 maxlen_ceiling, 13 ema_alpha, 14 frame count N; then N times
+-- (frame_type, ts, payload, mode, correlation_id) — the per-frame ARGV of
+-- ff_append_frame; the others are shared by the batch.
+-- Reply: OK, appended, first_id, last_id, frame_count, last_summary_version.
+-- Errors: as ff_append_frame; retention_limit_exceeded and invalid_input name
+-- the 0-based index of the offending frame.
+redis.register_function("ffw_append_frames", function(keys, args)
+  local core_key, data_key, meta_key, summary_key = keys[1], keys[2], keys[3], keys[4]
+  local eid, attempt_index, lease_id, lease_epoch = args[1], args[2], args[3], args[4]
+  local attempt_id, encoding, source = args[6] or "", args[8] or "", args[9] or ""
+
+  local retention = parse_uint(args[5])
+  if retention == nil then
+    return err("invalid_input", "retention_maxlen must be a non-negative integer")
+  end
+  local max_payload = parse_uint(args[7])
+  if max_payload == nil then
+    return err("invalid_input", "max_payload_bytes must be a non-negative integer")
+  end
+  local ttl_ms = parse_uint(args[10])
+  if ttl_ms == nil then
+    return err("invalid_input", "ttl_ms must be a non-negative integer")
+  end
+  local n = parse_uint(args[14])
+  if n == nil or n < 1 or n > MAX_BATCH_FRAMES then
+    return err("invalid_input", "frame count must be within 1.." .. MAX_BATCH_FRAMES)
+  end
+  if #args ~= HEADER + n * STRIDE then
+    return err("invalid_input", "expected " .. istr(n * STRIDE) .. " frame arguments")
+  end
+
+  -- §8.5 check 1 for every frame before anything else.
+  for i = 0, n - 1 do
+    if #args[HEADER + i * STRIDE + 3] > max_payload then
+      return err("retention_limit_exceeded", istr(i))
+    end
+  end
+  local now = now_ms()
+  local refusal = check_lease(core_key, attempt_index, lease_id, lease_epoch, now)
+  if refusal then return refusal end
+
+  local meta = hmget(meta_key, {"stream_id", "closed_at", "has_durable_frame",
+    "ema_rate_hz", "last_append_ts_ms"})
+  local meta_exists = meta.stream_id ~= "" or redis.call("EXISTS", meta_key) == 1
+  if meta_exists and meta.closed_at ~= "" then return err("stream_closed") end
+
+  -- Summary checks 7-12 for every summary frame, still before any write.
+  local patches = {}
+  local any_summary = false
+  for i = 0, n - 1 do
+    local base = HEADER + i * STRIDE
+    if args[base + 4] == "summary" then
+      if summary_key == nil then
+        return err("invalid_input", "summary mode requires stream_summary key", istr(i))
+      end
+      local patch = json_decode(args[base + 3])
+      if patch == nil then
+        return err("invalid_input", "patch payload is not valid JSON", istr(i))
+      end
+      if type(patch) ~= "table" or is_array(patch) then
+        return err("invalid_input", "patch must be a JSON object", istr(i))
+      end
+      if object_depth(patch) > MAX_PATCH_DEPTH then
+        return err("invalid_input", "patch_depth_exceeded", istr(i))
+      end
+      patches[i] = patch
+      any_summary = true
+    end
+  end
+  if any_summary then
+    local stored = redis.call("HGET", summary_key, "document")
+    if stored and stored ~= "" and type(json_decode(stored)) ~= "table" then
+      return err("corruption", "stored summary document not decodeable")
+    end
+  end
+
+  if not meta_exists then
+    redis.call("HSET", meta_key,
+      "stream_id", eid .. ":" .. attempt_index,
+      "execution_id", eid, "attempt_id", attempt_id,
+      "attempt_index", attempt_index, "created_at", istr(now),
+      "closed_at", "", "closed_reason", "",
+      "durability_mode", "durable_full", "retention_maxlen", istr(retention),
+      "last_sequence", "", "frame_count", "0", "total_bytes", "0",
+      "last_frame_at", "", "has_durable_frame", "0")
+    meta.has_durable_frame = "0"
+  end
+
+  -- Best-effort estimator parameters (§8.2), parsed as ff_append_frame does.
+  local floor = parse_number(args[11])
+  if floor == nil or floor <= 0 then floor = 64 end
+  local ceiling = parse_number(args[12])
+  if ceiling == nil or ceiling <= 0 then ceiling = 16384 end
+  local alpha = parse_number(args[13])
+  if alpha == nil or alpha <= 0 or alpha > 1 then alpha = 0.2 end
+  if ceiling < floor then ceiling = floor end
+  local ttl_s = math.max(ttl_ms, 1) / 1000
+  local ema = tonumber(meta.ema_rate_hz)
+  local last = tonumber(meta.last_append_ts_ms)
+  local k_last = nil
+
+  local durable = meta.has_durable_frame == "1"
+  local expire_after = false
+  -- Trims of consecutive frames with the same fixed target coalesce into one
+  -- (same end state); a pending trim runs before any frame with another one.
+  local pending_trim = nil
+  local pending_limit = nil
+  local function trim_now()
+    if pending_trim == "=" then
+      redis.call("XTRIM", data_key, "MAXLEN", pending_limit)
+    elseif pending_trim == "~" then
+      redis.call("XTRIM", data_key, "MAXLEN", "~", pending_limit)
+    end
+    pending_trim = nil
+  end
+
+  local ts_now = istr(now)
+  local first_id, id = nil, nil
+  local bytes, version_str = 0, ""
+  for i = 0, n - 1 do
+    local base = HEADER + i * STRIDE
+    local frame_type, ts, payload = args[base + 1], args[base + 2], args[base + 3]
+    local mode, correlation_id = args[base + 4], args[base + 5]
+    local trim, limit
+    if mode == "best_effort" then
+      trim = "be"
+    elseif mode == "summary" then
+      trim, limit = "~", "64"
+    elseif retention > 0 then
+      trim, limit = "=", istr(retention)
+    else
+      trim, limit = "~", "10000"
+    end
+    if pending_trim ~= nil and (pending_trim ~= trim or pending_limit ~= limit) then
+      trim_now()
+    end
+
+    local this_version = ""
+    if mode == "summary" then
+      this_version = istr(apply_summary(summary_key, patches[i], now))
+      version_str = this_version
+    end
+    if ts == "" then ts = ts_now end
+    local fields = {"frame_type", frame_type, "ts", ts, "payload", payload,
+      "encoding", encoding, "source", source, "mode", mode}
+    if correlation_id ~= "" then
+      fields[#fields + 1] = "correlation_id"
+      fields[#fields + 1] = correlation_id
+    end
+    if mode == "summary" then
+      fields[#fields + 1] = "summary_version"
+      fields[#fields + 1] = this_version
+    elseif mode == "best_effort" and ttl_ms > 0 then
+      fields[#fields + 1] = "ttl_ms"
+      fields[#fields + 1] = istr(ttl_ms)
+    end
+    id = redis.call("XADD", data_key, "*", unpack(fields))
+    if first_id == nil then first_id = id end
+    bytes = bytes + #payload
+
+    if trim == "be" then
+      local rate
+      if ema == nil or last == nil then
+        rate = floor / (ttl_s * 2)
+      else
+        local dt = now - last
+        if dt <= 0 then dt = 1 end
+        rate = alpha * (1000 / dt) + (1 - alpha) * ema
+      end
+      local k = math.min(math.max(math.ceil(rate * ttl_s * 2), floor), ceiling)
+      redis.call("XTRIM", data_key, "MAXLEN", "~", istr(k))
+      -- The single call stores tostring(rate) and the next one re-reads it.
+      ema, last, k_last = tonumber(tostring(rate)), now, k
+      if ttl_ms > 0 and not durable then expire_after = true end
+    else
+      pending_trim, pending_limit = trim, limit
+      if (mode == "durable" or mode == "summary" or mode == "") and not durable then
+        durable = true
+        expire_after = false
+        redis.call("HSET", meta_key, "has_durable_frame", "1")
+        redis.call("PERSIST", data_key)
+      end
+    end
+  end
+  trim_now()
+
+  local count = redis.call("HINCRBY", meta_key, "frame_count", n)
+  redis.call("HINCRBY", meta_key, "total_bytes", bytes)
+  redis.call("HSET", meta_key, "last_sequence", id, "last_frame_at", ts_now)
+  if k_last ~= nil then
+    redis.call("HSET", meta_key, "ema_rate_hz", tostring(ema),
+      "last_append_ts_ms", ts_now, "maxlen_applied_last", istr(k_last))
+  end
+  if expire_after then
+    redis.call("PEXPIRE", data_key, istr(ttl_ms * 2))
+  end
+  return ok(istr(n), first_id, id, istr(count), version_str)
+end)
