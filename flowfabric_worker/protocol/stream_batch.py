@@ -130,16 +130,21 @@ class AppendFrames(FCall[AppendFramesResult], frozen=True, kw_only=True):
         return [k.core, k.stream(i), k.stream_meta(i), k.attempt_summary(i)]
 
     def argv(self) -> list[str | bytes]:
-        out: list[str | bytes] = [
+        lengths: list[str] = []
+        parts: list[bytes] = []
+        add_lengths, add_parts = lengths.append, parts.extend
+        for frame_type, payload, mode, correlation_id, ts in self.frames:
+            ft, md = frame_type.encode(), mode.encode()
+            cid, t = correlation_id.encode(), ts.encode()
+            add_lengths(f"{len(ft)} {len(t)} {len(payload)} {len(md)} {len(cid)}")
+            add_parts((ft, t, payload, md, cid))
+        return [
             self.eid, str(self.attempt_index), self.lease_id, str(self.lease_epoch),
             str(self.retention_maxlen), self.attempt_id, str(self.max_payload_bytes),
             self.encoding, self.source, str(self.ttl_ms), str(self.maxlen_floor),
             str(self.maxlen_ceiling), f"{self.ema_alpha:.6f}", str(len(self.frames)),
+            " ".join(lengths), b"".join(parts),
         ]
-        extend = out.extend
-        for f in self.frames:
-            extend((f.frame_type, f.ts, f.payload, f.mode, f.correlation_id))
-        return out
 
     def decode(self, reply: Any) -> AppendFramesResult:
         env = self.envelope(reply)

@@ -286,8 +286,15 @@ async def test_oversize_or_bad_patch_appends_nothing(backend: Backend, raw: Any)
     assert len(await entries(raw, eid)) == 3
     s = await backend.read_summary(ReadSummary(eid=eid, attempt_index=0))
     assert s.version == 2 and s.document == {"a": 1, "d": 1, "dd": 1}
-    # Malformed batches: wrong argument count, no frames.
+    # Malformed batches: wrong argument count, lengths not matching the
+    # fields, no frames.
     argv = list(batch(eid, [ok]).argv())
+    for lengths in ("6 0 10 7 1", "6 0 10 6 0", "6 0 10 7", "6 0 x 7 0"):
+        reply = await raw.execute_command("FCALL", "ffw_append_frames", 4,
+                                          *batch(eid, [ok]).keys(), *argv[:14], lengths,
+                                          argv[15])
+        assert reply[:2] == [0, b"invalid_input"], lengths
+    assert argv[14:] == ["6 0 10 7 0", b"stdout" + b"x" * 10 + b"durable"]
     reply = await raw.execute_command("FCALL", "ffw_append_frames", 4,
                                       *batch(eid, [ok]).keys(), *argv[:-1])
     assert reply[:2] == [0, b"invalid_input"]

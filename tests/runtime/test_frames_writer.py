@@ -45,21 +45,90 @@ def writer(backend: Backend, eid: str, **kw: Any) -> FrameWriter:
     return FrameWriter(backend, eid=eid, attempt_index=0, lease_id=LEASE, lease_epoch=1, **kw)
 
 
+async def wait_sent(w: FrameWriter, n: int) -> None:
+    for _ in range(500):
+        if w.sent >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"only {w.sent} of {n} frames sent")
+
+
 async def test_batches_keep_order_and_flush(backend: Backend, raw: Any) -> None:
     eid = await active(raw)
     w = writer(backend, eid, max_batch=10, max_delay_s=60)
     for i in range(25):
         await w.stdout(str(i))
-    assert w.sent == 20  # two full batches went out; five still queued
+    assert w.sent == 0  # nothing waits on the network while the producer runs
+    # A full batch wakes the flusher, which then sends everything queued, in
+    # batches of at most 10, without waiting for the 60 s delay.
+    await wait_sent(w, 25)
+    assert w.batches == 3
     await w.event("done", {"n": 25})
     await w.summary({"progress": {"n": 25}})
+    assert w.sent == 25  # below the caps: these wait for the delay or a flush
     await w.aclose()
-    assert w.sent == 27
+    assert w.sent == 27 and w.batches == 4
     page = await backend.read_attempt_stream(ReadAttemptStream(eid=eid, attempt_index=0))
     assert [f.text for f in page.frames[:25]] == [str(i) for i in range(25)]
     assert json.loads(page.frames[25].text) == {"event": "done", "data": {"n": 25}}
     s = await backend.read_summary(ReadSummary(eid=eid, attempt_index=0))
     assert s.document == {"progress": {"n": 25}} and s.version == 1
+    meta = await backend.read_stream_meta(eid, 0)
+    assert meta is not None and meta.frame_count == 27 and meta.last_sequence == page.frames[-1].id
+
+
+async def test_byte_cap_splits_batches_and_backpressure_keeps_order(
+        backend: Backend, raw: Any) -> None:
+    eid = await active(raw)
+    w = writer(backend, eid, max_batch=50, max_batch_bytes=100, max_pending_batches=2,
+               max_delay_s=60)
+    for i in range(30):
+        await w.stdout(f"{i:040d}")  # 40 bytes: two fit under the 100-byte cap
+    await w.aclose()
+    assert w.sent == 30 and w.batches >= 15  # never more than two frames per call
+    # A producer far ahead of Redis is held back, never reordered.
+    w = writer(backend, eid, max_batch=8, max_pending_batches=2, max_delay_s=60)
+    for i in range(30, 1030):
+        await w.stdout(str(i))
+    await w.aclose()
+    page = await backend.read_attempt_stream(ReadAttemptStream(eid=eid, attempt_index=0,
+                                                               count_limit=2000))
+    assert [int(f.text) for f in page.frames] == list(range(1030))
+    assert w.batches >= 1000 // 8
+
+
+async def test_oversize_frame_is_refused_before_queueing(backend: Backend, raw: Any) -> None:
+    eid = await active(raw)
+    w = writer(backend, eid, max_payload_bytes=8, max_delay_s=60)
+    await w.stdout("12345678")
+    with pytest.raises(InvalidInput, match="max_payload_bytes"):
+        await w.stdout("123456789")
+    with pytest.raises(InvalidInput, match="JSON object"):
+        await w.write("summary", "[1]", mode=StreamMode.SUMMARY)
+    await w.stdout("after")  # the writer is still usable
+    await w.aclose()
+    page = await backend.read_attempt_stream(ReadAttemptStream(eid=eid, attempt_index=0))
+    assert [f.text for f in page.frames] == ["12345678", "after"]
+
+
+async def test_lease_change_refuses_the_next_batch_whole(backend: Backend, raw: Any) -> None:
+    eid = await active(raw)
+    w = writer(backend, eid, max_delay_s=60)
+    for i in range(5):
+        await w.stdout(str(i))
+    await w.flush()
+    await raw.hset(ExecKeys(eid).core, "current_lease_epoch", "2")  # reclaimed elsewhere
+    for i in range(5, 10):
+        await w.stdout(str(i))
+    with pytest.raises(ContractError) as ei:
+        await w.flush()
+    assert ei.value.code == "stale_owner_cannot_append"
+    with pytest.raises(ContractError):
+        await w.stdout("more")
+    page = await backend.read_attempt_stream(ReadAttemptStream(eid=eid, attempt_index=0))
+    assert [f.text for f in page.frames] == ["0", "1", "2", "3", "4"]
+    meta = await backend.read_stream_meta(eid, 0)
+    assert meta is not None and meta.frame_count == 5
 
 
 async def test_time_based_flush(backend: Backend, raw: Any) -> None:

@@ -267,7 +267,9 @@ async def test_drain_hand_back_flushes_queued_frames_first(
     finally:
         GATES.clear()
     assert (run.id, "handed_back") in worker.outcomes
-    assert [f.text for f in [f async for f in run.frames(follow=False)]] == [
-        f"{i};" for i in range(7)]
+    texts = [f.text for f in [f async for f in run.frames(follow=False)]]
+    assert texts[:7] == [f"{i};" for i in range(7)]
+    # The task's own `finally` may still stream while the flush runs: sent too.
+    assert texts[7:] in ([], ["late"])
     meta = await client.backend.read_stream_meta(run.id, 0)
     assert meta is not None and not meta.closed  # a hand-back does not end the attempt

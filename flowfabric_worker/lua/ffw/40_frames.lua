@@ -149,9 +149,12 @@ end
 -- ARGV: 1 execution_id, 2 attempt_index, 3 lease_id, 4 lease_epoch,
 -- 5 retention_maxlen, 6 attempt_id, 7 max_payload_bytes, 8 encoding,
 -- 9 source, 10 ttl_ms (best-effort frames), 11 maxlen_floor,
--- 12 maxlen_ceiling, 13 ema_alpha, 14 frame count N; then N times
--- (frame_type, ts, payload, mode, correlation_id) — the per-frame ARGV of
--- ff_append_frame; the others are shared by the batch.
+-- 12 maxlen_ceiling, 13 ema_alpha, 14 frame count N, 15 field lengths,
+-- 16 fields. The per-frame arguments of ff_append_frame — frame_type, ts,
+-- payload, mode, correlation_id, in that order, N times — travel
+-- concatenated in ARGV 16, their byte lengths as 5N space-separated decimals
+-- in ARGV 15 (one argument instead of 5N keeps the per-frame cost of the
+-- client's command encoding and of the server's argument parsing low).
 -- Reply: OK, appended, first_id, last_id, frame_count, last_summary_version.
 -- Errors: as ff_append_frame; retention_limit_exceeded and invalid_input name
 -- the 0-based index of the offending frame.
@@ -176,13 +179,26 @@ redis.register_function("ffw_append_frames", function(keys, args)
   if n == nil or n < 1 or n > MAX_BATCH_FRAMES then
     return err("invalid_input", "frame count must be within 1.." .. MAX_BATCH_FRAMES)
   end
-  if #args ~= HEADER + n * STRIDE then
-    return err("invalid_input", "expected " .. istr(n * STRIDE) .. " frame arguments")
+  if #args ~= HEADER + 2 then
+    return err("invalid_input", "expected " .. istr(HEADER + 2) .. " arguments")
+  end
+  -- Unpack the frames: fields[i * STRIDE + j] is field j (1..5) of frame i.
+  local blob, fields, pos = args[HEADER + 2], {}, 1
+  for len in string.gmatch(args[HEADER + 1], "%S+") do
+    local l = parse_uint(len)
+    if l == nil or pos + l - 1 > #blob then
+      return err("invalid_input", "field lengths do not match the fields")
+    end
+    fields[#fields + 1] = string.sub(blob, pos, pos + l - 1)
+    pos = pos + l
+  end
+  if #fields ~= n * STRIDE or pos ~= #blob + 1 then
+    return err("invalid_input", "field lengths do not match the fields")
   end
 
   -- §8.5 check 1 for every frame before anything else.
   for i = 0, n - 1 do
-    if #args[HEADER + i * STRIDE + 3] > max_payload then
+    if #fields[i * STRIDE + 3] > max_payload then
       return err("retention_limit_exceeded", istr(i))
     end
   end
@@ -199,12 +215,12 @@ redis.register_function("ffw_append_frames", function(keys, args)
   local patches = {}
   local any_summary = false
   for i = 0, n - 1 do
-    local base = HEADER + i * STRIDE
-    if args[base + 4] == "summary" then
+    local base = i * STRIDE
+    if fields[base + 4] == "summary" then
       if summary_key == nil then
         return err("invalid_input", "summary mode requires stream_summary key", istr(i))
       end
-      local patch = json_decode(args[base + 3])
+      local patch = json_decode(fields[base + 3])
       if patch == nil then
         return err("invalid_input", "patch payload is not valid JSON", istr(i))
       end
@@ -269,9 +285,9 @@ redis.register_function("ffw_append_frames", function(keys, args)
   local first_id, id = nil, nil
   local bytes, version_str = 0, ""
   for i = 0, n - 1 do
-    local base = HEADER + i * STRIDE
-    local frame_type, ts, payload = args[base + 1], args[base + 2], args[base + 3]
-    local mode, correlation_id = args[base + 4], args[base + 5]
+    local base = i * STRIDE
+    local frame_type, ts, payload = fields[base + 1], fields[base + 2], fields[base + 3]
+    local mode, correlation_id = fields[base + 4], fields[base + 5]
     local trim, limit
     if mode == "best_effort" then
       trim = "be"
@@ -292,20 +308,20 @@ redis.register_function("ffw_append_frames", function(keys, args)
       version_str = this_version
     end
     if ts == "" then ts = ts_now end
-    local fields = {"frame_type", frame_type, "ts", ts, "payload", payload,
+    local entry = {"frame_type", frame_type, "ts", ts, "payload", payload,
       "encoding", encoding, "source", source, "mode", mode}
     if correlation_id ~= "" then
-      fields[#fields + 1] = "correlation_id"
-      fields[#fields + 1] = correlation_id
+      entry[#entry + 1] = "correlation_id"
+      entry[#entry + 1] = correlation_id
     end
     if mode == "summary" then
-      fields[#fields + 1] = "summary_version"
-      fields[#fields + 1] = this_version
+      entry[#entry + 1] = "summary_version"
+      entry[#entry + 1] = this_version
     elseif mode == "best_effort" and ttl_ms > 0 then
-      fields[#fields + 1] = "ttl_ms"
-      fields[#fields + 1] = istr(ttl_ms)
+      entry[#entry + 1] = "ttl_ms"
+      entry[#entry + 1] = istr(ttl_ms)
     end
-    id = redis.call("XADD", data_key, "*", unpack(fields))
+    id = redis.call("XADD", data_key, "*", unpack(entry))
     if first_id == nil then first_id = id end
     bytes = bytes + #payload
 
