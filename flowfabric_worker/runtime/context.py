@@ -105,6 +105,8 @@ class TaskContext:
         with frames missing. See docs/streams.md.
         """
         self.ensure_lease()
+        if await self._output_replayed():
+            return
         await emit_stream(writer_of(self.extensions), data, kind=kind, frame_type=frame_type,
                           correlation_id=correlation_id, mode=mode)
 
@@ -112,12 +114,16 @@ class TaskContext:
         """A structured (JSON) event frame: ``event("name", data)`` or
         ``event(obj)`` for a dict/dataclass/model. ``live=True`` → best-effort."""
         self.ensure_lease()
+        if await self._output_replayed():
+            return
         await emit_event(writer_of(self.extensions), obj_or_name, data, live=live)
 
     async def summary(self, patch: Any) -> None:
         """Merge ``patch`` into this attempt's summary document (JSON Merge
         Patch: ``None`` deletes a key; read it with ``run.summary()``)."""
         self.ensure_lease()
+        if await self._output_replayed():
+            return
         await emit_summary(writer_of(self.extensions), patch)
 
     # -- durable execution: steps, signals, sleeps (docs/signals.md) ----------
@@ -230,6 +236,13 @@ class TaskContext:
         runs do not sleep again. Use ``anyio.sleep`` for short pauses."""
         self.ensure_lease()
         await self._waits().sleep(seconds)
+
+    async def _output_replayed(self) -> bool:
+        """Frames a resumed run re-emits before reaching the point where the
+        previous run of the same attempt suspended are already in this
+        attempt's stream: drop them instead of writing them twice."""
+        j = self.extensions.get(JOURNAL_EXTENSION)
+        return bool(j is not None and await j.output_replayed())
 
     @property
     def replaying(self) -> bool:

@@ -71,6 +71,9 @@ class StepJournal:
         #: The first non-determinism detected in this run: the executor fails
         #: the execution with it even if the task caught the exception.
         self.violation: NonDeterminismError | None = None
+        #: Journal position up to which a resumed run repeats what an
+        #: earlier run of the same attempt already did (and streamed).
+        self._replay_until = 0
 
     def _violated(self, pos: int, now: str, recorded: str) -> NonDeterminismError:
         if self.violation is None:
@@ -86,7 +89,21 @@ class StepJournal:
             entries = await self.backend.call(JournalRead(eid=self.eid))
             self.suspension = await self.backend.get_suspension(self.eid)
             self._entries = list(entries)
+            self._replay_until = len(entries)
+            parsed = (parse_pointer(self.suspension.continuation_metadata_pointer)
+                      if self.suspension is not None and self.suspension.closed_at else None)
+            if parsed is not None and parsed[0] == len(entries):
+                self._replay_until += 1  # the wait it was resumed out of
         return self._entries
+
+    async def output_replayed(self) -> bool:
+        """Whether output produced now was already produced into this
+        attempt's stream by an earlier run (resumed claims keep the attempt
+        and its stream; a retry or reclaim starts a new, empty one)."""
+        if not self.lease.resumed:
+            return False
+        await self.load()
+        return self.cursor < self._replay_until
 
     @property
     def replaying(self) -> bool:

@@ -268,3 +268,25 @@ async def test_empty_keystore_fails_the_task_with_a_clear_message(
         assert "secrets init" in atts[0]["failure_reason"]
     finally:
         await b.close()
+
+
+@task(name="sig.chatty")
+async def chatty(ctx: TaskContext) -> str:
+    await ctx.stream("before ")
+    await ctx.event("asked", {"who": "ops"})
+    sig = await ctx.wait_for_signal("go")
+    await ctx.stream(f"after {sig.payload}")
+    return "done"
+
+
+async def test_a_resumed_run_does_not_stream_its_frames_twice(backend: Backend) -> None:
+    from flowfabric_worker.client import Client as RealClient
+
+    eid = await submit(backend, chatty)
+    async with serving(backend, chatty):
+        await until(in_state(backend, eid, "suspended"))
+        await deliver(backend, eid, "go", 1)
+        await until(in_state(backend, eid, "completed"))
+    frames = [f async for f in RealClient(backend).run(eid).frames(follow=False)]
+    assert [f.frame_type for f in frames] == ["stdout", "event", "stdout"]
+    assert [f.text for f in frames if f.frame_type == "stdout"] == ["before ", "after 1"]
