@@ -324,13 +324,11 @@ class Waits:
                        timeout_s: float | None, behavior: str, waitpoint: Waitpoint | None,
                        reason: str) -> _WaitOutcome:
         lease = self.lease
-        pending = waitpoint is not None
-        if waitpoint is not None and not await self._usable(waitpoint):
-            pending = False
+        now = await self.backend.server_time_ms()
+        pending = waitpoint is not None and await self._usable(waitpoint, now)
         wp_id = waitpoint.id if (waitpoint is not None and pending) else str(uuid.uuid4())
         # Frames first: appends are refused once the execution is suspended.
         await self._flush()
-        now = await self.backend.server_time_ms()
         call = SuspendExecution(
             eid=lease.execution_id, attempt_index=lease.attempt_index,
             attempt_id=lease.attempt_id, lease_id=lease.lease_id,
@@ -358,15 +356,16 @@ class Waits:
         # still ours and the task goes on (spec 03 §5.2, §7).
         return _WaitOutcome("signals", await self._signals(res.primary.waitpoint_id, None))
 
-    async def _usable(self, wp: Waitpoint) -> bool:
+    async def _usable(self, wp: Waitpoint, now: int) -> bool:
         """A pending waitpoint can be activated only by the attempt that made
-        it and while still pending; after a retry or a lost worker the wait
+        it, while pending and unexpired; after a retry or a lost worker the wait
         falls back to a fresh waitpoint (signals addressed by execution id,
         e.g. ``client.signal``, still reach it)."""
         rec = await self.backend.get_waitpoint(self.tag, wp.id)
         ok = (rec is not None and rec.state == "pending"
               and rec.attempt_index == self.lease.attempt_index
-              and rec.execution_id == self.lease.execution_id)
+              and rec.execution_id == self.lease.execution_id
+              and (rec.expires_at or 0) > now)
         if not ok:
             log.warning("waitpoint %s of %s is no longer usable (%s); waiting on a fresh one",
                         wp.id, self.lease.execution_id, rec.state if rec else "missing")

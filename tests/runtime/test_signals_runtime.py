@@ -17,8 +17,9 @@ from signal_support import buffer, deliver, seed_keystore
 from worker_support import attempts, state, submit
 
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.errors import SignalTimeout
+from flowfabric_worker.errors import SignalTimeout, Transient
 from flowfabric_worker.protocol.journal import JournalRead
+from flowfabric_worker.protocol.signals import ResumeExecution
 from flowfabric_worker.runtime.context import TaskContext
 from flowfabric_worker.runtime.signals import Signal, Waitpoint
 from flowfabric_worker.runtime.worker import Worker
@@ -290,3 +291,53 @@ async def test_a_resumed_run_does_not_stream_its_frames_twice(backend: Backend) 
     frames = [f async for f in RealClient(backend).run(eid).frames(follow=False)]
     assert [f.frame_type for f in frames] == ["stdout", "event", "stdout"]
     assert [f.text for f in frames if f.frame_type == "stdout"] == ["before ", "after 1"]
+
+
+RETRIED: dict[str, int] = {}
+
+
+@task(name="sig.wp_retry", retry=Retry(max_attempts=2, backoff="fixed", initial=0.01))
+async def wp_retry(ctx: TaskContext, key: str) -> str:
+    wp = await ctx.waitpoint()
+    RETRIED[key] = RETRIED.get(key, 0) + 1
+    if ctx.attempt_index == 0:
+        raise Transient("lost before waiting")
+    sig = await ctx.wait_for_signal("done", waitpoint=wp)
+    return f"{sig.payload} after {RETRIED[key]} runs"
+
+
+async def test_a_waitpoint_from_an_earlier_attempt_falls_back_to_a_fresh_one(
+        backend: Backend) -> None:
+    key = uuid.uuid4().hex
+    eid = await submit(backend, wp_retry, key)
+    async with serving(backend, wp_retry):
+        await until(in_state(backend, eid, "suspended"))
+        await deliver(backend, eid, "done", "ok")
+        await until(in_state(backend, eid, "completed"))
+    # attempt 0 failed, attempt 1 suspended on a fresh waitpoint, then resumed
+    assert await result(backend, eid) == "ok after 3 runs"
+    journal = await backend.call(JournalRead(eid=eid))
+    assert [(e.name, e.kind) for e in journal] == [
+        ("waitpoint:", "step"), ("wait:done", "signal")]
+
+
+@task(name="sig.operator")
+async def operator(ctx: TaskContext) -> str:
+    try:
+        await ctx.wait_for_signal("approve")
+    except SignalTimeout as exc:
+        return exc.reason
+    return "approved"
+
+
+async def test_operator_resume_without_the_signal_raises_signal_timeout(
+        backend: Backend) -> None:
+    eid = await submit(backend, operator)
+    async with serving(backend, operator):
+        await until(in_state(backend, eid, "suspended"))
+        c = await backend.get_exec_core_raw(eid)
+        assert c is not None
+        await backend.resume_execution(ResumeExecution(
+            eid=eid, lane=c["lane_id"], current_waitpoint_id=c["current_waitpoint_id"]))
+        await until(in_state(backend, eid, "completed"))
+    assert await result(backend, eid) == "operator_resume"
