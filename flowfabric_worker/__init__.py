@@ -20,16 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 from .client import Client, RunHandle
 from .errors import (
+    AmbiguousWaitpoint,
     ConfigurationError,
     ContractError,
     FlowFabricError,
     InvalidInput,
+    KeystoreError,
+    KeystoreInconsistent,
     KeystoreNotInitialized,
+    KidInUse,
     NonDeterminismError,
+    NoWaitpoint,
     PayloadError,
     Permanent,
     ResultTimeout,
     SignalTimeout,
+    StateNotReached,
     TaskCancelled,
     TaskExpired,
     TaskFailed,
@@ -37,10 +43,20 @@ from .errors import (
     Transient,
     TransportError,
     UnknownTask,
+    UnknownWaitpoint,
+)
+from .protocol.errors import (
+    HmacSecretNotInitialized,
+    InvalidToken,
+    TargetNotSignalable,
+    TokenExpired,
+    TokenMismatch,
+    WaitpointClosed,
 )
 from .runtime.context import TaskContext
 from .runtime.signals import Signal, Waitpoint
 from .settings import Settings
+from .signals import SignalOutcome, WaitpointInfo
 from .task import Retry, TaskDefinition, task
 
 if TYPE_CHECKING:
@@ -49,12 +65,19 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousWaitpoint",
     "Client",
     "ConfigurationError",
     "ContractError",
     "FlowFabricError",
+    "HmacSecretNotInitialized",
     "InvalidInput",
+    "InvalidToken",
+    "KeystoreError",
+    "KeystoreInconsistent",
     "KeystoreNotInitialized",
+    "KidInUse",
+    "NoWaitpoint",
     "NonDeterminismError",
     "PayloadError",
     "Permanent",
@@ -63,17 +86,25 @@ __all__ = [
     "RunHandle",
     "Settings",
     "Signal",
+    "SignalOutcome",
     "SignalTimeout",
+    "StateNotReached",
+    "TargetNotSignalable",
     "TaskCancelled",
     "TaskContext",
     "TaskDefinition",
     "TaskExpired",
     "TaskFailed",
     "TaskSkipped",
+    "TokenExpired",
+    "TokenMismatch",
     "Transient",
     "TransportError",
     "UnknownTask",
+    "UnknownWaitpoint",
     "Waitpoint",
+    "WaitpointClosed",
+    "WaitpointInfo",
     "Worker",
     "task",
 ]

@@ -141,9 +141,35 @@ def _inspect(args: argparse.Namespace) -> int:
             if core.public_state == "completed":
                 data = await client.backend.get_result(run.id)
                 out["result"] = json.loads(data) if data else None
+            if not core.is_terminal:
+                # Open waitpoints, tokens redacted to their kid.
+                out["waitpoints"] = [w.to_display()
+                                     for w in await client.pending_waitpoints(run.id)]
             return out
 
     print(json.dumps(anyio.run(go), indent=2, default=str))
+    return 0
+
+
+def _signal(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    settings = _settings(args)
+    try:
+        payload = json.loads(args.json) if args.json is not None else None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"--json is not valid JSON: {exc}") from exc
+
+    async def go() -> dict[str, Any]:
+        async with Client.connect(settings.url, mode=settings.mode,
+                                  namespace=settings.namespace) as client:
+            out = await client.signal(args.id, args.name, payload,
+                                      idempotency_key=args.idempotency_key,
+                                      source=args.source, waitpoint=args.waitpoint)
+            return {"status": out.status, "signal_id": out.signal_id, "effect": out.effect,
+                    "execution_id": out.execution_id, "waitpoint_id": out.waitpoint_id}
+
+    print(json.dumps(anyio.run(go)))
     return 0
 
 
@@ -366,6 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--idempotency-key", dest="idempotency_key")
     _connection_flags(submit)
     submit.set_defaults(handler=_submit)
+
+    signal = commands.add_parser(
+        "signal", help="send a signal to an execution waiting on a waitpoint")
+    signal.add_argument("id")
+    signal.add_argument("name")
+    signal.add_argument("--json", help="payload as JSON (default: none)")
+    signal.add_argument("--idempotency-key", dest="idempotency_key",
+                        help="the same key on the same waitpoint records the signal once")
+    signal.add_argument("--waitpoint", help="waitpoint id or key when several are open")
+    signal.add_argument("--source", default="cli", help="sender identity stored with it")
+    _connection_flags(signal)
+    signal.set_defaults(handler=_signal)
 
     inspect = commands.add_parser("inspect", help="show an execution's state and outcome")
     inspect.add_argument("id")

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, cast, get_args, overload
 
 import anyio
 import msgspec
@@ -17,6 +17,7 @@ from .done_listener import DoneListener
 from .errors import (
     InvalidInput,
     ResultTimeout,
+    StateNotReached,
     TaskCancelled,
     TaskExpired,
     TaskFailed,
@@ -24,8 +25,9 @@ from .errors import (
 )
 from .protocol.ids import ExecutionId, mint_execution_id, parse_execution_id, partition_of
 from .protocol.lifecycle import CancelExecution, CreateExecution
-from .protocol.records import ExecCore
+from .protocol.records import ExecCore, PublicState
 from .protocol.streams import Frame, ReadSummary, Summary
+from .signals import SignalOutcome, WaitpointInfo, open_waitpoints, send_signal
 from .streams import frames as stream_frames
 from .task import TaskDefinition, check_priority
 
@@ -44,6 +46,10 @@ _MIN_DELAY_S = 1.0
 _POLL_SUBSCRIBED = 0.5
 _POLL_UNSUBSCRIBED = 0.05
 _POLL_CAP = 2.0
+# Non-final transitions are not published: wait_for polls, quickly at first.
+_POLL_STATE = 0.02
+_POLL_STATE_CAP = 1.0
+_WAITABLE = frozenset(get_args(PublicState)) | {"terminal"}
 
 
 class RunHandle(Generic[R]):
@@ -132,6 +138,63 @@ class RunHandle(Generic[R]):
             with anyio.CancelScope(shield=True):
                 await listener.release(channel, done)
 
+    async def wait_for(self, *states: str, timeout: float | None = None) -> str:  # noqa: ASYNC109
+        """Wait until the execution's public state is one of ``states`` and
+        return the state reached; ``"terminal"`` stands for any final state.
+
+        ``await run.wait_for("suspended", timeout=10)`` returns once the task
+        waits for a signal. Raises :class:`StateNotReached` when the execution
+        ends in another state (it can never get there any more) and
+        :class:`ResultTimeout` when ``timeout`` passes first.
+
+        Only the end of an execution is published (``ffw:done:<eid>``, which
+        wakes this wait at once); other transitions are seen by polling
+        ``exec_core`` with backoff (20 ms doubling to 1 s).
+        """
+        unknown = set(states) - _WAITABLE
+        if not states or unknown:
+            raise InvalidInput(f"wait_for needs public states out of {sorted(_WAITABLE)}; "
+                               f"got {sorted(unknown) or 'none'}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        listener = self.client.done_listener()
+        channel = DONE_CHANNEL.format(eid=self.id)
+        done = asyncio.Event()
+        poll = _POLL_STATE
+        try:
+            while True:
+                if not listener.watching(channel):
+                    await listener.subscribe(channel, done)
+                done.clear()
+                core = await self.info()
+                state = str(core.public_state)
+                if state in states or ("terminal" in states and core.is_terminal):
+                    return state
+                if core.is_terminal:
+                    raise StateNotReached(
+                        f"execution {self.id} ended {state} without reaching "
+                        f"{' or '.join(states)}", execution_id=self.id, state=state)
+                wait = poll
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ResultTimeout(f"execution {self.id} still {state} after "
+                                            f"{timeout}s (waiting for {' or '.join(states)})")
+                    wait = min(wait, left)
+                with anyio.move_on_after(wait):
+                    await done.wait()
+                poll = min(poll * 2, _POLL_STATE_CAP)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await listener.release(channel, done)
+
+    async def signal(self, name: str, payload: Any = None, **kwargs: Any) -> SignalOutcome:
+        """``client.signal(run.id, name, payload, ...)`` for this execution."""
+        return await self.client.signal(self.id, name, payload, **kwargs)
+
+    async def waitpoints(self) -> list[WaitpointInfo]:
+        """``client.pending_waitpoints(run.id)`` for this execution."""
+        return await self.client.pending_waitpoints(self.id)
+
     async def cancel(self, reason: str = "") -> str:
         """Cancel the execution; returns the lifecycle phase it had before."""
         return await self.client.cancel(self.id, reason)
@@ -172,15 +235,31 @@ class Client:
         return self._done
 
     @classmethod
-    def connect(cls, url: str, *, mode: Mode = "standalone",
-                namespace: str = "default") -> _Connector:
-        """An async context manager (or awaitable) yielding a connected client."""
-        return _Connector(url, mode, namespace)
+    def connect(cls, url: str, *, mode: Mode = "standalone", namespace: str = "default",
+                init_secrets: bool = False) -> _Connector:
+        """An async context manager (or awaitable) yielding a connected client.
+
+        ``init_secrets=True`` also makes sure the waitpoint HMAC keystore is
+        initialised on every partition (idempotent; see
+        :func:`flowfabric_worker.secrets.init_secrets`). ``memory://`` needs no
+        flag: its keystore is initialised by the first readiness check (a
+        worker serving tasks that can suspend).
+        """
+        return _Connector(url, mode, namespace, init_secrets)
 
     @classmethod
-    async def open(cls, url: str, *, mode: Mode = "standalone",
-                   namespace: str = "default") -> Client:
-        return cls(await Backend.open(url, mode=mode), namespace=namespace)
+    async def open(cls, url: str, *, mode: Mode = "standalone", namespace: str = "default",
+                   init_secrets: bool = False) -> Client:
+        backend = await Backend.open(url, mode=mode)
+        if init_secrets:
+            from .secrets import init_secrets as _init
+
+            try:
+                await _init(backend)
+            except BaseException:
+                await backend.close()
+                raise
+        return cls(backend, namespace=namespace)
 
     async def close(self) -> None:
         if self._done is not None:
@@ -271,6 +350,49 @@ class Client:
         return RunHandle(self, parse_execution_id(result.execution_id), definition,
                          duplicate=result.duplicate)
 
+    async def signal(
+        self,
+        execution_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        source: str = "client",
+        source_type: str = "external_api",
+        category: str = "callback",
+        correlation_id: str = "",
+        waitpoint: str | None = None,
+        token: str | None = None,
+    ) -> SignalOutcome:
+        """Send signal ``name`` with a JSON ``payload`` to a waiting execution.
+
+        The target is the execution's open waitpoint: the suspension's primary
+        one, else the only pending one; name another with ``waitpoint=`` (id or
+        key). Its token is read from the waitpoint record, or (for a bridge
+        relaying an outside caller) compared in constant time with ``token``
+        (:class:`TokenMismatch` on a difference). A pending waitpoint (task
+        still running) gets the signal buffered; an active one evaluates it and
+        may resume the execution. The same ``idempotency_key`` on the same
+        waitpoint records the signal once (``status == "duplicate"`` after).
+        ``source`` (identity) and ``source_type`` are stored with the signal.
+
+        Raises :class:`NoWaitpoint` (nothing waits), :class:`UnknownWaitpoint`,
+        :class:`AmbiguousWaitpoint`, and the library's typed refusals:
+        :class:`InvalidToken`, :class:`TokenExpired` (the token's kid left its
+        rotation grace), :class:`HmacSecretNotInitialized` (no keystore),
+        :class:`WaitpointClosed`, :class:`TargetNotSignalable`,
+        :class:`SignalLimitExceeded`.
+        """
+        return await send_signal(
+            self.backend, execution_id, name, payload, idempotency_key=idempotency_key,
+            source=source, source_type=source_type, category=category,
+            correlation_id=correlation_id, waitpoint=waitpoint, token=token)
+
+    async def pending_waitpoints(self, execution_id: str) -> list[WaitpointInfo]:
+        """The execution's open waitpoints (``pending`` and ``active``), the
+        suspension's primary first. Tokens print redacted."""
+        return await open_waitpoints(self.backend, execution_id)
+
     def run(self, execution_id: str, task: TaskDefinition[Any, R] | None = None) -> RunHandle[R]:
         """A handle on an existing execution (the id is validated)."""
         return RunHandle(self, parse_execution_id(execution_id), task)
@@ -300,17 +422,18 @@ class Client:
 class _Connector:
     """``Client.connect(...)``: works with ``async with`` and with ``await``."""
 
-    def __init__(self, url: str, mode: Mode, namespace: str) -> None:
-        self._args = (url, mode, namespace)
+    def __init__(self, url: str, mode: Mode, namespace: str, init_secrets: bool) -> None:
+        self._args = (url, mode, namespace, init_secrets)
         self._client: Client | None = None
 
     def __await__(self) -> Any:
-        url, mode, namespace = self._args
-        return Client.open(url, mode=mode, namespace=namespace).__await__()
+        url, mode, namespace, init = self._args
+        return Client.open(url, mode=mode, namespace=namespace, init_secrets=init).__await__()
 
     async def __aenter__(self) -> Client:
-        url, mode, namespace = self._args
-        self._client = await Client.open(url, mode=mode, namespace=namespace)
+        url, mode, namespace, init = self._args
+        self._client = await Client.open(url, mode=mode, namespace=namespace,
+                                         init_secrets=init)
         return self._client
 
     async def __aexit__(self, *exc: object) -> None:
