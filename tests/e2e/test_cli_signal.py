@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis
-from signal_support import running, suspend
+from waitpoint_support import running, suspend
 
 from flowfabric_worker.client import Client
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
-from signal_support import complete, pending, running, suspend
+from waitpoint_support import complete, pending, running, suspend
 
 from flowfabric_worker import signals as client_signals
 from flowfabric_worker.client import Client
