@@ -45,6 +45,17 @@ from .errors import (
     UnknownTask,
     UnknownWaitpoint,
 )
+from .flows import (
+    FlowBuilder,
+    FlowCancelResult,
+    FlowHandle,
+    FlowNode,
+    FlowState,
+    Join,
+    all_of,
+    any_of,
+    quorum,
+)
 from .protocol.errors import (
     HmacSecretNotInitialized,
     InvalidToken,
@@ -69,10 +80,16 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "ContractError",
+    "FlowBuilder",
+    "FlowCancelResult",
     "FlowFabricError",
+    "FlowHandle",
+    "FlowNode",
+    "FlowState",
     "HmacSecretNotInitialized",
     "InvalidInput",
     "InvalidToken",
+    "Join",
     "KeystoreError",
     "KeystoreInconsistent",
     "KeystoreNotInitialized",
@@ -106,6 +123,9 @@ __all__ = [
     "WaitpointClosed",
     "WaitpointInfo",
     "Worker",
+    "all_of",
+    "any_of",
+    "quorum",
     "task",
 ]
 

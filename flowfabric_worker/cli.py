@@ -33,7 +33,7 @@ def _library_print(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace) -> Settings:
     keys = ("url", "mode", "namespace", "lanes", "concurrency", "capabilities",
             "lease_ttl", "scanners", "worker_id", "log_level", "grace_period",
-            "disabled_scanners")
+            "disabled_scanners", "scanner_interval_scale")
     return Settings.load({k: getattr(args, k, None) for k in keys})
 
 
@@ -79,6 +79,7 @@ async def _run_worker(settings: Settings, tasks: list[TaskDefinition[Any, Any]])
             concurrency=settings.concurrency, capabilities=settings.capabilities,
             lease_ttl=settings.lease_ttl, worker_id=settings.worker_id,
             grace_period=settings.grace_period, scanners=settings.scanners,
+            scanner_interval_scale=settings.scanner_interval_scale,
             disabled_scanners=settings.disabled_scanners,
         )
         await worker.run(install_signals=True)
@@ -120,10 +121,52 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_flow_id(text: str) -> bool:
+    from .protocol.ids import validate_uuid
+
+    try:
+        validate_uuid(text)
+    except FlowFabricError:
+        return False
+    return True
+
+
+def _inspect_flow(settings: Settings, flow_id: str) -> int:
+    from .client import Client
+
+    async def go() -> dict[str, Any]:
+        async with Client.connect(settings.url, mode=settings.mode,
+                                  namespace=settings.namespace) as client:
+            return await client.flow_handle(flow_id).describe()
+
+    print(json.dumps(anyio.run(go), indent=2, default=str))
+    return 0
+
+
+def _flow_cancel(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    settings = _settings(args)
+
+    async def go() -> dict[str, Any]:
+        async with Client.connect(settings.url, mode=settings.mode,
+                                  namespace=settings.namespace) as client:
+            handle = client.flow_handle(args.flow_id)
+            await handle.state()  # fails clearly on an unknown flow
+            done = await handle.cancel(args.policy, reason=args.reason or "")
+            return {"flow": handle.id, "policy": done.policy,
+                    "cancelled": done.cancelled, "pending": done.pending}
+
+    print(json.dumps(anyio.run(go), indent=2))
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from .client import Client, RunHandle
 
     settings = _settings(args)
+    if _is_flow_id(args.id):
+        return _inspect_flow(settings, args.id)
 
     async def go() -> dict[str, Any]:
         async with Client.connect(settings.url, mode=settings.mode,
@@ -253,7 +296,8 @@ def _scan(args: argparse.Namespace) -> int:
         backend = await Backend.open(settings.url, mode=settings.mode)
         try:
             await run_scanners(backend, lanes=settings.lanes or None,
-                               disabled=settings.disabled_scanners)
+                               disabled=settings.disabled_scanners,
+                               interval_scale=settings.scanner_interval_scale)
         finally:
             await backend.close()
 
@@ -356,6 +400,11 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", dest="log_level", help="(FLOWFABRIC_LOG_LEVEL)")
 
 
+def _scanner_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scanner-interval-scale", dest="scanner_interval_scale", type=float,
+                   help="multiply every scanner interval (FLOWFABRIC_SCANNER_INTERVAL_SCALE)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowfabric-worker",
@@ -379,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
                      default=[], metavar="NAME",
                      help="skip one maintenance scanner; repeatable "
                           "(FLOWFABRIC_DISABLED_SCANNERS=a,b)")
+    _scanner_flags(run)
     run.add_argument("--worker-id", dest="worker_id", help="(FLOWFABRIC_WORKER_ID)")
     run.add_argument("--grace-period", dest="grace_period", type=float,
                      help="seconds to drain on shutdown (FLOWFABRIC_GRACE_PERIOD)")
@@ -405,8 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(signal)
     signal.set_defaults(handler=_signal)
 
-    inspect = commands.add_parser("inspect", help="show an execution's state and outcome")
-    inspect.add_argument("id")
+    inspect = commands.add_parser(
+        "inspect", help="show an execution's state and outcome, or a flow (bare UUID): "
+        "its members, edges and state")
+    inspect.add_argument("id", help="execution id {fp:N}:<uuid> or flow id <uuid>")
     _connection_flags(inspect)
     inspect.set_defaults(handler=_inspect)
 
@@ -422,11 +474,24 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(tail)
     tail.set_defaults(handler=_tail)
 
+    flow = commands.add_parser("flow", help="flow operations")
+    flow_commands = flow.add_subparsers(dest="flow_command", required=True)
+    cancel = flow_commands.add_parser("cancel", help="cancel a flow and dispatch member cancels")
+    cancel.add_argument("flow_id")
+    cancel.add_argument("--policy", default="cancel_all",
+                        choices=["cancel_all", "cancel_pending", "flow_only"],
+                        help="cancel_all: every member; cancel_pending: members not started; "
+                        "flow_only: the flow record only (default: cancel_all)")
+    cancel.add_argument("--reason", help="stored as the flow's cancel reason")
+    _connection_flags(cancel)
+    cancel.set_defaults(handler=_flow_cancel)
+
     scan = commands.add_parser("scan", help="run only the maintenance scanners")
     _connection_flags(scan)
     scan.add_argument("--disable-scanner", dest="disabled_scanners", action="append",
                       default=[], metavar="NAME", help="skip one scanner; repeatable")
     scan.add_argument("--lane", dest="lanes", action="append", default=[])
+    _scanner_flags(scan)
     scan.set_defaults(handler=_scan)
 
     secrets = commands.add_parser(

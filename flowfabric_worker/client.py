@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any, Generic, TypeVar, cast, get_args, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, get_args, overload
 
 import anyio
 import msgspec
@@ -30,6 +30,9 @@ from .protocol.streams import Frame, ReadSummary, Summary
 from .signals import SignalOutcome, WaitpointInfo, open_waitpoints, send_signal
 from .streams import frames as stream_frames
 from .task import TaskDefinition, check_priority
+
+if TYPE_CHECKING:
+    from .flows import FlowBuilder, FlowHandle
 
 R = TypeVar("R")
 
@@ -392,6 +395,23 @@ class Client:
         """The execution's open waitpoints (``pending`` and ``active``), the
         suspension's primary first. Tokens print redacted."""
         return await open_waitpoints(self.backend, execution_id)
+
+    def flow(self, *, kind: str = "dag") -> FlowBuilder:
+        """A builder for a static flow (DAG) of tasks; see docs/flows.md."""
+        from .flows import FlowBuilder
+
+        return FlowBuilder(self, kind=kind)
+
+    async def submit_flow(self, flow: FlowBuilder) -> FlowHandle:
+        """Write a built flow: the flow record, then each member with its join
+        policy and edges (one transaction per member)."""
+        return await flow._write()
+
+    def flow_handle(self, flow_id: str) -> FlowHandle:
+        """A handle on an existing flow (the id is a bare UUID)."""
+        from .flows import FlowHandle
+
+        return FlowHandle(self, flow_id)
 
     def run(self, execution_id: str, task: TaskDefinition[Any, R] | None = None) -> RunHandle[R]:
         """A handle on an existing execution (the id is validated)."""

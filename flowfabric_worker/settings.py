@@ -32,8 +32,10 @@ class Settings(BaseModel):
     capabilities: list[str] = Field(default_factory=list)
     lease_ttl: float = Field(default=30.0, gt=0)
     scanners: bool = True
-    #: Scanner names not to run (spec 05 §7.3: each can be disabled).
+    #: Scanner / engine-role names not to run (e.g. ``completion_dispatch``).
     disabled_scanners: list[str] = Field(default_factory=list)
+    #: Multiplies every scanner's default interval (tests use a small one).
+    scanner_interval_scale: float = Field(default=1.0, gt=0)
     worker_id: str | None = None
     log_level: str = "INFO"
     grace_period: float = Field(default=30.0, ge=0)

@@ -49,7 +49,9 @@ from ..protocol.flows import (
     StageDependencyEdge,
     StageEdgeResult,
 )
+from ..protocol.keys import FlowKeys, PartitionKeys
 from ._caller import Caller
+from .flow_reads import FlowReads
 
 _MAX_STAGE_ATTEMPTS = 16
 _CANCEL_REPLY_CAP = 1000
@@ -59,7 +61,7 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
 
 
-class FlowOps(Caller):
+class FlowOps(FlowReads, Caller):
     """One method per flow / dependency / budget / quota function, plus the
     two client-side repairs spec 04 asks for (§5.3 staging retry, §5.9
     idempotent flow cancel)."""
@@ -141,6 +143,59 @@ class FlowOps(Caller):
 
     async def release_admission(self, args: ReleaseAdmission) -> None:
         await self.call(args)
+
+    async def drop_cancel_backlog(self, tag: str, flow_id: str, *, gone: bool) -> None:
+        """Take a flow off ``cancel_backlog`` (spec 04 §4.8 reconciler); with
+        ``gone`` (its flow_core vanished) also drop its ``pending_cancels``."""
+        pipe = self.redis.pipeline(transaction=False)
+        if gone:
+            pipe.delete(FlowKeys(tag, flow_id).pending_cancels)
+        pipe.zrem(PartitionKeys(tag).cancel_backlog, flow_id)
+        await pipe.execute()
+
+    async def remove_from_set(self, key: str, member: str) -> None:
+        """``SREM`` a malformed entry from a flow index (``pending_cancels``,
+        ``pending_cancel_groups``) so it cannot wedge a scanner."""
+        await self.redis.srem(key, member)
+
+    async def write_flow_summary(
+        self, tag: str, flow_id: str, fields: dict[str, str], *, settled: bool
+    ) -> None:
+        """The projector's output (spec 04 §4.7) on ``flow_summary``; a
+        ``settled`` flow (every member terminal, all of them seen) also leaves
+        ``flow_index`` until a new member re-adds it."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(FlowKeys(tag, flow_id).summary, mapping=fields)
+        if settled:
+            pipe.srem(PartitionKeys(tag).flow_index, flow_id)
+        await pipe.execute()
+
+    async def call_atomic(self, fns: list[Any]) -> list[Any]:
+        """Run calls on one slot inside ``MULTI``/``EXEC``: no other client's
+        command (a worker's claim, say) runs between them. Each element of the
+        result is the decoded value or the exception that call raised; a
+        refusal does not undo the calls before it. Never resent after a lost
+        reply (the sequence as a whole is not idempotent)."""
+        async def once() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=True)
+            for fn in fns:
+                keys = list(fn.keys())
+                pipe.execute_command("FCALL", fn.NAME, len(keys), *keys, *fn.argv())
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
+
+        replies = await self._transport(  # type: ignore[attr-defined]
+            "flow transaction", once, idempotent=False)
+        out: list[Any] = []
+        for fn, reply in zip(fns, replies, strict=True):
+            if isinstance(reply, Exception):
+                out.append(reply)
+                continue
+            try:
+                out.append(fn.decode(reply))
+            except Exception as exc:  # a refusal is a value here
+                out.append(exc)
+        return out
 
     async def stage_edge_with_retry(self, args: StageDependencyEdge) -> StageEdgeResult:
         """Stage an edge, re-reading ``graph_revision`` on ``stale_graph_revision``

@@ -173,7 +173,8 @@ class Worker:
             await anyio.sleep(1.0)
 
     async def _scanners(self, stop: anyio.Event) -> None:
-        """Embedded maintenance (spec 05 §7.3): promotion, expiry marking, ...
+        """Embedded maintenance (spec 05 §7.3): promotion, expiry marking, flow
+        completion dispatch and the flow scanners, ...
         Absent scanners module → the worker still runs (another process or a
         deployment's engine keeps the system live)."""
         try:

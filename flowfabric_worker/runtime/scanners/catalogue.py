@@ -178,7 +178,14 @@ async def _unblock(backend: Backend, found: Sequence[Candidate], now: int) -> in
 
 
 def default_scanners() -> list[Scanner]:
-    """The standalone set, with 0.15's default intervals and batches."""
+    """The standalone set, with 0.15's default intervals and batches (the flow
+    scanners come from :mod:`..flows`)."""
+    from ..flows import flow_scanners
+
+    return [*_lifecycle_scanners(), *flow_scanners()]
+
+
+def _lifecycle_scanners() -> list[Scanner]:
     return [
         Scanner("lease_expiry", 1.5, 50,
                 lambda pk, _lane: [pk.lease_expiry], _lease_expiry),

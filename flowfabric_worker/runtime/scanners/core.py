@@ -10,10 +10,12 @@ that of one process plus N lock attempts per slice and tick.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import anyio
 
@@ -60,6 +62,9 @@ class Scanner:
     due_only: bool = True  # False: every member (the blocked sets of `unblock`)
     #: Due means score ≤ now − lag_ms (the retention trimmer looks 24 h back).
     lag_ms: int = 0
+    #: The indexes are plain sets: "sample" reads ``SRANDMEMBER batch`` (the
+    #: sibling-cancel scanners), "scan" walks them with ``SSCAN`` (projector).
+    set_read: Literal["", "sample", "scan"] = ""
 
 
 @dataclass
@@ -143,7 +148,11 @@ class ScanRunner:
                     where.append((pk.tag, lane, key))
         keys = [k for _, _, k in where]
         now = await self.backend.server_time_ms()
-        if scanner.due_only:
+        if scanner.set_read == "sample":
+            found = await self.backend.sample_sets(keys, scanner.batch)
+        elif scanner.set_read == "scan":
+            found = await self.backend.scan_sets(keys, scanner.batch)
+        elif scanner.due_only:
             found = await self.backend.due_members(keys, now - scanner.lag_ms, scanner.batch)
         else:
             found = await self.backend.all_members(keys, scanner.batch)
@@ -188,6 +197,7 @@ async def run_scanners(
     disabled: Sequence[str] = (),
     interval_scale: float = 1.0,
     slice_size: int = 32,
+    completion_dispatch: bool | None = None,
 ) -> None:
     """Run the standalone maintenance scanners until ``stop`` is set.
 
@@ -195,19 +205,28 @@ async def run_scanners(
     ``disabled`` drops scanners by name; ``interval_scale`` multiplies every
     default interval (tests use a small one). Safe to run in several processes:
     partition slices are leased per tick, so the work is shared, not repeated.
+
+    ``completion_dispatch`` (default: on with the default catalogue) also runs
+    the flow completion subscriber (spec 05 §8); ``disabled`` may name it
+    (``"completion_dispatch"``) like any scanner.
     """
+    from ..flows.completion import COMPLETION_DISPATCH, CompletionDispatcher
     from .catalogue import default_scanners
 
+    off = set(disabled)
     chosen = list(scanners) if scanners is not None else default_scanners()
-    unknown = set(disabled) - {s.name for s in chosen}
+    unknown = off - {s.name for s in chosen} - {COMPLETION_DISPATCH}
     if unknown:
         raise ConfigurationError(
             f"unknown scanner(s) to disable: {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(s.name for s in chosen)}")
-    chosen = [
-        Scanner(s.name, s.interval * interval_scale, s.batch, s.indexes, s.handle,
-                s.per_lane, s.due_only, s.lag_ms)
-        for s in chosen if s.name not in set(disabled)
-    ]
+            f"known: {', '.join([*(s.name for s in chosen), COMPLETION_DISPATCH])}")
+    chosen = [dataclasses.replace(s, interval=s.interval * interval_scale)
+              for s in chosen if s.name not in off]
     runner = ScanRunner(backend, chosen, lanes=lanes, slice_size=slice_size)
-    await runner.run(stop or anyio.Event())
+    dispatch = scanners is None if completion_dispatch is None else completion_dispatch
+    stop = stop or anyio.Event()
+    async with anyio.create_task_group() as tg:
+        if dispatch and COMPLETION_DISPATCH not in off:
+            tg.start_soon(CompletionDispatcher(backend).run, stop)
+        await runner.run(stop)
+        tg.cancel_scope.cancel()

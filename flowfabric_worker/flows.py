@@ -1,0 +1,507 @@
+"""Static flows (DAGs) from the client: a typed builder, join policies and the
+:class:`FlowHandle` of a submitted flow.
+
+::
+
+    flow = client.flow()
+    a = flow.add(fetch, url)
+    b = flow.add(parse, after=[a])
+    c = flow.add(index, after=[a])
+    d = flow.add(publish, after=[b, c], join=quorum(1))
+    handle = await flow.submit()
+    state = await handle.wait(timeout=60)      # completed | failed | cancelled
+    print(await handle.run(d).result())
+
+Every member is minted on the flow's partition (spec 04 §2.2). Each member is
+created, added, given its join policy and gated on its upstream edges in one
+``MULTI``/``EXEC``, so no worker can claim a downstream member before its
+edges exist. Dependencies are resolved by the engine roles
+(:mod:`flowfabric_worker.runtime.flows`), never by workers. See docs/flows.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+import anyio
+
+from . import codec
+from .errors import InvalidInput, ResultTimeout
+from .protocol.flows import (
+    AddExecutionToFlow,
+    ApplyDependencyToChild,
+    CancelFlow,
+    CreateFlow,
+    SetEdgeGroupPolicy,
+    StageDependencyEdge,
+)
+from .protocol.function import FCall
+from .protocol.ids import (
+    ExecutionId,
+    mint_execution_id,
+    new_uuid,
+    partition_of,
+    validate_uuid,
+)
+from .protocol.keys import DAG_COMPLETIONS, FlowKeys
+from .protocol.lifecycle import CreateExecution
+from .protocol.partitions import flow_tag
+from .task import TaskDefinition, check_priority
+
+if TYPE_CHECKING:
+    from .client import Client, RunHandle
+
+__all__ = [
+    "CancelPolicy",
+    "FlowBuilder",
+    "FlowCancelResult",
+    "FlowEdge",
+    "FlowHandle",
+    "FlowNode",
+    "FlowState",
+    "Join",
+    "all_of",
+    "any_of",
+    "completions",
+    "quorum",
+]
+
+R = TypeVar("R")
+CancelPolicy = Literal["flow_only", "cancel_all", "cancel_pending"]
+#: Flow states :meth:`FlowHandle.wait` returns on.
+FLOW_DONE = frozenset({"completed", "failed", "cancelled"})
+_TERMINAL = frozenset({"completed", "skipped", "failed", "cancelled", "expired"})
+_SIBLING_REASONS = frozenset({"sibling_quorum_satisfied", "sibling_quorum_impossible"})
+_WAKE_CHANNEL = "ffw:wake:{lane}"
+_POLL_FIRST, _POLL_CAP = 0.2, 2.0
+
+
+# ---------------------------------------------------------------- joins
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """How a member's upstream edges combine (spec 04 §4.4). Build one with
+    :func:`all_of`, :func:`any_of` or :func:`quorum`."""
+
+    variant: Literal["all_of", "any_of", "quorum"] = "all_of"
+    k: int = 0
+    on_satisfied: Literal["", "cancel_remaining", "let_run"] = ""
+
+    @property
+    def needed(self) -> int:
+        return {"all_of": 0, "any_of": 1}.get(self.variant, self.k)
+
+
+def all_of() -> Join:
+    """Run once every upstream succeeded; skipped as soon as one did not (default)."""
+    return Join()
+
+
+def any_of(*, cancel_remaining: bool = False) -> Join:
+    """Run once one upstream succeeded; skipped when all of them failed.
+    ``cancel_remaining`` cancels the upstreams still running once decided."""
+    return Join("any_of", 0, "cancel_remaining" if cancel_remaining else "let_run")
+
+
+def quorum(n: int, *, cancel_remaining: bool = False) -> Join:
+    """Run once ``n`` upstreams succeeded; skipped once that became impossible."""
+    if not isinstance(n, int) or n < 1:
+        raise InvalidInput("quorum(n) needs n >= 1")
+    return Join("quorum", n, "cancel_remaining" if cancel_remaining else "let_run")
+
+
+# ---------------------------------------------------------------- builder
+
+
+@dataclass(frozen=True, eq=False)
+class FlowNode(Generic[R]):
+    """A member of a flow being built; pass it in ``after=[...]`` of later
+    members and to :meth:`FlowHandle.run` once submitted."""
+
+    id: ExecutionId
+    name: str
+    task: TaskDefinition[Any, R] | None
+    after: tuple[FlowNode[Any], ...]
+    join: Join
+    create: CreateExecution = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowEdge:
+    """One dependency edge as stored (``state`` from the child's dep record)."""
+
+    edge_id: str
+    upstream: ExecutionId
+    downstream: ExecutionId
+    state: str
+
+
+class FlowBuilder:
+    """Collects members and edges; :meth:`submit` writes them (one flow per builder).
+
+    Members are added in dependency order: ``after`` only accepts nodes this
+    builder already returned, which also rules out cycles.
+    """
+
+    def __init__(self, client: Client, *, flow_id: str | None = None, kind: str = "dag") -> None:
+        self.client = client
+        self.flow_id = validate_uuid(flow_id, "flow id") if flow_id else new_uuid()
+        self.kind = kind
+        self.tag = flow_tag(self.flow_id, client.backend.partitions)
+        self.nodes: list[FlowNode[Any]] = []
+        self._names: set[str] = set()
+        self.submitted = False
+
+    def add(
+        self,
+        task: TaskDefinition[Any, R] | str,
+        *args: Any,
+        after: Sequence[FlowNode[Any]] = (),
+        join: Join | None = None,
+        name: str | None = None,
+        lane: str | None = None,
+        priority: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> FlowNode[R]:
+        """Add one execution of ``task(*args, **kwargs)`` that runs after the
+        ``after`` members, combined by ``join`` (default :func:`all_of`)."""
+        if self.submitted:
+            raise InvalidInput("this flow was already submitted")
+        upstreams = tuple(after)
+        seen: set[str] = set()
+        for up in upstreams:
+            if not any(up is n for n in self.nodes):
+                raise InvalidInput(f"{up.name!r} is not a member added to this flow before")
+            if up.id in seen:  # spec 04 §4.4: one edge per (upstream, downstream)
+                raise InvalidInput(f"{up.name!r} is listed twice in after=")
+            seen.add(up.id)
+        join = join or all_of()
+        if join.variant != "all_of" and not upstreams:
+            raise InvalidInput(f"{join.variant} needs at least one member in after=")
+        if join.variant == "quorum" and join.k > len(upstreams):
+            raise InvalidInput(f"quorum({join.k}) can never be met by {len(upstreams)} upstreams")
+        label = name or (task.name if isinstance(task, TaskDefinition) else task)
+        if name is not None and name in self._names:
+            raise InvalidInput(f"a member named {name!r} already exists")
+        base, i = label, 2
+        while label in self._names:
+            label, i = f"{base}-{i}", i + 1
+        self._names.add(label)
+        eid = mint_execution_id(flow_id=self.flow_id, config=self.client.backend.partitions)
+        create = self._create(eid, task, args, kwargs, label, lane, priority, tags)
+        node: FlowNode[R] = FlowNode(eid, label, task if isinstance(task, TaskDefinition)
+                                     else None, upstreams, join, create)
+        self.nodes.append(node)
+        return node
+
+    def _create(self, eid: ExecutionId, task: TaskDefinition[Any, Any] | str,
+                args: tuple[Any, ...], kwargs: dict[str, Any], name: str, lane: str | None,
+                priority: int | None, tags: Mapping[str, str] | None) -> CreateExecution:
+        if isinstance(task, TaskDefinition):
+            kind, payload, policy = task.name, task.encode_args(*args, **kwargs), task.policy_json()
+            lane_id, prio, all_tags = lane or task.lane, task.priority, dict(task.tags)
+            deadline = task.deadline
+        else:
+            kind, policy, lane_id, prio = task, "{}", lane or "default", 0
+            all_tags, deadline = {}, None
+            payload = codec.dumps({"args": [codec.to_builtins(a) for a in args],
+                                   "kwargs": {k: codec.to_builtins(v) for k, v in kwargs.items()}})
+        prio = check_priority(prio if priority is None else priority)
+        all_tags.update(tags or {})
+        all_tags["ffw.flow_node"] = name
+        now_ms = int(time.time() * 1000)
+        return CreateExecution(
+            eid=eid, namespace=self.client.namespace, lane_id=lane_id, execution_kind=kind,
+            priority=prio, creator_identity="flowfabric-worker", policy_json=policy,
+            input_payload=payload, tags_json=json.dumps(all_tags, separators=(",", ":")),
+            execution_deadline_at=(now_ms + int(deadline * 1000)) if deadline else None,
+            partition_id=partition_of(eid),
+        )
+
+    async def submit(self) -> FlowHandle:
+        """Write the flow; equivalent to ``await client.submit_flow(builder)``."""
+        return await self.client.submit_flow(self)
+
+    async def _write(self) -> FlowHandle:
+        if self.submitted:
+            raise InvalidInput("this flow was already submitted")
+        if not self.nodes:
+            raise InvalidInput("a flow needs at least one member")
+        self.submitted = True
+        backend = self.client.backend
+        ns = self.client.namespace
+        await backend.create_flow(CreateFlow(tag=self.tag, flow_id=self.flow_id,
+                                             flow_kind=self.kind, namespace=ns))
+        revision = 0
+        for node in self.nodes:
+            now = int(time.time() * 1000)
+            calls: list[FCall[Any]] = [
+                node.create,
+                AddExecutionToFlow(tag=self.tag, flow_id=self.flow_id, eid=node.id),
+            ]
+            revision += 1
+            if node.after and node.join.variant != "all_of":
+                calls.append(SetEdgeGroupPolicy(
+                    tag=self.tag, flow_id=self.flow_id, downstream=node.id,
+                    policy_variant=node.join.variant, on_satisfied=node.join.on_satisfied,
+                    k=node.join.k, now_ms=now))
+            edges = [(new_uuid(), up) for up in node.after]
+            for edge_id, up in edges:
+                calls.append(StageDependencyEdge(
+                    tag=self.tag, flow_id=self.flow_id, edge_id=edge_id, upstream=up.id,
+                    downstream=node.id, expected_graph_revision=revision, now_ms=now))
+                revision += 1
+            for edge_id, up in edges:
+                calls.append(ApplyDependencyToChild(
+                    eid=node.id, lane=node.create.lane_id, flow_id=self.flow_id,
+                    edge_id=edge_id, upstream=up.id, graph_revision=revision, now_ms=now))
+            # One transaction: the member is never claimable before its edges.
+            for reply in await backend.call_atomic(calls):
+                if isinstance(reply, Exception):
+                    raise reply
+        for lane in sorted({n.create.lane_id for n in self.nodes if not n.after}):
+            await backend.publish(_WAKE_CHANNEL.format(lane=lane), "1")
+        return FlowHandle(self.client, self.flow_id, list(self.nodes))
+
+
+# ---------------------------------------------------------------- handle
+
+
+@dataclass(frozen=True)
+class FlowState:
+    """A flow's state as users see it.
+
+    ``state``: ``cancelled`` (the flow record was cancelled), ``open`` (no
+    members), ``running`` (some member not terminal), ``failed`` (all terminal
+    and one failed, expired, or was cancelled other than as a losing
+    ``cancel_remaining`` sibling) or ``completed``. ``members`` maps each
+    member to its public state.
+    """
+
+    flow_id: str
+    state: str
+    members: dict[ExecutionId, str]
+    cancel_reason: str = ""
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(self.members.values()))
+
+    @property
+    def settled(self) -> bool:
+        """Every member reached a terminal state."""
+        return all(s in _TERMINAL for s in self.members.values())
+
+
+@dataclass(frozen=True)
+class FlowCancelResult:
+    """``cancelled``: members cancelled (or already done) now; ``pending``:
+    members whose cancel failed transiently — the cancel reconciler retries
+    them once the grace window has passed."""
+
+    policy: str
+    cancelled: list[ExecutionId]
+    pending: list[ExecutionId]
+
+
+class FlowHandle:
+    """A submitted flow: its members, state, completion and cancellation."""
+
+    def __init__(self, client: Client, flow_id: str, nodes: Iterable[FlowNode[Any]] = ()) -> None:
+        self.client = client
+        self.id = validate_uuid(flow_id, "flow id")
+        self.tag = flow_tag(self.id, client.backend.partitions)
+        self.keys = FlowKeys(self.tag, self.id)
+        self.nodes = list(nodes)
+
+    def __repr__(self) -> str:
+        return f"<FlowHandle {self.id}>"
+
+    @property
+    def members(self) -> dict[str, RunHandle[Any]]:
+        """The members this handle was built with, by node name."""
+        return {n.name: self.client.run(n.id, n.task) for n in self.nodes}
+
+    def run(self, node: FlowNode[R]) -> RunHandle[R]:
+        """The :class:`RunHandle` of one member (typed by its task)."""
+        return self.client.run(node.id, node.task)
+
+    async def member_ids(self) -> list[ExecutionId]:
+        """Every member as stored (also for a handle opened by id)."""
+        return await self.client.backend.flow_members(self.keys)
+
+    async def state(self) -> FlowState:
+        """Read the flow record and every member's state (exact, not sampled)."""
+        backend = self.client.backend
+        core = await backend.flow_core(self.keys)
+        if core is None:
+            raise InvalidInput(f"flow {self.id} does not exist")
+        eids = await backend.flow_members(self.keys)
+        rows = await backend.exec_fields(eids, ["public_state", "cancellation_reason"])
+        members = {e: (s or "unknown") for e, (s, _) in zip(eids, rows, strict=True)}
+        if core.get("public_flow_state") == "cancelled":
+            state = "cancelled"
+        elif not members:
+            state = "open"
+        elif any(s not in _TERMINAL for s in members.values()):
+            state = "running"
+        elif any(s in ("failed", "expired") or (s == "cancelled" and r not in _SIBLING_REASONS)
+                 for s, r in rows):
+            state = "failed"
+        else:
+            state = "completed"
+        return FlowState(self.id, state, members, core.get("cancel_reason", ""))
+
+    async def wait(self, timeout: float | None = None) -> FlowState:  # noqa: ASYNC109
+        """Wait until the flow is ``completed``, ``failed`` or ``cancelled``.
+
+        Woken by the members' completion messages; a poll (0.2 s doubling to
+        2 s) covers lost ones. Raises :class:`ResultTimeout` after ``timeout``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pubsub = self.client.backend.redis.pubsub()
+        try:
+            try:
+                await pubsub.subscribe(DAG_COMPLETIONS)
+            except Exception:
+                pass  # polling alone still gets there
+            poll = _POLL_FIRST
+            while True:
+                st = await self.state()
+                if st.state in FLOW_DONE:
+                    return st
+                wait = poll
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ResultTimeout(f"flow {self.id} not finished after {timeout}s "
+                                            f"(state {st.state})")
+                    wait = min(wait, left)
+                with anyio.move_on_after(wait):
+                    while True:
+                        try:
+                            msg = await pubsub.get_message(ignore_subscribe_messages=True,
+                                                           timeout=wait)
+                        except Exception:
+                            await anyio.sleep(wait)
+                            break
+                        data = msg.get("data", b"") if msg is not None else b""
+                        text = data.decode() if isinstance(data, bytes) else str(data)
+                        if self.id in text:
+                            break
+                poll = min(poll * 2, _POLL_CAP)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+
+    async def cancel(self, policy: CancelPolicy = "cancel_all", reason: str = "",
+                     grace: float | None = None) -> FlowCancelResult:
+        """Cancel the flow (spec 04 §4.8) and dispatch its member cancels now.
+
+        ``cancel_all`` cancels every member, running and waiting;
+        ``cancel_pending`` the members that have not started (running ones
+        finish); ``flow_only`` only flips the flow. Cancelling twice answers
+        from the stored record. ``grace`` (s, default 30) is how long the
+        cancel reconciler stays away from this dispatch.
+        """
+        from .runtime.flows.cancel import cancel_members
+
+        backend = self.client.backend
+        reply = await backend.cancel_flow_idempotent(CancelFlow(
+            tag=self.tag, flow_id=self.id, reason=reason, policy=policy,
+            grace_ms=None if grace is None else int(grace * 1000)))
+        effective = reply.policy
+        targets: list[ExecutionId] = []
+        if effective == "cancel_all":
+            targets = list(reply.members)
+        elif effective == "cancel_pending":
+            rows = await backend.exec_fields(list(reply.members), ["public_state"])
+            targets = [e for e, (s,) in zip(reply.members, rows, strict=True)
+                       if s not in _TERMINAL and s != "active"]
+        core = await backend.flow_core(self.keys) or {}
+        why = core.get("cancel_reason") or reason or "flow_cancelled"
+        pending = await cancel_members(backend, self.tag, self.id, targets, why,
+                                       spare_active=effective == "cancel_pending")
+        return FlowCancelResult(effective, sorted(set(targets) - set(pending)), pending)
+
+    async def edges(self) -> list[FlowEdge]:
+        """Every edge of the flow with its resolution state."""
+        backend = self.client.backend
+        eids = await backend.flow_members(self.keys)
+        ins = await backend.sets([self.keys.incoming(e) for e in eids])
+        pairs = [(e, edge) for e, edge_ids in zip(eids, ins, strict=True) for edge in edge_ids]
+        from .protocol.keys import ExecKeys
+
+        deps = await backend.hashes([ExecKeys(e).dep(edge) for e, edge in pairs])
+        return [FlowEdge(edge, d.get("upstream_execution_id", ""), e, d.get("state", "staged"))
+                for (e, edge), d in zip(pairs, deps, strict=True)]
+
+    async def describe(self) -> dict[str, Any]:
+        """A JSON-ready picture of the flow: record, derived state, members
+        (name, task, state, join) and edges — what ``flowfabric-worker inspect
+        FLOW_ID`` prints."""
+        from .protocol.keys import ExecKeys
+
+        backend = self.client.backend
+        st = await self.state()
+        core = await backend.flow_core(self.keys) or {}
+        eids = sorted(st.members)
+        kinds = await backend.exec_fields(eids, ["execution_kind", "lane_id"])
+        tags = await backend.hashes([ExecKeys(e).tags for e in eids])
+        groups = await backend.hashes([self.keys.edge_group(e) for e in eids])
+        summary = (await backend.hashes([self.keys.summary]))[0]
+        members = []
+        for eid, (kind, lane), tag_map, group in zip(eids, kinds, tags, groups, strict=True):
+            entry: dict[str, Any] = {"id": eid, "name": tag_map.get("ffw.flow_node", ""),
+                                     "task": kind, "lane": lane, "state": st.members[eid]}
+            if group:
+                entry["join"] = {k: group[k] for k in ("policy_variant", "k", "on_satisfied",
+                                                      "group_state") if group.get(k)}
+            members.append(entry)
+        return {
+            "flow": self.id, "kind": core.get("flow_kind", ""), "state": st.state,
+            "record_state": core.get("public_flow_state", ""),
+            "cancel_reason": core.get("cancel_reason", ""),
+            "cancellation_policy": core.get("cancellation_policy", ""),
+            "graph_revision": int(core.get("graph_revision") or 0),
+            "members": members,
+            "edges": [{"id": e.edge_id, "upstream": e.upstream, "downstream": e.downstream,
+                       "state": e.state} for e in await self.edges()],
+            "summary": summary,
+        }
+
+    def completions(self) -> AsyncIterator[Any]:
+        """Live completion messages of this flow's members (see :func:`completions`)."""
+        return completions(self.client, flow_id=self.id)
+
+
+async def completions(client: Client, *, flow_id: str | None = None) -> AsyncIterator[Any]:
+    """Subscribe to ``ff:dag:completions`` (spec 05 §8.3): yields a
+    :class:`~flowfabric_worker.runtime.flows.completion.Completion` per
+    terminal flow member, optionally only those of ``flow_id``. At most once:
+    messages published while not subscribed are not replayed."""
+    from .runtime.flows.completion import parse_completion
+
+    pubsub = client.backend.redis.pubsub()
+    try:
+        await pubsub.subscribe(DAG_COMPLETIONS)
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if msg is None or msg.get("type") != "message":
+                continue
+            done = parse_completion(msg["data"])
+            if done is not None and (flow_id is None or done.flow_id == flow_id):
+                yield done
+    finally:
+        with anyio.CancelScope(shield=True):
+            await pubsub.aclose()

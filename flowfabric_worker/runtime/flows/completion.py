@@ -1,0 +1,110 @@
+"""Completion dispatch (spec 05 §8.2–8.3): subscribe to ``ff:dag:completions``
+and run the cascade of each terminal flow member.
+
+Every process running engine roles subscribes. To keep N processes from doing
+the same cascade N times, the first one to take a short ``SET NX`` claim on
+the (member, outcome) pair runs it; the others drop the message. A claimant
+that dies mid-cascade leaves the rest to the dependency reconciler, exactly as
+a lost pub/sub message would (pub/sub is at-most-once anyway).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import anyio
+
+from ...backend.backend import Backend
+from ...protocol.ids import ExecutionId, execution_tag, parse_execution_id
+from ...protocol.keys import DAG_COMPLETIONS
+from .cascade import cascade
+
+__all__ = ["COMPLETION_DISPATCH", "Completion", "CompletionDispatcher", "parse_completion"]
+
+log = logging.getLogger("flowfabric_worker.flows")
+
+#: The role's name, usable in ``disabled=[...]`` like a scanner name.
+COMPLETION_DISPATCH = "completion_dispatch"
+#: How long one process owns the cascade of one completion.
+CLAIM_TTL_MS = 10_000
+#: Cascades running at once in one process (spec 05 §8.2 buffers 1024
+#: messages; here the subscriber waits when this many are in flight).
+MAX_INFLIGHT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One ``ff:dag:completions`` message."""
+
+    execution_id: ExecutionId
+    flow_id: str
+    outcome: str
+
+
+def parse_completion(data: bytes | str) -> Completion | None:
+    """Decode a message; anything malformed is ``None`` (ignored, spec 05 §8.2)."""
+    try:
+        obj = json.loads(data)
+        eid = parse_execution_id(str(obj["execution_id"]))
+        flow_id, outcome = str(obj["flow_id"]), str(obj.get("outcome", ""))
+    except Exception:
+        return None
+    if not flow_id:
+        return None
+    return Completion(eid, flow_id, outcome)
+
+
+class CompletionDispatcher:
+    """The subscriber loop: one pub/sub connection, one detached cascade per
+    message (no head-of-line blocking), resubscribe after 1 s on failure."""
+
+    def __init__(self, backend: Backend, *, claim: bool = True) -> None:
+        self.backend = backend
+        self.claim = claim
+        self.dispatched = 0
+        self._limit = anyio.Semaphore(MAX_INFLIGHT)
+
+    async def run(self, stop: anyio.Event) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._subscribe, tg)
+            await stop.wait()
+            tg.cancel_scope.cancel()
+
+    async def _subscribe(self, tg: anyio.abc.TaskGroup) -> None:
+        while True:
+            pubsub = self.backend.redis.pubsub()
+            try:
+                await pubsub.subscribe(DAG_COMPLETIONS)
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is None or msg.get("type") != "message":
+                        continue
+                    done = parse_completion(msg["data"])
+                    if done is not None:
+                        await self._limit.acquire()
+                        tg.start_soon(self._dispatch, done)
+            except Exception as exc:
+                log.info("completion subscription lost (%s); resubscribing", exc)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await pubsub.aclose()
+                    except Exception:
+                        pass
+            await anyio.sleep(1.0)
+
+    async def _dispatch(self, done: Completion) -> None:
+        try:
+            if self.claim:
+                key = f"ffw:dagclaim:{execution_tag(done.execution_id)}:" \
+                      f"{done.execution_id}:{done.outcome}"
+                if not await self.backend.claim_once(key, CLAIM_TTL_MS):
+                    return
+            await cascade(self.backend, done.execution_id, done.flow_id)
+            self.dispatched += 1
+        except Exception as exc:  # left to the dependency reconciler
+            log.warning("cascade of %s failed: %s", done.execution_id, exc)
+        finally:
+            self._limit.release()

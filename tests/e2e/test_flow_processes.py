@@ -1,0 +1,174 @@
+"""Flows run by separate ``flowfabric-worker run`` processes on a real
+redis-server: the completion cascade, joins and cancellation happen in the
+workers' engine roles, never in the test process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+import redis
+
+from flowfabric_worker import Client
+from flowfabric_worker.cli import main
+from flowfabric_worker.flows import FlowNode, any_of, quorum
+from flowfabric_worker.protocol.keys import ExecKeys
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from flow_tasks import boom, slow, step  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    client = redis.Redis.from_url(redis_server_url)
+    client.flushall()
+    client.close()
+    return redis_server_url
+
+
+class Workers:
+    """``flowfabric-worker run flow_tasks`` subprocesses, stopped with SIGTERM."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *extra: str) -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-m", "flowfabric_worker.cli", "run", "flow_tasks",
+             "--url", self.url, "--lease-ttl", "2", "--grace-period", "1",
+             "--scanner-interval-scale", "0.05", "--log-level", "WARNING", *extra],
+            env=env))
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture
+def workers(redis_url: str) -> Iterator[Workers]:
+    w = Workers(redis_url)
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[Client]:
+    async with Client.connect(redis_url) as c:
+        yield c
+
+
+async def times(client: Client, node: FlowNode[object]) -> tuple[int, int]:
+    started, completed = await client.backend.redis.hmget(
+        ExecKeys(node.id).core, ["started_at", "completed_at"])
+    return int(started or 0), int(completed or 0)
+
+
+async def test_diamond_across_two_worker_processes(client: Client, workers: Workers) -> None:
+    workers.start()
+    workers.start()
+    flow = client.flow()
+    a = flow.add(step, "a")
+    b = flow.add(step, "b", after=[a])
+    c = flow.add(step, "c", after=[a])
+    d = flow.add(step, "d", after=[b, c])
+    handle = await flow.submit()
+    st = await handle.wait(timeout=60)
+    assert st.state == "completed"
+    (_, a_done), (b_start, b_done), (c_start, c_done), (d_start, _) = [
+        await times(client, n) for n in (a, b, c, d)]
+    assert b_start >= a_done and c_start >= a_done and d_start >= max(b_done, c_done)
+    assert await handle.run(d).result() == "d"
+
+
+async def test_failure_skip_cascades_two_levels(client: Client, workers: Workers) -> None:
+    workers.start()
+    flow = client.flow()
+    a = flow.add(boom, "a")
+    b = flow.add(step, "b", after=[a])
+    c = flow.add(step, "c", after=[b])
+    handle = await flow.submit()
+    st = await handle.wait(timeout=60)
+    assert st.state == "failed"
+    assert [st.members[n.id] for n in (a, b, c)] == ["failed", "skipped", "skipped"]
+
+
+async def test_any_of_cancel_remaining_and_quorum(client: Client, workers: Workers) -> None:
+    workers.start()
+    workers.start()
+    flow = client.flow()
+    fast, lag = flow.add(step, "fast"), flow.add(slow, 60.0)
+    first = flow.add(step, "first", after=[fast, lag], join=any_of(cancel_remaining=True))
+    ok1, ok2, bad = flow.add(step, "1"), flow.add(step, "2"), flow.add(boom, "3")
+    two = flow.add(step, "two", after=[ok1, ok2, bad], join=quorum(2))
+    three = flow.add(step, "three", after=[ok1, ok2, bad], join=quorum(3))
+    handle = await flow.submit()
+    st = await handle.wait(timeout=60)
+    assert st.members[first.id] == "completed" and st.members[lag.id] == "cancelled"
+    assert st.members[two.id] == "completed" and st.members[three.id] == "skipped"
+    reason = await client.backend.redis.hget(ExecKeys(lag.id).core, "cancellation_reason")
+    assert reason == b"sibling_quorum_satisfied"
+
+
+async def test_cli_cancel_all_then_inspect(
+    client: Client, workers: Workers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workers.start()
+    flow = client.flow()
+    running = flow.add(slow, 60.0, name="running")
+    waiting = flow.add(step, "never", after=[running], name="waiting")
+    handle = await flow.submit()
+    with anyio.fail_after(30):
+        while (await handle.state()).members[running.id] != "active":  # noqa: ASYNC110
+            await anyio.sleep(0.05)
+    url = workers.url
+    code = await anyio.to_thread.run_sync(lambda: main(
+        ["flow", "cancel", handle.id, "--policy", "cancel_all", "--reason", "stop", "--url", url]))
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["policy"] == "cancel_all" and sorted(out["cancelled"]) == sorted(
+        [running.id, waiting.id])
+    st = await handle.wait(timeout=10)
+    assert st.state == "cancelled" and set(st.members.values()) == {"cancelled"}
+    assert await anyio.to_thread.run_sync(lambda: main(["inspect", handle.id, "--url", url])) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["state"] == "cancelled" and shown["cancel_reason"] == "stop"
+    assert {m["name"]: m["state"] for m in shown["members"]} == {
+        "running": "cancelled", "waiting": "cancelled"}
+    assert [(e["upstream"], e["downstream"]) for e in shown["edges"]] == [
+        (running.id, waiting.id)]
+
+
+async def test_reconciler_alone_drives_a_flow(client: Client, workers: Workers) -> None:
+    # No push dispatch anywhere: every hop is found by the dependency reconciler.
+    workers.start("--disable-scanner", "completion_dispatch")
+    flow = client.flow()
+    a = flow.add(step, "a")
+    b = flow.add(step, "b", after=[a])
+    bad = flow.add(boom, "x", after=[b])
+    skipped = flow.add(step, "y", after=[bad])
+    handle = await flow.submit()
+    st = await handle.wait(timeout=60)
+    assert [st.members[n.id] for n in (a, b, bad, skipped)] == [
+        "completed", "completed", "failed", "skipped"]
+    assert await client.backend.redis.keys("ffw:dagclaim:*") == []  # no cascade ran
