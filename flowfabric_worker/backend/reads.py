@@ -23,6 +23,7 @@ from ..protocol.records import (
     Waitpoint,
     decode_hash,
 )
+from ..protocol.tokens import Token
 
 __all__ = ["Reads"]
 
@@ -161,10 +162,10 @@ class Reads:
         """Whether the partition's waitpoint keystore has a current kid."""
         return bool(await self.redis.hget(PartitionKeys(tag).hmac_keystore, "current_kid"))
 
-    async def waitpoint_token(self, tag: str, waitpoint_id: str) -> str:
-        """The stored token of a waitpoint ("" when unknown)."""
+    async def waitpoint_token(self, tag: str, waitpoint_id: str) -> Token:
+        """The stored token of a waitpoint (empty when unknown); redacted when printed."""
         raw = await self.redis.hget(PartitionKeys(tag).waitpoint(waitpoint_id), "waitpoint_token")
-        return _str(raw) if raw else ""
+        return Token(_str(raw) if raw else "")
 
     async def get_stream_meta(self, eid: ExecutionId, index: int) -> StreamMeta | None:
         raw = await self._hash(ExecKeys(eid).stream_meta(index))

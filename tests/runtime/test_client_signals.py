@@ -50,6 +50,8 @@ async def test_signal_resumes_a_suspended_execution(client: Client) -> None:
     (wp,) = await client.pending_waitpoints(eid)
     assert (wp.state, wp.primary, wp.waitpoint_id) == ("active", True, s.primary.waitpoint_id)
     assert wp.token.secret() == s.primary.token.secret()
+    stored = await client.backend.waitpoint_token(execution_tag(eid), wp.waitpoint_id)
+    assert stored == wp.token.secret() and wp.token.secret()[3:] not in f"{stored!r} {stored}"
 
     other = await client.signal(eid, "unrelated", {"x": 1})
     assert (other.status, other.effect) == ("accepted", "no_op")
