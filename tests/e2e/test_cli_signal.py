@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 import redis
 from waitpoint_support import running, suspend
@@ -31,6 +32,12 @@ def cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "flowfabric_worker.cli", *args, "--url", url],
         capture_output=True, text=True, timeout=60, env=dict(os.environ),
     )
+
+
+def start_worker(url: str, env: dict[str, str], cwd: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowfabric_worker.cli", "run", "signal_cli_tasks", "--url", url,
+         "--lane", "sigcli", "--lease-ttl", "2", "--log-level", "WARNING"], env=env, cwd=cwd)
 
 
 async def test_signal_and_inspect(client: Client, redis_server_url: str) -> None:
@@ -60,6 +67,57 @@ async def test_signal_and_inspect(client: Client, redis_server_url: str) -> None
 
     none = cli("signal", eid, "a", url=url)
     assert none.returncode == 2 and "no open waitpoint" in none.stderr
-    bad = cli("signal", eid, "a", "--json", "{nope", url=url)
-    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
-    assert "waitpoints" in json.loads(cli("inspect", eid, url=url).stdout)
+
+
+def test_signal_bad_json_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from flowfabric_worker.cli import main
+
+    eid = "{fp:1}:6f1c2d3e-0000-4000-8000-000000000000"
+    assert main(["signal", eid, "a", "--json", "{nope", "--url", "memory://"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+async def test_story_with_a_worker_process(client: Client, redis_server_url: str) -> None:
+    """secrets init, a real worker, a task waiting for approval, the CLI signal
+    resumes it; and an early signal buffered on a pending waitpoint."""
+    import signal as os_signal
+    from pathlib import Path
+
+    url = redis_server_url
+    raw = redis.Redis.from_url(url)
+    raw.flushall()  # even the keystore: the CLI installs it
+    assert cli("secrets", "init", url=url).returncode == 0
+    here = Path(__file__).parent
+    env = dict(os.environ, FFW_E2E_URL=url, PYTHONPATH=os.pathsep.join([str(here), *sys.path]))
+    worker = start_worker(url, env, str(here))
+    try:
+        run = await client.submit("e2e.sigcli.approve", "doc-1", lane="sigcli")
+        assert await run.wait_for("suspended", timeout=30) == "suspended"
+        shown = json.loads(cli("inspect", run.id, url=url).stdout)
+        assert [w["state"] for w in shown["waitpoints"]] == ["active"]
+        sent = cli("signal", run.id, "approve", "--json", '{"ok": true}', "--source", "alice",
+                   url=url)
+        assert sent.returncode == 0, sent.stderr
+        assert json.loads(sent.stdout)["status"] == "resumed"
+        assert await run.result(timeout=30) == "doc-1:True:alice"
+
+        early = await client.submit("e2e.sigcli.early", lane="sigcli")
+        with anyio.fail_after(30):
+            while not await client.pending_waitpoints(early.id):  # noqa: ASYNC110 - other process
+                await anyio.sleep(0.05)
+        (wp,) = await client.pending_waitpoints(early.id)
+        assert wp.state == "pending"
+        sent = cli("signal", early.id, "paid", "--json", "42", url=url)
+        assert json.loads(sent.stdout)["status"] == "buffered", sent.stderr
+        raw.set(f"e2e:go:{early.id}", "1")
+        assert await early.result(timeout=30) == "paid:42"
+        # The buffered signal satisfied the wait: the task never suspended.
+        assert (await early.info()).total_attempt_count == 1
+    finally:
+        raw.close()
+        worker.send_signal(os_signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
