@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .client import Client, RunHandle
 from .errors import (
     AmbiguousWaitpoint,
+    ChildFailed,
     ConfigurationError,
     ContractError,
     FlowFabricError,
@@ -54,6 +55,7 @@ from .flows import (
     Join,
     all_of,
     any_of,
+    flow,
     quorum,
 )
 from .protocol.errors import (
@@ -77,6 +79,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousWaitpoint",
+    "ChildFailed",
     "Client",
     "ConfigurationError",
     "ContractError",
@@ -125,6 +128,7 @@ __all__ = [
     "Worker",
     "all_of",
     "any_of",
+    "flow",
     "quorum",
     "task",
 ]

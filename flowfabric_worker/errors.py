@@ -254,3 +254,15 @@ class KeystoreInconsistent(KeystoreError):
 class KidInUse(KeystoreError):
     """Rotation to a kid the keystore already knows (current, previous, or still
     stored). Re-using a kid silently kills its tokens later (spec 03 §5.6)."""
+
+
+class ChildFailed(ExecutionError):
+    """A child awaited with ``ctx.child`` / ``ctx.gather`` ended without a
+    result: ``state`` is ``failed``, ``cancelled``, ``expired`` or
+    ``skipped``; ``execution_id`` is the child's. Uncaught in the parent, it
+    fails the parent like any other exception (retried per its policy)."""
+
+    def __init__(self, message: str, *, execution_id: str, state: str,
+                 reason: str = "", category: str = "") -> None:
+        super().__init__(message, execution_id=execution_id, reason=reason, category=category)
+        self.state = state

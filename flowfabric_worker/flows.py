@@ -21,7 +21,6 @@ edges exist. Dependencies are resolved by the engine roles
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -30,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
 
-from . import codec
 from .errors import InvalidInput, ResultTimeout
 from .protocol.flows import (
     AddExecutionToFlow,
@@ -45,13 +43,13 @@ from .protocol.ids import (
     ExecutionId,
     mint_execution_id,
     new_uuid,
-    partition_of,
     validate_uuid,
 )
 from .protocol.keys import DAG_COMPLETIONS, FlowKeys
 from .protocol.lifecycle import CreateExecution
 from .protocol.partitions import flow_tag
-from .task import TaskDefinition, check_priority
+from .runtime.flows.members import member_create
+from .task import TaskDefinition, task
 
 if TYPE_CHECKING:
     from .client import Client, RunHandle
@@ -68,6 +66,7 @@ __all__ = [
     "all_of",
     "any_of",
     "completions",
+    "flow",
     "quorum",
 ]
 
@@ -79,6 +78,12 @@ _TERMINAL = frozenset({"completed", "skipped", "failed", "cancelled", "expired"}
 _SIBLING_REASONS = frozenset({"sibling_quorum_satisfied", "sibling_quorum_impossible"})
 _WAKE_CHANNEL = "ffw:wake:{lane}"
 _POLL_FIRST, _POLL_CAP = 0.2, 2.0
+
+
+#: Decorator of a task that spawns children (``ctx.child`` / ``ctx.submit`` /
+#: ``ctx.gather``); the same options as :func:`~flowfabric_worker.task.task`.
+#: Any task may spawn children; ``@flow`` says that this one is meant to.
+flow = task
 
 
 # ---------------------------------------------------------------- joins
@@ -195,35 +200,12 @@ class FlowBuilder:
             label, i = f"{base}-{i}", i + 1
         self._names.add(label)
         eid = mint_execution_id(flow_id=self.flow_id, config=self.client.backend.partitions)
-        create = self._create(eid, task, args, kwargs, label, lane, priority, tags)
+        create = member_create(eid, task, args, kwargs, namespace=self.client.namespace,
+                               name=label, lane=lane, priority=priority, tags=tags)
         node: FlowNode[R] = FlowNode(eid, label, task if isinstance(task, TaskDefinition)
                                      else None, upstreams, join, create)
         self.nodes.append(node)
         return node
-
-    def _create(self, eid: ExecutionId, task: TaskDefinition[Any, Any] | str,
-                args: tuple[Any, ...], kwargs: dict[str, Any], name: str, lane: str | None,
-                priority: int | None, tags: Mapping[str, str] | None) -> CreateExecution:
-        if isinstance(task, TaskDefinition):
-            kind, payload, policy = task.name, task.encode_args(*args, **kwargs), task.policy_json()
-            lane_id, prio, all_tags = lane or task.lane, task.priority, dict(task.tags)
-            deadline = task.deadline
-        else:
-            kind, policy, lane_id, prio = task, "{}", lane or "default", 0
-            all_tags, deadline = {}, None
-            payload = codec.dumps({"args": [codec.to_builtins(a) for a in args],
-                                   "kwargs": {k: codec.to_builtins(v) for k, v in kwargs.items()}})
-        prio = check_priority(prio if priority is None else priority)
-        all_tags.update(tags or {})
-        all_tags["ffw.flow_node"] = name
-        now_ms = int(time.time() * 1000)
-        return CreateExecution(
-            eid=eid, namespace=self.client.namespace, lane_id=lane_id, execution_kind=kind,
-            priority=prio, creator_identity="flowfabric-worker", policy_json=policy,
-            input_payload=payload, tags_json=json.dumps(all_tags, separators=(",", ":")),
-            execution_deadline_at=(now_ms + int(deadline * 1000)) if deadline else None,
-            partition_id=partition_of(eid),
-        )
 
     async def submit(self) -> FlowHandle:
         """Write the flow; equivalent to ``await client.submit_flow(builder)``."""

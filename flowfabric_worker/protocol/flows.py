@@ -21,6 +21,7 @@ from .ids import ExecutionId, execution_tag, parse_execution_id, validate_uuid
 from .keys import ExecKeys, FlowKeys, PartitionKeys
 
 __all__ = [
+    "COMPLETION_KIND",
     "AckCancelMember",
     "AddExecutionToFlow",
     "AddMemberResult",
@@ -48,7 +49,12 @@ __all__ = [
     "StageEdgeResult",
 ]
 
-DEPENDENCY_KINDS = frozenset({"success_only"})
+#: Python extension: an edge satisfied by *any* terminal outcome of its
+#: upstream. Our engine roles resolve it as ``success`` (the 0.15 library
+#: stores the kind and never reads it); it gates a parent task on its
+#: children, which must wake the parent whether they succeed or not.
+COMPLETION_KIND = "ffw_completion"
+DEPENDENCY_KINDS = frozenset({"success_only", COMPLETION_KIND})
 POLICY_VARIANTS = frozenset({"all_of", "any_of", "quorum"})
 CANCEL_POLICIES = frozenset({"flow_only", "cancel_all", "cancel_pending"})
 MAX_K = 2147483647

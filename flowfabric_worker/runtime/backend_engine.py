@@ -385,6 +385,10 @@ class BackendEngine:
         ctx.extensions[JOURNAL_EXTENSION] = journal
         ctx.extensions[WAITS_EXTENSION] = Waits(self.backend, lease, journal, flush,
                                                 ctx.lease_guard, released)
+        from .children import Children
+        from .context import CHILDREN_EXTENSION
+
+        ctx.extensions[CHILDREN_EXTENSION] = Children(self.backend, lease, journal, ctx, flush)
 
     @staticmethod
     def _done_command(eid: str) -> tuple[str, str, str]:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 
 from ..errors import ConfigurationError
 from .engine import LeaseLost
 from .journal import StepJournal
+
+if TYPE_CHECKING:
+    from ..task import TaskDefinition
+    from .children import ChildHandle, Children
 from .signals import DEFAULT_WAITPOINT_TTL, OnTimeout, Signal, Waitpoint, Waits
 from .task_streams import emit_event, emit_stream, emit_summary, writer_of
 
@@ -26,6 +30,7 @@ T = TypeVar("T")
 #: the worker when its engine is a real backend).
 JOURNAL_EXTENSION = "journal"
 WAITS_EXTENSION = "waits"
+CHILDREN_EXTENSION = "children"
 
 _base_log = logging.getLogger("flowfabric_worker.task")
 
@@ -236,6 +241,46 @@ class TaskContext:
         runs do not sleep again. Use ``anyio.sleep`` for short pauses."""
         self.ensure_lease()
         await self._waits().sleep(seconds)
+
+    # -- child executions (docs/flows.md "Flows from code") --------------------
+
+    def _children(self) -> Children:
+        self._journal()
+        return self.extensions[CHILDREN_EXTENSION]  # type: ignore[no-any-return]
+
+    def child(self, task: TaskDefinition[Any, T] | str, *args: Any,
+              **kwargs: Any) -> ChildHandle[T]:
+        """A child execution of ``task(*args, **kwargs)``; ``await`` it for its
+        result (:class:`~flowfabric_worker.errors.ChildFailed` when it did not
+        complete). While the parent waits, its lease and worker slot are
+        released; it runs again from the top once the child is done, and
+        gets the same child back (spawns are journaled). Example::
+
+            summary = await ctx.child(summarize, doc)
+        """
+        return self._children().submit(task, args, kwargs)
+
+    def submit(self, task: TaskDefinition[Any, T] | str, *args: Any,
+               after: Sequence[ChildHandle[Any]] = (), join: Any = None,
+               **kwargs: Any) -> ChildHandle[T]:
+        """Like :meth:`child`, but the child runs only after the children in
+        ``after`` (combined by ``join``: ``all_of()`` by default, ``any_of()``
+        or ``quorum(n)``; skipped when that cannot be met). It is spawned at
+        the next ``await`` of a child or :meth:`gather`."""
+        return self._children().submit(task, args, kwargs, after, join)
+
+    async def gather(self, *children: ChildHandle[Any],
+                     return_exceptions: bool = False) -> list[Any]:
+        """Spawn and wait for several children at once (one wait, whatever
+        their number); results in argument order. A child that did not
+        complete raises :class:`~flowfabric_worker.errors.ChildFailed`, or is
+        returned as one with ``return_exceptions=True``. Example::
+
+            parts = await ctx.gather(*(ctx.child(fetch, u) for u in urls))
+        """
+        self.ensure_lease()
+        return await self._children().gather(list(children),
+                                             return_exceptions=return_exceptions)
 
     async def _output_replayed(self) -> bool:
         """Frames a resumed run re-emits before reaching the point where the

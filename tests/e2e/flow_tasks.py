@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import anyio
 
-from flowfabric_worker.errors import Permanent
+from flowfabric_worker.errors import ChildFailed, Permanent
+from flowfabric_worker.flows import any_of, flow
+from flowfabric_worker.runtime.context import TaskContext
 from flowfabric_worker.task import task
 
 LANE = "flows"
@@ -28,4 +30,48 @@ async def slow(seconds: float) -> str:
     return "slow done"
 
 
-TASKS = [step, boom, slow]
+
+
+@task(name="flows.square", lane=LANE)
+async def square(n: int) -> int:
+    return n * n
+
+
+@task(name="flows.nap", lane=LANE)
+async def nap(i: int) -> int:
+    await anyio.sleep(0.2)
+    return i
+
+
+@flow(name="flows.naps", lane=LANE)
+async def naps(ctx: TaskContext, n: int) -> list[int]:
+    """``n`` children that take a while, so the parent waits long enough to
+    be interrupted."""
+    return await ctx.gather(*(ctx.child(nap, i) for i in range(n)))
+
+
+@flow(name="flows.fanout", lane=LANE)
+async def fanout(ctx: TaskContext, n: int) -> int:
+    """Spawns ``n`` children, waits for all of them (one wait), sums them."""
+    values = await ctx.gather(*(ctx.child(square, i) for i in range(n)))
+    return sum(values)
+
+
+@flow(name="flows.pipeline", lane=LANE)
+async def pipeline(ctx: TaskContext) -> list[str]:
+    """Sequential children, a DAG among children, and a failing child."""
+    first = await ctx.child(step, "first")
+    left = ctx.submit(step, "left")
+    right = ctx.submit(boom, "right")
+    joined = ctx.submit(step, "joined", after=[left, right], join=any_of())
+    strict = ctx.submit(step, "strict", after=[left, right])
+    got = await ctx.gather(left, joined, strict, return_exceptions=True)
+    try:
+        await ctx.child(boom, "again")
+        caught = "no"
+    except ChildFailed as exc:
+        caught = exc.state
+    return [first, *(g if isinstance(g, str) else f"failed:{g.state}" for g in got), caught]
+
+
+TASKS = [step, boom, slow, square, nap, naps, fanout, pipeline]

@@ -23,3 +23,16 @@ def test_llm_stream_prints_tokens_live_and_exits_zero(backend: str,
     assert len(first.split()) == 300  # every token, on one line
     assert "result:  {'tokens': 300}" in rest
     assert rest[-1] == "ok"
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_fanout_spawns_twenty_children_with_one_slot(backend: str,
+                                                     request: pytest.FixtureRequest) -> None:
+    args = [] if backend == "memory" else [request.getfixturevalue("redis_server_url")]
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "fanout.py"), *args],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("report:  durable execution: 20 angles")
+    assert lines[1] == "flow:    completed, members {'completed': 22}"
+    assert lines[-1] == "ok"

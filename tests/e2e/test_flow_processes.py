@@ -19,12 +19,12 @@ import redis
 from flowfabric_worker import Client
 from flowfabric_worker.cli import main
 from flowfabric_worker.flows import FlowNode, any_of, quorum
-from flowfabric_worker.protocol.keys import ExecKeys
+from flowfabric_worker.protocol.keys import ExecKeys, PartitionKeys
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from flow_tasks import boom, slow, step  # noqa: E402
+from flow_tasks import boom, fanout, naps, slow, step  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -172,3 +172,36 @@ async def test_reconciler_alone_drives_a_flow(client: Client, workers: Workers) 
     assert [st.members[n.id] for n in (a, b, bad, skipped)] == [
         "completed", "completed", "failed", "skipped"]
     assert await client.backend.redis.keys("ffw:dagclaim:*") == []  # no cascade ran
+
+
+async def _children_created(client: Client, parent: str, kind: str) -> list[str]:
+    """Every execution of ``kind`` on the parent's partition, flow member or not."""
+    pk = PartitionKeys(parent[: parent.index("}") + 1])
+    eids = sorted(m.decode() for m in await client.backend.redis.smembers(pk.all_executions))
+    kinds = await client.backend.exec_fields(eids, ["execution_kind"])
+    return [e for e, (k,) in zip(eids, kinds, strict=True) if k == kind]
+
+
+async def test_fanout_of_100_children_with_one_slot(client: Client, workers: Workers) -> None:
+    workers.start("--concurrency", "1")
+    run = await fanout.submit(client, 100)
+    assert await run.result(timeout=120) == sum(i * i for i in range(100))
+    assert len(await _children_created(client, run.id, "flows.square")) == 100
+
+
+async def test_kill_9_while_the_parent_waits(client: Client, workers: Workers) -> None:
+    workers.start("--concurrency", "1")
+    run = await naps.submit(client, 12)
+    with anyio.fail_after(30):
+        while (await run.state()) != "waiting_children":  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+    workers.procs[0].send_signal(signal.SIGKILL)
+    workers.procs[0].wait()
+    workers.start("--concurrency", "1")
+    assert await run.result(timeout=60) == list(range(12))
+    children = await _children_created(client, run.id, "flows.nap")
+    assert len(children) == 12  # none created twice
+    parent_flow = (await run.info()).flow_id
+    assert parent_flow is not None
+    members = await client.flow_handle(parent_flow).member_ids()
+    assert sorted(children) == sorted(m for m in members if m != run.id)

@@ -25,7 +25,8 @@ async def running_worker(client: Client, **kw: Any) -> AsyncIterator[Worker]:
     """A worker (with its engine roles, scanners at 1/20 of their intervals)
     running in the background for the duration of the block."""
     kw.setdefault("scanner_interval_scale", 0.05)
-    worker = Worker(client, TASKS, lease_ttl=2.0, grace_period=1.0, concurrency=8, **kw)
+    kw.setdefault("concurrency", 8)
+    worker = Worker(client, TASKS, lease_ttl=2.0, grace_period=1.0, **kw)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         try:

@@ -14,17 +14,23 @@ import logging
 from dataclasses import dataclass, field
 
 from ...backend.backend import Backend
-from ...protocol.flows import ResolveDependency, ResolveResult
+from ...protocol.flows import COMPLETION_KIND, ResolveDependency, ResolveResult
 from ...protocol.ids import ExecutionId, execution_tag
 from ...protocol.keys import FlowKeys
 from ..backend_engine import WAKE_CHANNEL
 
-__all__ = ["MAX_DEPTH", "CascadeReport", "cascade", "resolve_edges"]
+__all__ = ["MAX_DEPTH", "CascadeReport", "cascade", "edge_outcome", "resolve_edges"]
 
 log = logging.getLogger("flowfabric_worker.flows")
 
 #: Deeper skip chains are left to the dependency reconciler (spec 05 §8.3).
 MAX_DEPTH = 50
+
+
+def edge_outcome(kind: str, outcome: str) -> str:
+    """The outcome an edge is resolved with: the upstream's own, except for
+    our ``ffw_completion`` edges, which any terminal outcome satisfies."""
+    return "success" if kind == COMPLETION_KIND else outcome
 
 
 @dataclass
@@ -109,7 +115,7 @@ async def _one(
     now = await backend.server_time_ms()
     calls: list[ResolveDependency] = []
     it = iter(cores)
-    for edge_id, child in zip(edge_ids, children, strict=True):
+    for edge_id, edge, child in zip(edge_ids, edges, children, strict=True):
         if not child:  # unreadable edge: the reconciler will get to it
             report.errors += 1
             continue
@@ -119,7 +125,8 @@ async def _one(
                 eid=child, lane=lane or "default",
                 attempt_index=int(attempt) if attempt.isdigit() else 0,
                 flow_id=flow_id, edge_id=edge_id, upstream=upstream,
-                upstream_outcome=outcome, now_ms=now,
+                upstream_outcome=edge_outcome(edge.get("dependency_kind", ""), outcome),
+                now_ms=now,
             ))
         except Exception as exc:  # malformed stored data: skip this edge
             report.errors += 1

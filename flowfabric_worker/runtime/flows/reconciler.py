@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...backend.backend import Backend
-from ...protocol.flows import ResolveDependency
+from ...protocol.flows import PromoteBlockedToEligible, ResolveDependency
 from ...protocol.ids import ExecutionId
 from ...protocol.keys import ExecKeys, PartitionKeys
+from ..backend_engine import WAKE_CHANNEL
 from ..scanners.core import Candidate, Scanner
-from .cascade import CascadeReport, cascade, resolve_edges
+from .cascade import CascadeReport, cascade, edge_outcome, resolve_edges
 
 __all__ = ["DEPENDENCY_RECONCILER", "dependency_reconciler"]
 
@@ -37,6 +38,15 @@ async def reconcile_children(
         for (child, lane), edges in zip(children, edge_sets, strict=True)
         for edge_id in edges[:EDGES_PER_CHILD]
     ]
+    # Every edge already settled but still blocked: a parent task that
+    # parked after its last child's edge resolved. Release it (the library
+    # re-checks that nothing is open).
+    stranded = [PromoteBlockedToEligible(eid=child, lane=lane, now_ms=now)
+                for (child, lane), edges in zip(children, edge_sets, strict=True) if not edges]
+    for call, reply in zip(stranded, await backend.call_many(list(stranded)), strict=True):
+        if not isinstance(reply, Exception):
+            report.promoted.append(call.eid)
+            await backend.publish(WAKE_CHANNEL.format(lane=call.lane), "1")
     if not wanted:
         return report
     deps = await backend.hashes([ExecKeys(c).dep(e) for c, _, e in wanted])
@@ -56,7 +66,8 @@ async def reconcile_children(
             calls.append(ResolveDependency(
                 eid=child, lane=lane, attempt_index=int(attempt) if attempt.isdigit() else 0,
                 flow_id=dep["flow_id"], edge_id=edge_id, upstream=up,
-                upstream_outcome=outcome, now_ms=now,
+                upstream_outcome=edge_outcome(dep.get("dependency_kind", ""), outcome),
+                now_ms=now,
             ))
         except Exception:
             report.errors += 1
@@ -71,7 +82,7 @@ async def reconcile_children(
 async def _handle(backend: Backend, found: Sequence[Candidate], now: int) -> int:
     children = [(c.member, c.lane or "default") for c in found if c.lane]
     report = await reconcile_children(backend, children, now)
-    return report.resolved
+    return report.resolved + len(report.promoted)
 
 
 def dependency_reconciler(interval: float = 15.0) -> Scanner:

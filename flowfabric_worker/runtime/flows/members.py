@@ -1,0 +1,49 @@
+"""Building the creation call of a flow member (shared by the client's flow
+builder and the in-task child spawner)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ... import codec
+from ...protocol.ids import ExecutionId, partition_of
+from ...protocol.lifecycle import CreateExecution
+from ...task import TaskDefinition, check_priority
+
+__all__ = ["NODE_TAG", "PARENT_TAG", "member_create"]
+
+#: Execution tags naming a member in its flow and, for children, its parent.
+NODE_TAG = "ffw.flow_node"
+PARENT_TAG = "ffw.parent"
+
+
+def member_create(
+    eid: ExecutionId, task: TaskDefinition[Any, Any] | str, args: tuple[Any, ...],
+    kwargs: Mapping[str, Any], *, namespace: str, name: str, lane: str | None = None,
+    priority: int | None = None, tags: Mapping[str, str] | None = None,
+) -> CreateExecution:
+    """``ff_create_execution`` for ``task(*args, **kwargs)`` with id ``eid``
+    (minted on the flow's partition by the caller)."""
+    deadline: float | None = None
+    if isinstance(task, TaskDefinition):
+        kind, payload, policy = task.name, task.encode_args(*args, **kwargs), task.policy_json()
+        lane_id, prio, all_tags = lane or task.lane, task.priority, dict(task.tags)
+        deadline = task.deadline
+    else:
+        kind, policy, lane_id, prio, all_tags = task, "{}", lane or "default", 0, {}
+        payload = codec.dumps({"args": [codec.to_builtins(a) for a in args],
+                               "kwargs": {k: codec.to_builtins(v) for k, v in kwargs.items()}})
+    prio = check_priority(prio if priority is None else priority)
+    all_tags.update(tags or {})
+    all_tags[NODE_TAG] = name
+    now_ms = int(time.time() * 1000)
+    return CreateExecution(
+        eid=eid, namespace=namespace, lane_id=lane_id, execution_kind=kind,
+        priority=prio, creator_identity="flowfabric-worker", policy_json=policy,
+        input_payload=payload, tags_json=json.dumps(all_tags, separators=(",", ":")),
+        execution_deadline_at=(now_ms + int(deadline * 1000)) if deadline else None,
+        partition_id=partition_of(eid),
+    )
