@@ -47,6 +47,10 @@ __all__ = [
 #: would sit in Redis until the signal expires.
 MAX_SIGNAL_PAYLOAD = 1 << 20
 _EFFECT_RESUMED = "resume_condition_satisfied"
+# Workers of a lane listen here (see Client.submit): a delivery that resumes an
+# execution announces it in the same round trip so an idle worker claims it at
+# once instead of at its next fallback poll.
+_WAKE_CHANNEL = "ffw:wake:{lane}"
 _EFFECT_BUFFERED = "buffered_for_pending_waitpoint"
 
 
@@ -192,6 +196,10 @@ async def _call(backend: Backend, call: DeliverSignal | BufferSignal) -> SignalR
     ``ff:signal:<tag>:<id>`` exists the signal was recorded, else send again."""
     t = execution_tag(call.eid)
     try:
+        if isinstance(call, DeliverSignal):
+            # A spurious wake (the signal did not resume) costs one empty claim round.
+            return await backend.call_and_send(
+                call, ("PUBLISH", _WAKE_CHANNEL.format(lane=call.lane), "1"))
         return await backend.call(call)
     except TransportError as exc:
         if not exc.sent:

@@ -253,3 +253,20 @@ def test_reprs_never_show_tokens() -> None:
         assert digest not in text, text
     assert "k1:<redacted:40>" in repr(info)
     assert Token(f"k1:{digest}").matches(f"k1:{digest}")
+
+
+async def test_delivery_announces_work_on_the_lane_wake_channel(client: Client) -> None:
+    eid, c = await running(client)
+    await suspend(client, eid, c, ["go"])
+    pubsub = client.backend.redis.pubsub()
+    await pubsub.subscribe("ffw:wake:sigclient")
+    try:
+        assert (await client.signal(eid, "go")).resumed
+        with anyio.fail_after(5):
+            while True:
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is not None:
+                    break
+        assert msg["channel"] == b"ffw:wake:sigclient"
+    finally:
+        await pubsub.aclose()
