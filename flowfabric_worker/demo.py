@@ -1,8 +1,10 @@
 """``flowfabric-worker demo``: the whole story in a few seconds on memory://.
 
-Three tasks are submitted: one succeeds, one fails once and is retried, one
-raises :class:`Permanent` and is not retried. An in-process worker runs them
-and the results are printed.
+Four tasks are submitted: one succeeds, one fails once and is retried, one
+raises :class:`Permanent` and is not retried, and one suspends until a
+reviewer's signal arrives (the demo sends it with ``client.signal``). An
+in-process worker runs them and the results are printed. On ``memory://`` the
+worker initialises the waitpoint keystore itself.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import anyio
 
 from .client import Client
 from .errors import Permanent, TaskFailed
+from .runtime.context import TaskContext
 from .runtime.worker import Worker
 from .task import Retry, task
 
@@ -41,6 +44,14 @@ def validate(email: str) -> bool:
     return True
 
 
+@task(name="demo.publish", lane="demo")
+async def publish(ctx: TaskContext, doc: str) -> str:
+    # Suspends: the lease and the worker slot are released while it waits.
+    decision = await ctx.wait_for_signal("approve", timeout=60)
+    verdict = "approved" if decision.payload["ok"] else "rejected"
+    return f"{doc} {verdict} by {decision.source_identity}"
+
+
 async def run_demo(url: str = "memory://", out: TextIO = sys.stdout) -> int:
     """Run the story; returns 0 when every outcome is the expected one."""
     _seen.clear()
@@ -54,10 +65,11 @@ async def run_demo(url: str = "memory://", out: TextIO = sys.stdout) -> int:
             "greet": await greet.submit(client, "world"),
             "flaky": await flaky.submit(client, 42),
             "validate": await validate.submit(client, "nobody"),
+            "publish": await publish.submit(client, "release-notes"),
         }
         for label, run in runs.items():
             say(f"submitted {label:<8} {run.id}")
-        tasks: list[Any] = [greet, flaky, validate]
+        tasks: list[Any] = [greet, flaky, validate, publish]
         worker = Worker(client, tasks=tasks, lanes=["demo"], concurrency=4,
                         lease_ttl=5, grace_period=1, scanner_interval_scale=0.05)
         ok = True
@@ -79,6 +91,15 @@ async def run_demo(url: str = "memory://", out: TextIO = sys.stdout) -> int:
                     say(f"validate -> failed permanently: {first} "
                         f"(attempts: {info.total_attempt_count})")
                     ok = ok and info.total_attempt_count == 1
+                await runs["publish"].wait_for("suspended")
+                waiting = await client.pending_waitpoints(runs["publish"].id)
+                say(f"publish  -> suspended on waitpoint {waiting[0].waitpoint_key} "
+                    f"(token {waiting[0].token})")
+                sent = await client.signal(runs["publish"].id, "approve", {"ok": True},
+                                           source="reviewer")
+                say(f"            signal approve: {sent.status}")
+                say(f"publish  -> {await runs['publish'].result()}")
+                ok = ok and sent.resumed
             worker.stop()
     say("demo finished" + ("" if ok else " WITH UNEXPECTED OUTCOMES"))
     return 0 if ok else 1

@@ -56,6 +56,8 @@ def test_demo_runs_and_exits_zero() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "flaky" in proc.stdout and "demo finished" in proc.stdout
+    assert "release-notes approved by reviewer" in proc.stdout
+    assert "k1:<redacted:40>" in proc.stdout  # the waitpoint token never printed
     assert "UNEXPECTED" not in proc.stdout
 
 
