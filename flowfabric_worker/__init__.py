@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .budgets import Budget, BudgetInfo, Limit, Quota, QuotaInfo, UsageReport
 from .client import Client, RunHandle
 from .errors import (
     AmbiguousWaitpoint,
+    BudgetExceeded,
     ChildFailed,
     ConfigurationError,
     ContractError,
@@ -79,6 +81,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousWaitpoint",
+    "Budget",
+    "BudgetExceeded",
+    "BudgetInfo",
     "ChildFailed",
     "Client",
     "ConfigurationError",
@@ -97,10 +102,13 @@ __all__ = [
     "KeystoreInconsistent",
     "KeystoreNotInitialized",
     "KidInUse",
+    "Limit",
     "NoWaitpoint",
     "NonDeterminismError",
     "PayloadError",
     "Permanent",
+    "Quota",
+    "QuotaInfo",
     "ResultTimeout",
     "Retry",
     "RunHandle",
@@ -122,6 +130,7 @@ __all__ = [
     "TransportError",
     "UnknownTask",
     "UnknownWaitpoint",
+    "UsageReport",
     "Waitpoint",
     "WaitpointClosed",
     "WaitpointInfo",

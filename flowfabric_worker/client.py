@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, get_args, overload
 
 import anyio
@@ -13,6 +13,14 @@ import msgspec
 
 from . import codec
 from .backend.backend import Backend, Mode
+from .budgets import (
+    Budget,
+    Limit,
+    Quota,
+    attachment,
+    build_create_budget,
+    build_create_quota,
+)
 from .done_listener import DoneListener
 from .errors import (
     InvalidInput,
@@ -23,6 +31,7 @@ from .errors import (
     TaskFailed,
     TaskSkipped,
 )
+from .protocol.budgets import AttachAdmission
 from .protocol.ids import ExecutionId, mint_execution_id, parse_execution_id, partition_of
 from .protocol.lifecycle import CancelExecution, CreateExecution
 from .protocol.records import ExecCore, PublicState
@@ -280,13 +289,17 @@ class Client:
     async def submit(
         self, task: TaskDefinition[Any, R], *args: Any, idempotency_key: str | None = None,
         delay: float | None = None, priority: int | None = None,
-        tags: Mapping[str, str] | None = None, lane: str | None = None, **kwargs: Any,
+        tags: Mapping[str, str] | None = None, lane: str | None = None,
+        budgets: Iterable[Budget | str] | None = None, quota: Quota | str | None = None,
+        **kwargs: Any,
     ) -> RunHandle[R]: ...
     @overload
     async def submit(
         self, task: str, *args: Any, idempotency_key: str | None = None,
         delay: float | None = None, priority: int | None = None,
-        tags: Mapping[str, str] | None = None, lane: str | None = None, **kwargs: Any,
+        tags: Mapping[str, str] | None = None, lane: str | None = None,
+        budgets: Iterable[Budget | str] | None = None, quota: Quota | str | None = None,
+        **kwargs: Any,
     ) -> RunHandle[Any]: ...
 
     async def submit(
@@ -298,12 +311,17 @@ class Client:
         priority: int | None = None,
         tags: Mapping[str, str] | None = None,
         lane: str | None = None,
+        budgets: Iterable[Budget | str] | None = None,
+        quota: Quota | str | None = None,
         **kwargs: Any,
     ) -> RunHandle[R]:
         """Create one execution of ``task`` (a definition or a task name).
 
         Submitting by name skips client-side validation: the payload is sent
-        as given and the worker decides.
+        as given and the worker decides. ``budgets`` / ``quota`` (default:
+        the task's own) attach budgets and a quota policy: the scheduler
+        checks them before claiming and ``ctx.report_usage`` reports against
+        the budgets (docs/budgets.md).
         """
         if isinstance(task, TaskDefinition):
             name = task.name
@@ -314,6 +332,10 @@ class Client:
             base_tags = dict(task.tags)
             deadline_s = task.deadline
             definition: TaskDefinition[Any, R] | None = task
+            if budgets is None:
+                budgets = task.budgets
+            if quota is None:
+                quota = task.quota
         else:
             name = task
             payload = codec.dumps({"args": [codec.to_builtins(a) for a in args],
@@ -326,6 +348,7 @@ class Client:
             deadline_s = None
             definition = None
         check_priority(prio)
+        budget_ids, quota_id = attachment(budgets, quota)
         base_tags.update(tags or {})
         now_ms = int(time.time() * 1000)
         delay_until = now_ms + int(delay * 1000) if delay and delay > _MIN_DELAY_S else None
@@ -345,10 +368,19 @@ class Client:
             execution_deadline_at=(now_ms + int(deadline_s * 1000)) if deadline_s else None,
             partition_id=partition_of(eid),
         )
+        extra: list[Sequence[Any]] = []
+        if budget_ids or quota_id:
+            # Right after the create, in the same round trip (and before the
+            # wake-up), so a woken worker already sees them. A duplicate
+            # (idempotency key) has no core under the minted id: no write.
+            extra.append(self.backend.fcall_command(AttachAdmission(
+                eid=eid, budget_ids=budget_ids, quota_policy_id=quota_id)))
         if delay_until is None:
-            result = await self.backend.call_and_send(
-                create, ("PUBLISH", WAKE_CHANNEL.format(lane=lane_id), "1"))
-        else:  # not claimable before delay_until: nobody to wake
+            extra.append(("PUBLISH", WAKE_CHANNEL.format(lane=lane_id), "1"))
+        # (a delayed execution is not claimable before delay_until: nobody to wake)
+        if extra:
+            result = await self.backend.call_and_send(create, *extra)
+        else:
             result = await self.backend.create_execution(create)
         return RunHandle(self, parse_execution_id(result.execution_id), definition,
                          duplicate=result.duplicate)
@@ -412,6 +444,79 @@ class Client:
         from .flows import FlowHandle
 
         return FlowHandle(self, flow_id)
+
+    # --- budgets and quotas (docs/budgets.md) ---------------------------------
+
+    async def create_budget(
+        self,
+        dimensions: Mapping[str, Limit],
+        *,
+        budget_id: str | None = None,
+        reset_every: float | None = None,
+        scope: tuple[str, str] | None = None,
+        on_hard_limit: str = "fail",
+        on_soft_limit: str = "warn",
+        enforcement_mode: str = "strict",
+    ) -> Budget:
+        """Create a budget (``ff_create_budget``) and return its handle.
+
+        ``dimensions`` maps a name (``"tokens"``) to its :class:`Limit`; at
+        most 64, sent sorted by name. ``reset_every`` (seconds) zeroes usage
+        periodically (the ``budget_reset`` scanner). ``scope`` is
+        ``("execution" | "flow" | "lane" | "tenant", id)``, stored only
+        (default: the client's namespace as tenant). ``on_hard_limit`` /
+        ``on_soft_limit`` are stored for peers; this worker always fails on a
+        hard breach and warns on a soft one. Creating with an existing
+        ``budget_id`` is a no-op that keeps the stored limits. Example::
+
+            budget = await client.create_budget({"tokens": Limit(hard=10_000, soft=8_000)})
+            run = await summarize.submit(client, doc, budgets=[budget])
+        """
+        now = int(time.time() * 1000)
+        call = build_create_budget(
+            dimensions, budget_id=budget_id, reset_every=reset_every,
+            scope=scope if scope is not None else ("tenant", self.namespace),
+            on_hard_limit=on_hard_limit, on_soft_limit=on_soft_limit,
+            enforcement_mode=enforcement_mode, now_ms=now, backend=self.backend)
+        await self.backend.create_budget(call)
+        return Budget(self.backend, call.budget_id)
+
+    def budget(self, budget_id: str) -> Budget:
+        """A handle on an existing budget (the id is validated, not looked up)."""
+        return Budget(self.backend, budget_id)
+
+    async def create_quota(
+        self,
+        *,
+        rate: int | None = None,
+        per: float = 60,
+        concurrency: int | None = None,
+        jitter: float = 0.0,
+        quota_id: str | None = None,
+    ) -> Quota:
+        """Create a quota policy (``ff_create_quota_policy``): at most ``rate``
+        claims per ``per`` seconds (sliding window) and at most
+        ``concurrency`` executions running at once. ``jitter`` (seconds) is
+        the random spread 0.15 adds to rate-limit retry hints. An execution
+        over the quota waits in ``blocked:quota`` until the ``unblock``
+        scanner finds room. Example::
+
+            quota = await client.create_quota(rate=10, per=60, concurrency=2)
+            await call_api.submit(client, url, quota=quota)
+        """
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or jitter < 0:
+            raise InvalidInput("jitter must be a non-negative number of seconds")
+        now = int(time.time() * 1000)
+        call = build_create_quota(quota_id=quota_id, rate=rate, per=per,
+                                  concurrency=concurrency, now_ms=now, backend=self.backend)
+        res = await self.backend.create_quota_policy(call)
+        if res.created and jitter:
+            await self.backend.set_quota_jitter(call.quota_id, round(jitter * 1000))
+        return Quota(self.backend, call.quota_id)
+
+    def quota(self, quota_id: str) -> Quota:
+        """A handle on an existing quota policy (the id is validated)."""
+        return Quota(self.backend, quota_id)
 
     def run(self, execution_id: str, task: TaskDefinition[Any, R] | None = None) -> RunHandle[R]:
         """A handle on an existing execution (the id is validated)."""

@@ -266,3 +266,28 @@ class ChildFailed(ExecutionError):
                  reason: str = "", category: str = "") -> None:
         super().__init__(message, execution_id=execution_id, reason=reason, category=category)
         self.state = state
+
+
+# --- budgets -------------------------------------------------------------------
+
+
+class BudgetExceeded(Permanent):
+    """A usage report would take a budget past a hard limit
+    (``ctx.report_usage`` got ``HARD_BREACH``): nothing of that report was
+    counted against the budget. Uncaught, it fails the execution without
+    retry, category ``budget_hard_breach``.
+
+    ``used`` is the usage before the report, ``limit`` the hard limit and
+    ``requested`` the delta that did not fit. (Not the reserved contract code
+    ``budget_exceeded`` of :mod:`flowfabric_worker.protocol.errors`, which no
+    0.15 function emits.)
+    """
+
+    def __init__(self, message: str, *, budget_id: str, dimension: str, used: int,
+                 limit: int, requested: int = 0) -> None:
+        super().__init__(message)
+        self.budget_id = budget_id
+        self.dimension = dimension
+        self.used = used
+        self.limit = limit
+        self.requested = requested

@@ -6,7 +6,7 @@ import inspect
 import json
 import random
 import typing
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
@@ -15,6 +15,7 @@ from .errors import InvalidInput, PayloadError, Permanent, Transient
 from .protocol.ids import validate_capability, validate_lane
 
 if TYPE_CHECKING:
+    from .budgets import Budget, Quota
     from .client import Client, RunHandle
 
 P = TypeVar("P")
@@ -144,6 +145,10 @@ class TaskDefinition(Generic[P, R]):
     priority: int = 0
     capabilities: frozenset[str] = frozenset()
     tags: dict[str, str] = field(default_factory=dict)
+    #: Attached to every submission unless ``submit(budgets=..., quota=...)``
+    #: says otherwise (docs/budgets.md).
+    budgets: tuple[Budget | str, ...] = ()
+    quota: Quota | str | None = None
 
     def __post_init__(self) -> None:
         validate_lane(self.lane)
@@ -269,12 +274,15 @@ class TaskDefinition(Generic[P, R]):
         delay: float | None = None,
         priority: int | None = None,
         tags: Mapping[str, str] | None = None,
+        budgets: Iterable[Budget | str] | None = None,
+        quota: Quota | str | None = None,
         **kwargs: Any,
     ) -> RunHandle[R]:
-        """Submit one execution of this task through ``client``."""
+        """Submit one execution of this task through ``client``; ``budgets``
+        and ``quota`` replace the task's defaults (``[]`` attaches none)."""
         return await client.submit(
             self, *args, idempotency_key=idempotency_key, delay=delay,
-            priority=priority, tags=tags, **kwargs,
+            priority=priority, tags=tags, budgets=budgets, quota=quota, **kwargs,
         )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -307,6 +315,8 @@ def task(
     priority: int = 0,
     capabilities: frozenset[str] | set[str] | list[str] | tuple[str, ...] = (),
     tags: Mapping[str, str] | None = None,
+    budgets: Iterable[Budget | str] = (),
+    quota: Quota | str | None = None,
 ) -> Callable[[Callable[..., Any]], TaskDefinition[Any, Any]]: ...
 
 
@@ -322,8 +332,13 @@ def task(
     priority: int = 0,
     capabilities: frozenset[str] | set[str] | list[str] | tuple[str, ...] = (),
     tags: Mapping[str, str] | None = None,
+    budgets: Iterable[Budget | str] = (),
+    quota: Quota | str | None = None,
 ) -> Any:
-    """Declare a task. Use bare (``@task``) or with options (``@task(lane="x")``)."""
+    """Declare a task. Use bare (``@task``) or with options (``@task(lane="x")``).
+
+    ``budgets`` / ``quota`` are attached to every submission by default
+    (handles or ids; see docs/budgets.md)."""
 
     def wrap(f: Callable[..., Any]) -> TaskDefinition[Any, Any]:
         return TaskDefinition(
@@ -336,6 +351,8 @@ def task(
             priority=priority,
             capabilities=frozenset(capabilities),
             tags=dict(tags or {}),
+            budgets=tuple(budgets),
+            quota=quota,
         )
 
     if fn is not None:

@@ -19,6 +19,7 @@ from ..protocol.partitions import PartitionConfig
 from ._caller import Caller
 from .connection import is_memory_url, open_redis
 from .library import FFW, FLOWFABRIC, LibrarySpec, library_text
+from .ops_budgets import BudgetOps
 from .ops_flows import FlowOps
 from .ops_journal import JournalOps
 from .ops_lifecycle import LifecycleOps
@@ -41,7 +42,8 @@ async def execute(client: Any, *args: Any) -> Any:
     return await client.execute_command(*args)
 
 
-class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, ScanOps, Caller):
+class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps, Reads, ScanOps,
+              Caller):
     """Runs library functions against one Redis (or ``memory://``) database.
 
     Transport failures are retried with bounded backoff when the contract makes
@@ -200,6 +202,12 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, JournalOps, Reads, Sc
     def _command(fn: FCall[Any]) -> list[Any]:
         keys = list(fn.keys())
         return ["FCALL", fn.NAME, len(keys), *keys, *fn.argv()]
+
+    @staticmethod
+    def fcall_command(fn: FCall[Any]) -> list[Any]:
+        """The raw ``FCALL`` command of ``fn``, to ride along in
+        :meth:`call_and_send` after another call (its reply is ignored)."""
+        return Backend._command(fn)
 
     async def call(self, fn: FCall[R]) -> R:
         """Run one library function and decode its reply."""

@@ -17,11 +17,12 @@ import msgspec
 from ..errors import InvalidInput, ScriptError
 from .function import FCall, as_str
 from .ids import ExecutionId, parse_execution_id, validate_uuid
-from .keys import BudgetKeys, QuotaKeys
+from .keys import BudgetKeys, ExecKeys, QuotaKeys
 
 __all__ = [
     "MAX_DIMENSIONS",
     "AdmissionResult",
+    "AttachAdmission",
     "BudgetReply",
     "CheckAdmissionAndRecord",
     "CreateBudget",
@@ -420,3 +421,36 @@ class ReleaseAdmission(_QuotaCall, FCall[None], frozen=True, kw_only=True):
 
     def decode(self, reply: Any) -> None:
         self.envelope(reply)
+
+
+# ---------------------------------------------------------------- attachment
+
+
+class AttachAdmission(FCall[bool], frozen=True, kw_only=True):
+    """``ffw_attach_admission`` (our extension, ``ffw`` library): write
+    ``budget_ids`` / ``quota_policy_id`` on an existing exec_core — sent right
+    after the create in the submit pipeline; answers ``False`` (and writes
+    nothing) when the core does not exist (an idempotent duplicate)."""
+
+    NAME: ClassVar[str] = "ffw_attach_admission"
+    LIBRARY: ClassVar[str] = "ffw"
+    IDEMPOTENT: ClassVar[bool] = True
+    eid: ExecutionId
+    budget_ids: str = ""
+    quota_policy_id: str = ""
+
+    def __post_init__(self) -> None:
+        parse_execution_id(self.eid)
+        for bid in (b for b in self.budget_ids.split(",") if b):
+            validate_uuid(bid, "budget id")
+        if self.quota_policy_id:
+            validate_uuid(self.quota_policy_id, "quota id")
+
+    def keys(self) -> list[str]:
+        return [ExecKeys(self.eid).core]
+
+    def argv(self) -> list[str]:
+        return [self.budget_ids, self.quota_policy_id]
+
+    def decode(self, reply: Any) -> bool:
+        return self.envelope(reply).field(0) == "attached"

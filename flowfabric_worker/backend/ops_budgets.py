@@ -1,0 +1,202 @@
+"""Typed backend methods for budgets, quota policies and admission (spec 04
+§6–§8), plus the plain reads their callers need (limits, usage, quota
+definitions, window sizes) — batched, one pipeline per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..protocol.budgets import (
+    CLAIM_WINDOW,
+    AdmissionResult,
+    BudgetReply,
+    CheckAdmissionAndRecord,
+    CreateBudget,
+    CreateQuotaPolicy,
+    CreateResult,
+    ReleaseAdmission,
+    ReportUsageAndCheck,
+    ResetBudget,
+    ResetResult,
+)
+from ..protocol.keys import BudgetKeys, QuotaKeys
+from ..protocol.partitions import PartitionConfig, budget_tag, quota_tag
+from ._caller import Caller
+
+__all__ = ["BudgetOps", "BudgetState", "QuotaLimits", "QuotaState"]
+
+#: Usage-hash fields that are markers, not dimensions (spec 04 §6.1).
+NOT_DIMENSIONS = frozenset({"breached_at", "_init"})
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(_text(value)) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """One budget as stored: definition fields, limits and usage."""
+
+    budget_id: str
+    definition: dict[str, str]
+    hard: dict[str, int]
+    soft: dict[str, int]
+    usage: dict[str, int]
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.definition.get("budget_id"))
+
+    def hard_breach(self) -> tuple[str, int, int] | None:
+        """The first dimension (by name) whose hard limit > 0 is reached —
+        ``usage >= limit``, the claim-time rule of spec 04 §7.5 — as
+        ``(dimension, used, limit)``; ``None`` when no limit is reached."""
+        for dim in sorted(self.hard):
+            limit = self.hard[dim]
+            used = self.usage.get(dim, 0)
+            if limit > 0 and used >= limit:
+                return dim, used, limit
+        return None
+
+
+@dataclass(frozen=True)
+class QuotaLimits:
+    """The admission limits of a policy as the scheduler reads them (§7.5)."""
+
+    rate_limit: int
+    window_seconds: int
+    concurrency_cap: int
+    jitter_ms: int
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rate_limit <= 0 and self.concurrency_cap <= 0
+
+
+@dataclass(frozen=True)
+class QuotaState:
+    """Limits plus the live counts (the claim window and the concurrency counter)."""
+
+    limits: QuotaLimits
+    in_window: int
+    active: int
+
+
+class BudgetOps(Caller):
+    """Budget / quota functions and their plain reads."""
+
+    redis: Any
+    partitions: PartitionConfig
+
+    # --- library functions ----------------------------------------------------
+
+    async def create_budget(self, args: CreateBudget) -> CreateResult:
+        return await self.call(args)
+
+    async def report_usage(self, args: ReportUsageAndCheck) -> BudgetReply:
+        return await self.call(args)
+
+    async def reset_budget(self, args: ResetBudget) -> ResetResult:
+        return await self.call(args)
+
+    async def create_quota_policy(self, args: CreateQuotaPolicy) -> CreateResult:
+        return await self.call(args)
+
+    async def check_admission(self, args: CheckAdmissionAndRecord) -> AdmissionResult:
+        return await self.call(args)
+
+    async def release_admission(self, args: ReleaseAdmission) -> None:
+        await self.call(args)
+
+    # --- plain reads ------------------------------------------------------------
+
+    def budget_keys(self, budget_id: str) -> BudgetKeys:
+        return BudgetKeys(budget_tag(budget_id, self.partitions), budget_id)
+
+    def quota_keys(self, quota_id: str) -> QuotaKeys:
+        return QuotaKeys(quota_tag(quota_id, self.partitions), quota_id)
+
+    async def read_budgets(self, budget_ids: Sequence[str]) -> dict[str, BudgetState]:
+        """Definition, limits and usage of each budget, in one pipeline.
+
+        Usage markers (``breached_at``, ``_init``) are not dimensions and are
+        dropped (spec 04 §6.1). Read errors propagate: callers fail closed.
+        """
+        ids = list(dict.fromkeys(budget_ids))
+        if not ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for bid in ids:
+            bk = self.budget_keys(bid)
+            pipe.hgetall(bk.definition)
+            pipe.hgetall(bk.limits)
+            pipe.hgetall(bk.usage)
+        raw = await pipe.execute()
+        out: dict[str, BudgetState] = {}
+        for n, bid in enumerate(ids):
+            definition, limits, usage = raw[3 * n: 3 * n + 3]
+            hard: dict[str, int] = {}
+            soft: dict[str, int] = {}
+            for k, v in (limits or {}).items():
+                name = _text(k)
+                if name.startswith("hard:"):
+                    hard[name[5:]] = _int(v)
+                elif name.startswith("soft:"):
+                    soft[name[5:]] = _int(v)
+            out[bid] = BudgetState(
+                budget_id=bid,
+                definition={_text(k): _text(v) for k, v in (definition or {}).items()},
+                hard=hard, soft=soft,
+                usage={_text(k): _int(v) for k, v in (usage or {}).items()
+                       if _text(k) not in NOT_DIMENSIONS},
+            )
+        return out
+
+    async def read_quota_limits(self, quota_ids: Sequence[str]) -> dict[str, QuotaLimits | None]:
+        """``HMGET quota_def max_requests_per_window requests_per_window_seconds
+        active_concurrency_cap jitter_ms`` per policy (absent fields = 0, a
+        window of 0 = 60 s: spec 04 §7.5); ``None`` for a missing policy."""
+        ids = list(dict.fromkeys(quota_ids))
+        if not ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for qid in ids:
+            pipe.hmget(self.quota_keys(qid).definition,
+                       ["max_requests_per_window", "requests_per_window_seconds",
+                        "active_concurrency_cap", "jitter_ms"])
+        out: dict[str, QuotaLimits | None] = {}
+        for qid, vals in zip(ids, await pipe.execute(), strict=True):
+            if all(v is None for v in vals):
+                out[qid] = None
+                continue
+            rate, window, cap, jitter = (_int(v) for v in vals)
+            out[qid] = QuotaLimits(rate_limit=max(rate, 0), window_seconds=window or 60,
+                                   concurrency_cap=max(cap, 0), jitter_ms=max(jitter, 0))
+        return out
+
+    async def read_quota_state(self, quota_id: str, limits: QuotaLimits,
+                               now_ms: int) -> QuotaState:
+        """Trim the claim window (``default``) to the last ``window`` and read
+        its size and the concurrency counter (the unblock re-check)."""
+        qk = self.quota_keys(quota_id)
+        window = qk.window(CLAIM_WINDOW)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(window, "-inf", now_ms - limits.window_seconds * 1000)
+        pipe.zcard(window)
+        pipe.get(qk.concurrency)
+        _trimmed, count, active = await pipe.execute()
+        return QuotaState(limits=limits, in_window=int(count or 0), active=_int(active))
+
+    async def set_quota_jitter(self, quota_id: str, jitter_ms: int) -> None:
+        """``jitter_ms`` on the policy (no 0.15 function writes it; §7.2)."""
+        await self.redis.hset(self.quota_keys(quota_id).definition, "jitter_ms", str(jitter_ms))
