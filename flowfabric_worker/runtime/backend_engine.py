@@ -252,9 +252,16 @@ class BackendEngine:
         Marking is idempotent (spec 02 §3.14), so the worker confirms expiry
         itself instead of depending on the scanner having run first.
         """
+        return await self.list_reclaimable_many(lane, [partition], limit)
+
+    async def list_reclaimable_many(self, lane: str, partitions: list[int],
+                                    limit: int) -> list[str]:
+        """:meth:`list_reclaimable` over several partitions, read in one round
+        trip (flow members live on their flow's partition, not their lane's)."""
         now = await self.backend.server_time_ms()
-        key = PartitionKeys(tag("fp", partition)).lease_expiry
-        (due,) = await self.backend.due_members([key], now, limit)
+        keys = [PartitionKeys(tag("fp", p)).lease_expiry for p in partitions]
+        due = [eid for found in await self.backend.due_members(keys, now, limit)
+               for eid in found][:limit]
         out = []
         for eid in due:
             core = await self._core(eid)

@@ -116,6 +116,7 @@ class Scheduler:
         self.permits = permits
         self.reclaim_enabled = reclaim
         self.window = PartitionWindow(engine.num_partitions, ident.instance_id)
+        self.reclaim_window = PartitionWindow(engine.num_partitions, ident.instance_id)
         self._lane_rr = 0
         self._last_reclaim = 0.0
         self._spread = fnv1a_64(ident.instance_id.encode()) % 97
@@ -145,7 +146,7 @@ class Scheduler:
             self._lane_rr += 1
             claimed = await self._scan_many(lane, taken)
             if not claimed and self.reclaim_enabled and self._reclaim_due():
-                got = await self._try_reclaim(lane, solo_partition(lane) % self.window.n)
+                got = await self._try_reclaim(lane, self._reclaim_partitions(lane))
                 if got is not None:
                     claimed = [got]
         finally:
@@ -209,7 +210,7 @@ class Scheduler:
             self._lane_rr += 1
             got = await self._scan(lane)
             if got is None and self.reclaim_enabled and self._reclaim_due():
-                got = await self._try_reclaim(lane, solo_partition(lane) % self.window.n)
+                got = await self._try_reclaim(lane, self._reclaim_partitions(lane))
         except BaseException:
             self.permits.release()
             raise
@@ -260,8 +261,20 @@ class Scheduler:
                 return None
             raise
 
-    async def _try_reclaim(self, lane: str, partition: int) -> Claimed | None:
-        for eid in await self.engine.list_reclaimable(lane, partition, 8):
+    def _reclaim_partitions(self, lane: str) -> list[int]:
+        """The lane's solo partition and a rotating window of the others: flow
+        members live on their flow's partition, and a crashed worker's flow
+        members must be found there too."""
+        solo = solo_partition(lane) % self.window.n
+        return [solo, *(p for p in self.reclaim_window.next_window() if p != solo)]
+
+    async def _try_reclaim(self, lane: str, partitions: list[int]) -> Claimed | None:
+        many = getattr(self.engine, "list_reclaimable_many", None)
+        if callable(many):
+            found: list[str] = await many(lane, partitions, 8)
+        else:
+            found = await self.engine.list_reclaimable(lane, partitions[0], 8)
+        for eid in found:
             try:
                 return await self.engine.reclaim(
                     eid, lane, self.ident.worker_id, self.ident.instance_id,

@@ -74,4 +74,20 @@ async def pipeline(ctx: TaskContext) -> list[str]:
     return [first, *(g if isinstance(g, str) else f"failed:{g.state}" for g in got), caught]
 
 
-TASKS = [step, boom, slow, square, nap, naps, fanout, pipeline]
+
+@task(name="flows.await_go", lane=LANE)
+async def await_go(ctx: TaskContext) -> str:
+    """Suspends until signal ``go`` (lease and slot released while waiting)."""
+    sig = await ctx.wait_for_signal("go")
+    return str(sig.name)
+
+
+@task(name="flows.first_attempt_hangs", lane=LANE)
+async def first_attempt_hangs(ctx: TaskContext, name: str) -> str:
+    """Hangs on its first attempt only, so a killed worker leaves it mid-task."""
+    if ctx.attempt_index == 0:
+        await anyio.sleep(60)
+    return name
+
+
+TASKS = [step, boom, slow, square, nap, naps, fanout, pipeline, first_attempt_hangs, await_go]

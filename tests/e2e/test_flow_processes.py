@@ -24,7 +24,7 @@ from flowfabric_worker.protocol.keys import ExecKeys, PartitionKeys
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-from flow_tasks import boom, fanout, naps, slow, step  # noqa: E402
+from flow_tasks import boom, fanout, first_attempt_hangs, naps, slow, step  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -205,3 +205,22 @@ async def test_kill_9_while_the_parent_waits(client: Client, workers: Workers) -
     assert parent_flow is not None
     members = await client.flow_handle(parent_flow).member_ids()
     assert sorted(children) == sorted(m for m in members if m != run.id)
+
+
+async def test_kill_9_mid_member_is_reclaimed(client: Client, workers: Workers) -> None:
+    # Members live on the flow's partition, not on their lane's: reclaim must
+    # find them there.
+    workers.start()
+    flow = client.flow()
+    a = flow.add(first_attempt_hangs, "a")
+    b = flow.add(step, "b", after=[a])
+    handle = await flow.submit()
+    with anyio.fail_after(30):
+        while (await handle.state()).members[a.id] != "active":  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+    workers.procs[0].send_signal(signal.SIGKILL)
+    workers.procs[0].wait()
+    workers.start()
+    st = await handle.wait(timeout=60)
+    assert st.state == "completed" and st.members[b.id] == "completed"
+    assert (await client.backend.exec_fields([a.id], ["lease_reclaim_count"])) == [["1"]]

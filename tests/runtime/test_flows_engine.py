@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from flow_support import core, running_worker, wait_for
-from flow_tasks import boom, slow, step
+from flow_tasks import await_go, boom, slow, step
 
 from flowfabric_worker import Client
 from flowfabric_worker.errors import InvalidInput, TaskSkipped
@@ -17,6 +17,7 @@ from flowfabric_worker.protocol.flows import CancelFlow
 from flowfabric_worker.protocol.keys import PartitionKeys
 from flowfabric_worker.runtime.flows import flow_scanners
 from flowfabric_worker.runtime.scanners import ScanRunner
+from flowfabric_worker.secrets import init_secrets
 
 pytestmark = pytest.mark.anyio
 
@@ -123,6 +124,23 @@ async def test_cancel_all_reaches_running_and_waiting_members(client: Client) ->
     assert again.policy == "cancel_all"
     pk = PartitionKeys(flow.tag)
     assert await client.backend.redis.zscore(pk.cancel_backlog, flow.flow_id) is None
+
+
+async def test_cancel_all_reaches_a_suspended_member(client: Client) -> None:
+    await init_secrets(client.backend)
+    flow = client.flow()
+    waiting = flow.add(await_go)
+    after = flow.add(step, "after", after=[waiting])
+    async with running_worker(client):
+        handle = await flow.submit()
+        await wait_for(lambda: _state_is(client, waiting.id, "suspended"))
+        wp = (await core(client, waiting.id))["current_waitpoint_id"]
+        result = await handle.cancel("cancel_all")
+        assert sorted(result.cancelled) == sorted([waiting.id, after.id])
+        st = await handle.wait(timeout=10)
+    assert set(st.members.values()) == {"cancelled"}
+    record = await client.backend.get_waitpoint(flow.tag, wp)
+    assert record is not None and record.state == "closed"
 
 
 async def test_cancel_pending_spares_the_running_member(client: Client) -> None:
