@@ -126,15 +126,36 @@ async def _core(backend: Backend, eid: ExecutionId) -> ExecCore:
     return core
 
 
-async def open_waitpoints(backend: Backend, execution_id: str,
-                          core: ExecCore | None = None) -> list[WaitpointInfo]:
+_PAGE = 1000
+
+
+async def _pending_ids(backend: Backend, eid: ExecutionId) -> list[str]:
+    """Ids of the pending waitpoints owned by ``eid``, found through the
+    partition's ``pending_waitpoint_expiry`` index, a page at a time."""
+    keys = PartitionKeys(execution_tag(eid))
+    found: list[str] = []
+    offset = 0
+    while True:
+        page = await backend.partition_members(keys.pending_waitpoint_expiry,
+                                               limit=_PAGE, offset=offset)
+        members = [m for m, _ in page]
+        owners = await backend.hash_fields_many([keys.waitpoint(m) for m in members],
+                                                ["execution_id"])
+        found += [m for m, (owner,) in zip(members, owners, strict=True) if owner == eid]
+        if len(page) < _PAGE:
+            return found
+        offset += _PAGE
+
+
+async def open_waitpoints(backend: Backend, execution_id: str, core: ExecCore | None = None,
+                          *, pending: bool = True) -> list[WaitpointInfo]:
     """The execution's open waitpoints: those of its open suspension (primary
-    first), then pending ones by creation time.
+    first), then (with ``pending``) pending ones by creation time.
 
     Pending waitpoints are not indexed per execution; they are found through
-    the partition's ``pending_waitpoint_expiry`` index (one pipelined read of
-    each candidate's owner), so the cost grows with the partition's pending
-    waitpoints, not with the database.
+    the partition's ``pending_waitpoint_expiry`` index (pages of pipelined
+    reads of each candidate's owner), so that part costs in proportion to the
+    partition's pending waitpoints.
     """
     eid = parse_execution_id(execution_id)
     core = core or await _core(backend, eid)
@@ -150,11 +171,8 @@ async def open_waitpoints(backend: Backend, execution_id: str,
             except ValueError:
                 extras = []
             ids += [str(x.get("waitpoint_id", "")) for x in extras if isinstance(x, dict)]
-    keys = PartitionKeys(t)
-    members = (await backend.all_members([keys.pending_waitpoint_expiry], 1_000_000))[0]
-    owners = await backend.hash_fields_many([keys.waitpoint(m) for m in members],
-                                            ["execution_id"])
-    ids += [m for m, (owner,) in zip(members, owners, strict=True) if owner == eid]
+    if pending:
+        ids += await _pending_ids(backend, eid)
     unique = [i for i in dict.fromkeys(ids) if i]
     records = await backend.get_waitpoints(t, unique)
     out = [WaitpointInfo.from_record(wp, primary=wp.waitpoint_id == primary)
@@ -189,6 +207,25 @@ def _choose(eid: ExecutionId, core: ExecCore, candidates: list[WaitpointInfo]) -
     keys = ", ".join(w.waitpoint_key for w in candidates)
     raise AmbiguousWaitpoint(f"execution {eid} has {len(candidates)} open waitpoints "
                              f"({keys}); pass waitpoint= with one of them")
+
+
+async def _target(backend: Backend, eid: ExecutionId, core: ExecCore,
+                  waitpoint: str | None) -> WaitpointInfo:
+    """The waitpoint a signal goes to, reading as little as possible: a named
+    id is read directly, a suspended execution's primary needs no scan of the
+    pending index."""
+    if waitpoint:
+        record = await backend.get_waitpoint(execution_tag(eid), waitpoint)
+        if record is not None and record.execution_id == eid and record.state in (
+                "pending", "active"):
+            return WaitpointInfo.from_record(
+                record, primary=record.waitpoint_id == core.current_waitpoint_id)
+        return _named(eid, waitpoint, await open_waitpoints(backend, eid, core))
+    if core.current_waitpoint_id:
+        for w in await open_waitpoints(backend, eid, core, pending=False):
+            if w.primary:
+                return w
+    return _choose(eid, core, await open_waitpoints(backend, eid, core))
 
 
 async def _call(backend: Backend, call: DeliverSignal | BufferSignal) -> SignalResult:
@@ -241,8 +278,7 @@ async def send_signal(
         raise InvalidInput(f"signal payload is {len(body)} bytes; the limit is "
                            f"{MAX_SIGNAL_PAYLOAD}")
     core = await _core(backend, eid)
-    candidates = await open_waitpoints(backend, eid, core)
-    wp = _named(eid, waitpoint, candidates) if waitpoint else _choose(eid, core, candidates)
+    wp = await _target(backend, eid, core, waitpoint)
     presented = wp.token
     if token is not None:
         if not wp.token.matches(token):

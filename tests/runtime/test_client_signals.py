@@ -270,3 +270,14 @@ async def test_delivery_announces_work_on_the_lane_wake_channel(client: Client) 
         assert msg["channel"] == b"ffw:wake:sigclient"
     finally:
         await pubsub.aclose()
+
+
+async def test_pending_waitpoint_found_behind_a_page_of_others(client: Client) -> None:
+    eid, c = await running(client)
+    index = ExecKeys(eid).pending_waitpoint_expiry
+    # 1200 entries of other (here: vanished) waitpoints sort before ours.
+    await client.backend.redis.zadd(index, {f"other-{i}": i + 1 for i in range(1200)})
+    p = await pending(client, eid, c)
+    (wp,) = await client.pending_waitpoints(eid)
+    assert wp.waitpoint_id == p.waitpoint_id
+    assert (await client.signal(eid, "go")).status == "buffered"
