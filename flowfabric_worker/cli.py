@@ -178,6 +178,8 @@ def _inspect(args: argparse.Namespace) -> int:
                 "state": core.public_state, "attempts": core.total_attempt_count,
                 "retries": core.retry_count,
             }
+            if core.flow_id:
+                out["flow"] = core.flow_id  # `inspect FLOW_ID` shows the flow
             if core.failure_reason or core.cancellation_reason:
                 out["reason"] = core.failure_reason or core.cancellation_reason
                 out["category"] = await run.failure_category(core)

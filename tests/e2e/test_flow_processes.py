@@ -45,12 +45,17 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, *extra: str) -> None:
+        self._spawn("run", "flow_tasks", "--lease-ttl", "2", "--grace-period", "1", *extra)
+
+    def scan(self, *extra: str) -> None:
+        """A ``flowfabric-worker scan`` process (engine roles only)."""
+        self._spawn("scan", *extra)
+
+    def _spawn(self, *args: str) -> None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "flowfabric_worker.cli", "run", "flow_tasks",
-             "--url", self.url, "--lease-ttl", "2", "--grace-period", "1",
-             "--scanner-interval-scale", "0.05", "--log-level", "WARNING", *extra],
-            env=env))
+            [sys.executable, "-m", "flowfabric_worker.cli", *args, "--url", self.url,
+             "--scanner-interval-scale", "0.05", "--log-level", "WARNING"], env=env))
 
     def stop(self) -> None:
         for p in self.procs:
@@ -99,6 +104,20 @@ async def test_diamond_across_two_worker_processes(client: Client, workers: Work
         await times(client, n) for n in (a, b, c, d)]
     assert b_start >= a_done and c_start >= a_done and d_start >= max(b_done, c_done)
     assert await handle.run(d).result() == "d"
+
+
+async def test_scan_process_runs_the_engine_roles(client: Client, workers: Workers) -> None:
+    # Workers without scanners: dispatch comes from the `scan` process alone.
+    workers.start("--no-scanners")
+    workers.scan()
+    flow = client.flow()
+    a = flow.add(step, "a")
+    b = flow.add(boom, "b", after=[a])
+    c = flow.add(step, "c", after=[b])
+    handle = await flow.submit()
+    st = await handle.wait(timeout=60)
+    assert [st.members[n.id] for n in (a, b, c)] == ["completed", "failed", "skipped"]
+    assert await client.backend.redis.keys("ffw:dagclaim:*")  # the push path ran
 
 
 async def test_failure_skip_cascades_two_levels(client: Client, workers: Workers) -> None:
@@ -157,6 +176,9 @@ async def test_cli_cancel_all_then_inspect(
         "running": "cancelled", "waiting": "cancelled"}
     assert [(e["upstream"], e["downstream"]) for e in shown["edges"]] == [
         (running.id, waiting.id)]
+    assert await anyio.to_thread.run_sync(lambda: main(["inspect", waiting.id, "--url", url])) == 0
+    member = json.loads(capsys.readouterr().out)
+    assert member["flow"] == handle.id and member["state"] == "cancelled"
 
 
 async def test_reconciler_alone_drives_a_flow(client: Client, workers: Workers) -> None:
