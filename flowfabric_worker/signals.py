@@ -292,27 +292,37 @@ async def send_signal(
     if wp.state == "active":
         result = await _call(backend, DeliverSignal(
             signal_id=new_uuid(), lane=core.lane_id or "default", **common))
-        return _outcome(result, eid, wp.waitpoint_id)
-    result = await _call(backend, BufferSignal(signal_id=new_uuid(), **common))
-    if result.duplicate:
-        return _outcome(result, eid, wp.waitpoint_id)
-    return await _after_buffer(backend, core, result, common)
+    else:
+        result = await _call(backend, BufferSignal(signal_id=new_uuid(), **common))
+    if result.duplicate or result.effect == _EFFECT_BUFFERED:
+        late = await _redeliver_if_late(backend, core, result.signal_id, common)
+        if late is not None:
+            return late
+    return _outcome(result, eid, wp.waitpoint_id)
 
 
-async def _after_buffer(backend: Backend, core: ExecCore, result: SignalResult,
-                        common: dict[str, Any]) -> SignalOutcome:
-    """The buffer function also appends to a waitpoint that was activated a
-    moment ago, where nothing would ever evaluate the signal (spec 03 §4.2).
-    If the task suspended before our signal landed, deliver it properly."""
+async def _redeliver_if_late(backend: Backend, core: ExecCore, signal_id: str,
+                             common: dict[str, Any]) -> SignalOutcome | None:
+    """Deliver again a signal that was buffered but never evaluated.
+
+    The buffer function also appends to a waitpoint activated a moment ago,
+    where nothing evaluates the signal any more (spec 03 §4.2): a signal we
+    saw pending but that landed after the task suspended. ``signal_id`` is
+    ours, or — on a duplicate — the first signal with this idempotency key,
+    so a retry after a crash between the two steps also completes. The
+    redelivery uses the key suffixed ``#redeliver``, so it happens once.
+    Returns None when there is nothing to do.
+    """
     eid, wp_id = common["eid"], common["waitpoint_id"]
     t = execution_tag(eid)
+    recorded = await backend.get_signal(t, signal_id)
+    if recorded is None or recorded.observed_effect != _EFFECT_BUFFERED:
+        return None
     now = await backend.get_waitpoint(t, wp_id)
     if now is None or now.state != "active" or now.activated_at is None:
-        return _outcome(result, eid, wp_id)
-    recorded = await backend.get_signal(t, result.signal_id)
-    if recorded is None or recorded.accepted_at is None or (
-            recorded.accepted_at < now.activated_at):
-        return _outcome(result, eid, wp_id)  # buffered before activation: replayed there
+        return None  # still pending, or closed: the buffered signal was (or will be) replayed
+    if recorded.accepted_at is None or recorded.accepted_at < now.activated_at:
+        return None  # buffered before activation: replayed there
     late = dict(common)
     if late["idempotency_key"]:
         late["idempotency_key"] = late["idempotency_key"] + "#redeliver"

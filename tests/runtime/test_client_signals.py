@@ -116,8 +116,25 @@ async def test_signal_buffered_after_activation_is_delivered(client: Client) -> 
     assert late.effect == "buffered_for_pending_waitpoint"
     assert await client.run(eid).state() == "suspended"  # never evaluated
     core = await client.run(eid).info()
-    out = await client_signals._after_buffer(client.backend, core, late, common)
-    assert out.resumed and await client.run(eid).state() == "waiting"
+    out = await client_signals._redeliver_if_late(client.backend, core, late.signal_id, common)
+    assert out is not None and out.resumed and await client.run(eid).state() == "waiting"
+
+
+async def test_retry_after_a_lost_late_buffer_still_delivers(client: Client) -> None:
+    # A first client.signal(..., idempotency_key="k") buffered onto the
+    # just-activated waitpoint, then died before redelivering. The retry with
+    # the same key is a duplicate for the library; the client notices the
+    # first signal was never evaluated and delivers it, once.
+    eid, c = await running(client)
+    p = await pending(client, eid, c)
+    await suspend(client, eid, c, ["go"], use_pending=p.waitpoint_id)
+    first = await client.backend.call(BufferSignal(
+        eid=eid, signal_id=new_uuid(), waitpoint_id=p.waitpoint_id, signal_name="go",
+        token=p.token, idempotency_key="k"))
+    assert await client.run(eid).state() == "suspended"
+    retry = await client.signal(eid, "go", idempotency_key="k")
+    assert retry.resumed and retry.signal_id != first.signal_id
+    assert await client.run(eid).state() == "waiting"
 
 
 async def test_no_waitpoint_unknown_execution_and_ambiguity(client: Client) -> None:
