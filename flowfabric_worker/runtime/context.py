@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .children import ChildHandle, Children
 from .signals import DEFAULT_WAITPOINT_TTL, OnTimeout, Signal, Waitpoint, Waits
 from .task_streams import emit_event, emit_stream, emit_summary, writer_of
+from .thread_bridge import loop_or_thread
 
 T = TypeVar("T")
 
@@ -96,10 +97,10 @@ class TaskContext:
         if self._progress_fn is not None:
             await self._progress_fn(pct, message)
 
-    async def stream(
+    def stream(
         self, data: str | bytes, *, kind: str = "stdout", frame_type: str | None = None,
         correlation_id: str | None = None, mode: str = "durable",
-    ) -> None:
+    ) -> Awaitable[None]:
         """Append one frame to this attempt's stream (text or bytes).
 
         ``kind`` is ``stdout``, ``stderr``, ``event`` or ``blob``; ``mode`` is
@@ -108,28 +109,40 @@ class TaskContext:
         usually returns without a round trip, and the worker flushes them
         before the attempt ends, so consumers never see a finished attempt
         with frames missing. See docs/streams.md.
+
+        ``await`` it in an async task; in a plain (sync) task, which the worker
+        runs in a thread, just call it: the frame is queued on the worker's
+        event loop before the call returns.
         """
-        self.ensure_lease()
-        if await self._output_replayed():
-            return
-        await emit_stream(writer_of(self.extensions), data, kind=kind, frame_type=frame_type,
-                          correlation_id=correlation_id, mode=mode)
+        async def emit() -> None:
+            self.ensure_lease()
+            if await self._output_replayed():
+                return
+            await emit_stream(writer_of(self.extensions), data, kind=kind,
+                              frame_type=frame_type, correlation_id=correlation_id, mode=mode)
+        return loop_or_thread(emit)
 
-    async def event(self, obj_or_name: Any, data: Any = None, *, live: bool = False) -> None:
+    def event(self, obj_or_name: Any, data: Any = None, *, live: bool = False) -> Awaitable[None]:
         """A structured (JSON) event frame: ``event("name", data)`` or
-        ``event(obj)`` for a dict/dataclass/model. ``live=True`` → best-effort."""
-        self.ensure_lease()
-        if await self._output_replayed():
-            return
-        await emit_event(writer_of(self.extensions), obj_or_name, data, live=live)
+        ``event(obj)`` for a dict/dataclass/model. ``live=True`` → best-effort.
+        Awaited in async tasks, called plainly in sync ones (see :meth:`stream`)."""
+        async def emit() -> None:
+            self.ensure_lease()
+            if await self._output_replayed():
+                return
+            await emit_event(writer_of(self.extensions), obj_or_name, data, live=live)
+        return loop_or_thread(emit)
 
-    async def summary(self, patch: Any) -> None:
+    def summary(self, patch: Any) -> Awaitable[None]:
         """Merge ``patch`` into this attempt's summary document (JSON Merge
-        Patch: ``None`` deletes a key; read it with ``run.summary()``)."""
-        self.ensure_lease()
-        if await self._output_replayed():
-            return
-        await emit_summary(writer_of(self.extensions), patch)
+        Patch: ``None`` deletes a key; read it with ``run.summary()``).
+        Awaited in async tasks, called plainly in sync ones (see :meth:`stream`)."""
+        async def emit() -> None:
+            self.ensure_lease()
+            if await self._output_replayed():
+                return
+            await emit_summary(writer_of(self.extensions), patch)
+        return loop_or_thread(emit)
 
     # -- durable execution: steps, signals, sleeps (docs/signals.md) ----------
 

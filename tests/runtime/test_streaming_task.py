@@ -57,6 +57,22 @@ async def summarise(ctx: TaskContext) -> str:
     return "ok"
 
 
+@task(name="s.sync_produce", lane=LANE)
+def sync_produce(ctx: TaskContext, n: int) -> list[str]:
+    """A plain function: the worker runs it in a thread; it streams without await."""
+    for i in range(n):
+        ctx.stream(f"s{i};")
+    ctx.event("done", {"n": n})
+    ctx.summary({"n": n, "model": {"name": "sync"}})
+    refused = []
+    for bad in (lambda: ctx.stream("x", kind="stdin"), lambda: ctx.summary([1])):
+        try:
+            bad()
+        except InvalidInput as exc:  # raised in the task's own thread
+            refused.append(type(exc).__name__)
+    return refused
+
+
 @pytest.fixture
 async def client(url: str) -> AsyncIterator[Client]:
     async with Client.connect(url) as c:
@@ -64,7 +80,7 @@ async def client(url: str) -> AsyncIterator[Client]:
 
 
 def make_worker(client: Client) -> Worker:
-    return Worker(client, tasks=[produce, fail_after, summarise], lanes=[LANE],
+    return Worker(client, tasks=[produce, fail_after, summarise, sync_produce], lanes=[LANE],
                   concurrency=4, lease_ttl=5, grace_period=1, scanner_interval_scale=0.05)
 
 
@@ -273,3 +289,39 @@ async def test_drain_hand_back_flushes_queued_frames_first(
     assert texts[7:] in ([], ["late"])
     meta = await client.backend.read_stream_meta(run.id, 0)
     assert meta is not None and not meta.closed  # a hand-back does not end the attempt
+
+
+async def test_sync_task_streams_from_its_thread(client: Client) -> None:
+    run = await sync_produce.submit(client, 50)
+    worker = make_worker(client)
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            assert await run.result() == ["InvalidInput", "InvalidInput"]
+            worker.stop()
+    frames = [f async for f in run.frames(follow=False)]
+    assert [f.text for f in frames[:50]] == [f"s{i};" for i in range(50)]
+    assert json.loads(frames[50].text) == {"event": "done", "data": {"n": 50}}
+    assert frames[51].mode is StreamMode.SUMMARY and len(frames) == 52
+    s = await run.summary()
+    assert s.version == 1 and s.document == {"n": 50, "model": {"name": "sync"}}
+
+
+async def test_stream_from_a_foreign_thread_is_refused() -> None:
+    import threading
+
+    ctx = TaskContext(execution_id="e", attempt_index=0, attempt_type="initial",
+                      lane="l", tags={})
+    seen: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            ctx.stream("x")
+        except BaseException as exc:
+            seen.append(exc)
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join(10)
+    assert len(seen) == 1 and isinstance(seen[0], ConfigurationError)
+    assert "event loop" in str(seen[0])
