@@ -1,11 +1,19 @@
 """Attempt-stream throughput and latency against a local redis-server.
 
-    python bench/streams.py [--url redis://127.0.0.1:6379/0] [--frames 20000]
+    python bench/streams.py [--url redis://127.0.0.1:6379/0] [--frames 50000]
 
 Without --url a private redis-server is started on a free port. Reports:
-* frames/s from one producer of 64-byte durable frames through FrameWriter
-  (pipelined batches), and the unbatched baseline (one round trip per frame);
-* producer->consumer latency p50/p99 for frames tailed with ``frames()``.
+
+* ``task``: frames/s of ONE task run by a real Worker, writing 64-byte
+  durable frames with ``await ctx.stream(...)`` in a loop (default
+  FrameWriter settings), timed from the task's first frame to the result
+  (so the final flush and the terminal call are included);
+* ``writer``: the same through a bare FrameWriter, with the number of
+  ``ffw_append_frames`` calls and the server-side cost per frame (INFO
+  commandstats), and the unbatched baseline — one ``ff_append_frame`` round
+  trip per frame;
+* producer->consumer latency p50/p99 of frames written one per ms and read by
+  a ``frames()`` tail, for two flush delays.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ import tempfile
 import time
 from typing import Any
 
+import anyio
+
+from flowfabric_worker import Client, TaskContext, Worker, task
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.protocol.ids import mint_execution_id
 from flowfabric_worker.protocol.keys import ExecKeys
@@ -28,6 +39,7 @@ from flowfabric_worker.runtime.frames import FrameWriter
 from flowfabric_worker.streams import frames
 
 LEASE = "11111111-1111-4111-8111-111111111111"
+PAYLOAD = "x" * 64
 
 
 def start_server() -> tuple[str, subprocess.Popen[bytes]]:
@@ -44,7 +56,7 @@ def start_server() -> tuple[str, subprocess.Popen[bytes]]:
 
 
 async def active(backend: Backend) -> str:
-    # The fence fields alone are enough for ff_append_frame's lite lease check.
+    # The fence fields alone are enough for the lite lease check of appends.
     eid = mint_execution_id(lane_id="bench")
     await backend.redis.hset(ExecKeys(eid).core, mapping={
         "lifecycle_phase": "active", "ownership_state": "leased",
@@ -53,24 +65,57 @@ async def active(backend: Backend) -> str:
     return eid
 
 
-async def throughput(backend: Backend, n: int) -> tuple[float, float]:
-    payload = "x" * 64
-    eid = await active(backend)
-    w = FrameWriter(backend, eid=eid, attempt_index=0, lease_id=LEASE, lease_epoch=1)
+async def fcall_usec(backend: Backend, name: str) -> float:
+    """Server time spent in FCALL so far (only FCALL is counted, all functions)."""
+    info = await backend.redis.info("commandstats")
+    stats = info.get(f"cmdstat_{name}") or {}
+    return float(stats.get("usec", 0))
+
+
+@task(name="bench.stream", lane="bench")
+async def stream_task(ctx: TaskContext, n: int) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
-        await w.stdout(payload)
-    await w.aclose()
-    batched = n / (time.perf_counter() - t0)
+        await ctx.stream(PAYLOAD)
+    return t0
+
+
+async def through_task(url: str, n: int) -> float:
+    async with Client.connect(url) as client:
+        run = await stream_task.submit(client, n)
+        worker = Worker(client, tasks=[stream_task], lanes=["bench"], concurrency=1,
+                        scanners=False)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            t0 = await run.result(timeout=120)
+            elapsed = time.perf_counter() - t0
+            worker.stop()
+        meta = await client.backend.read_stream_meta(run.id, 0)
+        assert meta is not None and meta.frame_count == n, meta
+        return n / elapsed
+
+
+async def through_writer(backend: Backend, n: int) -> tuple[float, int, float]:
     eid = await active(backend)
-    m = max(n // 10, 100)
+    w = FrameWriter(backend, eid=eid, attempt_index=0, lease_id=LEASE, lease_epoch=1)
+    usec0 = await fcall_usec(backend, "fcall")
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await w.stdout(PAYLOAD)
+    await w.aclose()
+    rate = n / (time.perf_counter() - t0)
+    server_us = (await fcall_usec(backend, "fcall") - usec0) / n
+    return rate, w.batches, server_us
+
+
+async def unbatched(backend: Backend, m: int) -> float:
+    eid = await active(backend)
     t0 = time.perf_counter()
     for _ in range(m):
         await backend.append_frame(AppendFrame(eid=eid, attempt_index=0, lease_id=LEASE,
                                                lease_epoch=1, frame_type="stdout",
-                                               payload=payload))
-    single = m / (time.perf_counter() - t0)
-    return batched, single
+                                               payload=PAYLOAD))
+    return m / (time.perf_counter() - t0)
 
 
 async def latency(backend: Backend, n: int, delay_s: float) -> list[float]:
@@ -85,13 +130,13 @@ async def latency(backend: Backend, n: int, delay_s: float) -> list[float]:
             if len(lat) == n:
                 return
 
-    task = asyncio.create_task(consume())
+    reader = asyncio.create_task(consume())
     await asyncio.sleep(0.05)
     for _ in range(n):
         await w.stdout(repr(time.perf_counter()))
         await asyncio.sleep(0.001)
     await w.aclose()
-    await asyncio.wait_for(task, 30)
+    await asyncio.wait_for(reader, 30)
     return lat
 
 
@@ -101,17 +146,24 @@ async def main(args: Any) -> None:
     if url is None:
         url, proc = start_server()
     try:
+        n = args.frames
+        task_rate = await through_task(url, n)
+        print(f"task (ctx.stream, 64-byte durable frames, n={n}): {task_rate:,.0f} frames/s")
         backend = await Backend.open(url)
         try:
-            batched, single = await throughput(backend, args.frames)
-            print(f"producer, 64-byte frames: batched {batched:,.0f} frames/s; "
-                  f"one round trip per frame {single:,.0f} frames/s")
-            for delay in (0.001, 0.02):
+            rate, batches, server_us = await through_writer(backend, n)
+            print(f"writer (FrameWriter, n={n}): {rate:,.0f} frames/s in {batches} calls "
+                  f"(avg {n / max(batches, 1):.0f} frames/call), "
+                  f"server {server_us:.2f} us/frame")
+            m = max(n // 10, 100)
+            print(f"unbatched (one ff_append_frame round trip per frame, n={m}): "
+                  f"{await unbatched(backend, m):,.0f} frames/s")
+            for delay in (0.001, 0.0):
                 lat = sorted(await latency(backend, args.latency_frames, delay))
                 p50 = statistics.median(lat) * 1000
                 p99 = lat[int(len(lat) * 0.99) - 1] * 1000
-                print(f"producer->consumer latency (flush delay {delay * 1000:.0f} ms): "
-                      f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+                print(f"producer->consumer latency, 1 frame/ms, flush delay "
+                      f"{delay * 1000:.0f} ms (n={len(lat)}): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
         finally:
             await backend.close()
     finally:
@@ -123,6 +175,6 @@ async def main(args: Any) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--url")
-    ap.add_argument("--frames", type=int, default=20000)
-    ap.add_argument("--latency-frames", type=int, default=500)
+    ap.add_argument("--frames", type=int, default=50000)
+    ap.add_argument("--latency-frames", type=int, default=2000)
     asyncio.run(main(ap.parse_args()))

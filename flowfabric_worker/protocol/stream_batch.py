@@ -31,12 +31,18 @@ __all__ = [
     "MAX_BATCH_FRAMES",
     "AppendFrames",
     "AppendFramesResult",
+    "FrameArgs",
     "OutFrame",
     "check_summary_patch",
 ]
 
 #: Most frames one ``ffw_append_frames`` call accepts (the Lua refuses more).
 MAX_BATCH_FRAMES = 4096
+
+
+#: ``(frame_type, payload, mode, correlation_id, ts)``: a plain tuple is
+#: accepted wherever an :class:`OutFrame` is (cheaper to build per frame).
+FrameArgs = tuple[str, bytes, str, str, str]
 
 
 class OutFrame(NamedTuple):
@@ -91,7 +97,7 @@ class AppendFrames(FCall[AppendFramesResult], frozen=True, kw_only=True):
     attempt_index: int
     lease_id: str
     lease_epoch: int
-    frames: tuple[OutFrame, ...]
+    frames: tuple[FrameArgs, ...]
     retention_maxlen: int = DEFAULT_RETENTION_MAXLEN
     attempt_id: str = ""
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
@@ -116,13 +122,13 @@ class AppendFrames(FCall[AppendFramesResult], frozen=True, kw_only=True):
             raise InvalidInput(f"a batch holds 1..{MAX_BATCH_FRAMES} frames")
         if self.prevalidated:
             return
-        for i, f in enumerate(self.frames):
-            if len(f.payload) > self.max_payload_bytes:
+        for i, (_, payload, mode, _, _) in enumerate(self.frames):
+            if len(payload) > self.max_payload_bytes:
                 raise InvalidInput(
-                    f"frame {i}: payload of {len(f.payload)} bytes exceeds "
+                    f"frame {i}: payload of {len(payload)} bytes exceeds "
                     f"max_payload_bytes={self.max_payload_bytes}")
-            if f.mode == StreamMode.SUMMARY.value:
-                check_summary_patch(f.payload)
+            if mode == StreamMode.SUMMARY.value:
+                check_summary_patch(payload)
 
     def keys(self) -> list[str]:
         k = ExecKeys(self.eid)

@@ -37,14 +37,13 @@ from ..protocol.stream_batch import (
     MAX_BATCH_FRAMES,
     AppendFrames,
     AppendFramesResult,
-    OutFrame,
+    FrameArgs,
     check_summary_patch,
 )
 from ..protocol.streams import DEFAULT_MAX_PAYLOAD_BYTES, FrameKind, StreamMode
 
 __all__ = ["FrameWriter"]
 
-_SUMMARY = StreamMode.SUMMARY.value
 
 
 class FrameWriter:
@@ -69,7 +68,7 @@ class FrameWriter:
         attempt_id: str = "",
         max_batch: int = 1024,
         max_batch_bytes: int = 512 * 1024,
-        max_delay_s: float = 0.002,
+        max_delay_s: float = 0.001,
         max_pending_batches: int = 4,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         best_effort_ttl_ms: int = 10_000,
@@ -90,7 +89,7 @@ class FrameWriter:
         self._max_delay_s = max_delay_s
         self._high_frames = max_batch * max_pending_batches
         self._high_bytes = max_batch_bytes * max_pending_batches
-        self._pending: list[OutFrame] = []
+        self._pending: list[FrameArgs] = []
         self._pending_bytes = 0
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()   # send now: a full batch or a flush()
@@ -107,16 +106,18 @@ class FrameWriter:
                     mode: StreamMode = StreamMode.DURABLE, correlation_id: str = "") -> None:
         """Queue one frame. Validated now: an oversize payload or a malformed
         summary patch raises :class:`InvalidInput` and nothing is queued."""
-        self._raise_if_failed()
+        # This runs once per frame: keep it lean (no enum lookups, plain tuples).
+        if self._error is not None:
+            raise self._error
         data = payload.encode("utf-8") if isinstance(payload, str) else payload
         size = len(data)
         if size > self._max_payload:
             raise InvalidInput(f"payload of {size} bytes exceeds "
                                f"max_payload_bytes={self._max_payload}")
-        m = mode.value
-        if m == _SUMMARY:
+        if mode == "summary":
             check_summary_patch(data)
-        self._pending.append(OutFrame(frame_type, data, m, correlation_id))
+        # StreamMode is a str: the member itself is the wire value.
+        self._pending.append((frame_type, data, mode, correlation_id, ""))
         self._pending_bytes += size
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._run())
@@ -199,7 +200,7 @@ class FrameWriter:
                 self._flusher = None
             self._space.set()
 
-    def _take(self) -> tuple[OutFrame, ...]:
+    def _take(self) -> tuple[FrameArgs, ...]:
         """The oldest frames up to the batch caps (at least one)."""
         pending = self._pending
         if len(pending) <= self._max_batch and self._pending_bytes <= self._max_batch_bytes:
@@ -209,10 +210,10 @@ class FrameWriter:
         n = min(len(pending), self._max_batch)
         size = 0
         for i in range(n):
-            size += len(pending[i].payload)
+            size += len(pending[i][1])
             if size > self._max_batch_bytes and i > 0:
                 n = i
-                size -= len(pending[i].payload)
+                size -= len(pending[i][1])
                 break
         batch = tuple(pending[:n])
         del pending[:n]

@@ -36,13 +36,16 @@ def writer_of(extensions: dict[str, Any]) -> FrameWriter:
     return fw
 
 
+_MODES: dict[str, StreamMode] = {m.value: m for m in StreamMode}
+
+
 def _mode(mode: StreamMode | str) -> StreamMode:
-    try:
-        return StreamMode(mode)
-    except ValueError:
+    # A dict lookup, not StreamMode(mode): this runs once per frame.
+    m = _MODES.get(mode)
+    if m is None:
         raise InvalidInput(
-            f"mode must be one of {', '.join(m.value for m in StreamMode)}; got {mode!r}"
-        ) from None
+            f"mode must be one of {', '.join(m.value for m in StreamMode)}; got {mode!r}")
+    return m
 
 
 def _json(value: Any) -> str:

@@ -182,23 +182,25 @@ redis.register_function("ffw_append_frames", function(keys, args)
   if #args ~= HEADER + 2 then
     return err("invalid_input", "expected " .. istr(HEADER + 2) .. " arguments")
   end
-  -- Unpack the frames: fields[i * STRIDE + j] is field j (1..5) of frame i.
-  local blob, fields, pos = args[HEADER + 2], {}, 1
-  for len in string.gmatch(args[HEADER + 1], "%S+") do
-    local l = parse_uint(len)
-    if l == nil or pos + l - 1 > #blob then
+  -- Field lengths first: lens[i * STRIDE + j] is the length of field j
+  -- (1..5) of frame i; the fields themselves are cut from the blob only when
+  -- needed (payload sizes and modes are known from the lengths).
+  local blob, lens, total = args[HEADER + 2], {}, 0
+  for tok in string.gmatch(args[HEADER + 1], "%S+") do
+    local l = tonumber(tok)
+    if l == nil or l < 0 or l ~= math.floor(l) then
       return err("invalid_input", "field lengths do not match the fields")
     end
-    fields[#fields + 1] = string.sub(blob, pos, pos + l - 1)
-    pos = pos + l
+    lens[#lens + 1] = l
+    total = total + l
   end
-  if #fields ~= n * STRIDE or pos ~= #blob + 1 then
+  if #lens ~= n * STRIDE or total ~= #blob then
     return err("invalid_input", "field lengths do not match the fields")
   end
 
   -- §8.5 check 1 for every frame before anything else.
   for i = 0, n - 1 do
-    if #fields[i * STRIDE + 3] > max_payload then
+    if lens[i * STRIDE + 3] > max_payload then
       return err("retention_limit_exceeded", istr(i))
     end
   end
@@ -212,15 +214,19 @@ redis.register_function("ffw_append_frames", function(keys, args)
   if meta_exists and meta.closed_at ~= "" then return err("stream_closed") end
 
   -- Summary checks 7-12 for every summary frame, still before any write.
+  local sub = string.sub
   local patches = {}
   local any_summary = false
+  local pos = 1
   for i = 0, n - 1 do
-    local base = i * STRIDE
-    if fields[base + 4] == "summary" then
+    local b = i * STRIDE
+    local ppos = pos + lens[b + 1] + lens[b + 2]
+    local mpos = ppos + lens[b + 3]
+    if lens[b + 4] == 7 and sub(blob, mpos, mpos + 6) == "summary" then
       if summary_key == nil then
         return err("invalid_input", "summary mode requires stream_summary key", istr(i))
       end
-      local patch = json_decode(fields[base + 3])
+      local patch = json_decode(sub(blob, ppos, mpos - 1))
       if patch == nil then
         return err("invalid_input", "patch payload is not valid JSON", istr(i))
       end
@@ -233,6 +239,7 @@ redis.register_function("ffw_append_frames", function(keys, args)
       patches[i] = patch
       any_summary = true
     end
+    pos = mpos + lens[b + 4] + lens[b + 5]
   end
   if any_summary then
     local stored = redis.call("HGET", summary_key, "document")
@@ -282,19 +289,30 @@ redis.register_function("ffw_append_frames", function(keys, args)
   end
 
   local ts_now = istr(now)
+  local ttl_str, ret_str = istr(ttl_ms), istr(retention)
   local first_id, id = nil, nil
   local bytes, version_str = 0, ""
+  -- One entry table reused for every XADD (fields in the order of §8.1).
+  local entry = {"frame_type", "", "ts", "", "payload", "", "encoding", encoding,
+    "source", source, "mode", ""}
+  pos = 1
   for i = 0, n - 1 do
-    local base = i * STRIDE
-    local frame_type, ts, payload = fields[base + 1], fields[base + 2], fields[base + 3]
-    local mode, correlation_id = fields[base + 4], fields[base + 5]
+    local b = i * STRIDE
+    local e1 = pos + lens[b + 1]
+    local e2 = e1 + lens[b + 2]
+    local e3 = e2 + lens[b + 3]
+    local e4 = e3 + lens[b + 4]
+    local e5 = e4 + lens[b + 5]
+    local ts, payload, mode = sub(blob, e1, e2 - 1), sub(blob, e2, e3 - 1), sub(blob, e3, e4 - 1)
+    entry[2] = sub(blob, pos, e1 - 1)
+    pos = e5
     local trim, limit
     if mode == "best_effort" then
       trim = "be"
     elseif mode == "summary" then
       trim, limit = "~", "64"
     elseif retention > 0 then
-      trim, limit = "=", istr(retention)
+      trim, limit = "=", ret_str
     else
       trim, limit = "~", "10000"
     end
@@ -308,20 +326,20 @@ redis.register_function("ffw_append_frames", function(keys, args)
       version_str = this_version
     end
     if ts == "" then ts = ts_now end
-    local entry = {"frame_type", frame_type, "ts", ts, "payload", payload,
-      "encoding", encoding, "source", source, "mode", mode}
-    if correlation_id ~= "" then
-      entry[#entry + 1] = "correlation_id"
-      entry[#entry + 1] = correlation_id
+    entry[4], entry[6], entry[12] = ts, payload, mode
+    local cnt = 12
+    if e5 > e4 then
+      entry[13], entry[14] = "correlation_id", sub(blob, e4, e5 - 1)
+      cnt = 14
     end
     if mode == "summary" then
-      entry[#entry + 1] = "summary_version"
-      entry[#entry + 1] = this_version
+      entry[cnt + 1], entry[cnt + 2] = "summary_version", this_version
+      cnt = cnt + 2
     elseif mode == "best_effort" and ttl_ms > 0 then
-      entry[#entry + 1] = "ttl_ms"
-      entry[#entry + 1] = istr(ttl_ms)
+      entry[cnt + 1], entry[cnt + 2] = "ttl_ms", ttl_str
+      cnt = cnt + 2
     end
-    id = redis.call("XADD", data_key, "*", unpack(entry))
+    id = redis.call("XADD", data_key, "*", unpack(entry, 1, cnt))
     if first_id == nil then first_id = id end
     bytes = bytes + #payload
 
