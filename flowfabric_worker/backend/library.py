@@ -27,7 +27,7 @@ class LibrarySpec:
 
 
 FLOWFABRIC = LibrarySpec(name="flowfabric", version_function="ff_version", version="34")
-FFW = LibrarySpec(name="ffw", version_function="ffw_version", version="3")
+FFW = LibrarySpec(name="ffw", version_function="ffw_version", version="4")
 
 
 @cache

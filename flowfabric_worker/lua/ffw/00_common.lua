@@ -1,7 +1,7 @@
 -- Shared helpers for the `ffw` extension library (our additions to the
 -- FlowFabric contract; every function is named ffw_*).
 
-local FFW_VERSION = "3"
+local FFW_VERSION = "4"
 
 local function ok(...)
   return {1, "OK", ...}
