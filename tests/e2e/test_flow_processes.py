@@ -246,3 +246,23 @@ async def test_kill_9_mid_member_is_reclaimed(client: Client, workers: Workers) 
     st = await handle.wait(timeout=60)
     assert st.state == "completed" and st.members[b.id] == "completed"
     assert (await client.backend.exec_fields([a.id], ["lease_reclaim_count"])) == [["1"]]
+
+
+async def test_kill_9_while_the_parent_spawns(client: Client, workers: Workers) -> None:
+    # Killed part-way through spawning: the next attempt replays the journaled
+    # spawns and re-creates an unjournaled one under the same derived id.
+    workers.start("--concurrency", "1")
+    run = await fanout.submit(client, 150)
+    with anyio.fail_after(30):
+        while True:
+            flow_id = (await run.info()).flow_id
+            if flow_id and len(await client.flow_handle(flow_id).member_ids()) > 10:
+                break
+            await anyio.sleep(0.005)
+    workers.procs[0].send_signal(signal.SIGKILL)
+    workers.procs[0].wait()
+    spawned_before_restart = len(await client.flow_handle(flow_id).member_ids()) - 1
+    workers.start("--concurrency", "1")
+    assert await run.result(timeout=120) == sum(i * i for i in range(150))
+    assert len(await _children_created(client, run.id, "flows.square")) == 150
+    assert 10 <= spawned_before_restart <= 150
