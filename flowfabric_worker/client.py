@@ -33,6 +33,7 @@ from .errors import (
 )
 from .protocol.budgets import AttachAdmission
 from .protocol.ids import ExecutionId, mint_execution_id, parse_execution_id, partition_of
+from .protocol.keys import DONE_CHANNEL, WAKE_CHANNEL
 from .protocol.lifecycle import CancelExecution, CreateExecution
 from .protocol.records import ExecCore, PublicState
 from .protocol.streams import Frame, ReadSummary, Summary
@@ -45,10 +46,6 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
-DONE_CHANNEL = "ffw:done:{eid}"
-#: Workers of a lane listen here; submit announces new work in the same
-#: round trip as the create, so an idle worker claims it within milliseconds.
-WAKE_CHANNEL = "ffw:wake:{lane}"
 # Delays shorter than this are sent as "eligible now" (spec 02 §3.1: a
 # delay_until in the past or too close would file into the delayed set only to
 # be promoted a scanner tick later).

@@ -45,7 +45,7 @@ from .protocol.ids import (
     new_uuid,
     validate_uuid,
 )
-from .protocol.keys import DAG_COMPLETIONS, FlowKeys
+from .protocol.keys import DAG_COMPLETIONS, WAKE_CHANNEL, FlowKeys
 from .protocol.lifecycle import CreateExecution
 from .protocol.partitions import flow_tag
 from .runtime.flows.members import member_create
@@ -76,7 +76,6 @@ CancelPolicy = Literal["flow_only", "cancel_all", "cancel_pending"]
 FLOW_DONE = frozenset({"completed", "failed", "cancelled"})
 _TERMINAL = frozenset({"completed", "skipped", "failed", "cancelled", "expired"})
 _SIBLING_REASONS = frozenset({"sibling_quorum_satisfied", "sibling_quorum_impossible"})
-_WAKE_CHANNEL = "ffw:wake:{lane}"
 _POLL_FIRST, _POLL_CAP = 0.2, 2.0
 
 
@@ -249,7 +248,7 @@ class FlowBuilder:
                 if isinstance(reply, Exception):
                     raise reply
         for lane in sorted({n.create.lane_id for n in self.nodes if not n.after}):
-            await backend.publish(_WAKE_CHANNEL.format(lane=lane), "1")
+            await backend.publish(WAKE_CHANNEL.format(lane=lane), "1")
         return FlowHandle(self.client, self.flow_id, list(self.nodes))
 
 

@@ -30,7 +30,7 @@ from .protocol.errors import (
     WaitpointClosed,
 )
 from .protocol.ids import ExecutionId, execution_tag, new_uuid, parse_execution_id
-from .protocol.keys import PartitionKeys
+from .protocol.keys import WAKE_CHANNEL, PartitionKeys
 from .protocol.records import ExecCore, Waitpoint
 from .protocol.signals import BufferSignal, DeliverSignal, SignalResult
 from .protocol.tokens import Token
@@ -50,7 +50,6 @@ _EFFECT_RESUMED = "resume_condition_satisfied"
 # Workers of a lane listen here (see Client.submit): a delivery that resumes an
 # execution announces it in the same round trip so an idle worker claims it at
 # once instead of at its next fallback poll.
-_WAKE_CHANNEL = "ffw:wake:{lane}"
 _EFFECT_BUFFERED = "buffered_for_pending_waitpoint"
 
 
@@ -236,7 +235,7 @@ async def _call(backend: Backend, call: DeliverSignal | BufferSignal) -> SignalR
         if isinstance(call, DeliverSignal):
             # A spurious wake (the signal did not resume) costs one empty claim round.
             return await backend.call_and_send(
-                call, ("PUBLISH", _WAKE_CHANNEL.format(lane=call.lane), "1"))
+                call, ("PUBLISH", WAKE_CHANNEL.format(lane=call.lane), "1"))
         return await backend.call(call)
     except TransportError as exc:
         if not exc.sent:

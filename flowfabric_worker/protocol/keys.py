@@ -28,6 +28,13 @@ LANES_INDEX = "ff:idx:lanes"
 DAG_COMPLETIONS = "ff:dag:completions"
 
 
+#: Pub/sub channels of ours (not part of 0.15's contract): a submitter or a
+#: signal sender announces claimable work of a lane; a worker announces that
+#: an execution reached a terminal state (or was handed back).
+WAKE_CHANNEL = "ffw:wake:{lane}"
+DONE_CHANNEL = "ffw:done:{eid}"
+
+
 def worker_alive(namespace: str, worker_instance_id: str) -> str:
     return f"ff:worker:{namespace}:{worker_instance_id}:alive"
 

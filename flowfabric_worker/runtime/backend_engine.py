@@ -12,7 +12,7 @@ from typing import Any
 from ..backend.backend import Backend
 from ..errors import ContractError
 from ..protocol.function import FCall
-from ..protocol.keys import ExecKeys, PartitionKeys
+from ..protocol.keys import DONE_CHANNEL, ExecKeys, PartitionKeys
 from ..protocol.lifecycle import (
     ClaimExecution,
     ClaimResult,
@@ -43,10 +43,6 @@ _PRE_READ = ("lifecycle_phase", "eligibility_state", "required_capabilities",
              "execution_kind", "total_attempt_count", "current_attempt_index",
              "retry_count", "created_at")
 
-#: Channel the result waiters (RunHandle.result) subscribe to.
-DONE_CHANNEL = "ffw:done:{eid}"
-#: Channel announcing new eligible work of a lane (published by Client.submit).
-WAKE_CHANNEL = "ffw:wake:{lane}"
 
 
 def _text(v: object) -> str:

@@ -11,7 +11,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from .backend_engine import WAKE_CHANNEL, BackendEngine
+from ..protocol.keys import WAKE_CHANNEL
+from .backend_engine import BackendEngine
 from .engine import Claimed, Engine, TaskLike
 from .executor import Executor
 from .scheduler import Backoff, ClaimIdentity, Permits, Scheduler

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from ...backend.backend import Backend
 from ...protocol.flows import COMPLETION_KIND, ResolveDependency, ResolveResult
 from ...protocol.ids import ExecutionId, execution_tag
-from ...protocol.keys import FlowKeys
-from ..backend_engine import WAKE_CHANNEL
+from ...protocol.keys import WAKE_CHANNEL, FlowKeys
 
 __all__ = ["MAX_DEPTH", "CascadeReport", "cascade", "edge_outcome", "resolve_edges"]
 
