@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from ..protocol.ids import ExecutionId, execution_tag
+from ..protocol.journal import JournalEntry, entries_from_hash
 from ..protocol.keys import ExecKeys, PartitionKeys
 from ..protocol.records import (
     Attempt,
@@ -95,6 +96,19 @@ class Reads:
     async def get_claim_grant(self, eid: ExecutionId) -> ClaimGrant | None:
         raw = await self._hash(ExecKeys(eid).claim_grant)
         return None if raw is None else ClaimGrant.from_hash(raw)
+
+    async def journal_and_suspension(
+        self, eid: ExecutionId
+    ) -> tuple[tuple[JournalEntry, ...], Suspension | None]:
+        """The step journal and the suspension record in one round trip (what
+        a run reads before its first journaled call)."""
+        k = ExecKeys(eid)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(k.journal)
+        pipe.hgetall(k.suspension_current)
+        journal, suspension = await pipe.execute()
+        return (entries_from_hash(journal or {}),
+                Suspension.from_hash(suspension) if suspension else None)
 
     async def get_suspension(self, eid: ExecutionId) -> Suspension | None:
         raw = await self._hash(ExecKeys(eid).suspension_current)

@@ -18,7 +18,8 @@ from .function import FCall, as_str
 from .ids import ExecutionId
 from .keys import ExecKeys
 
-__all__ = ["AppendResult", "JournalAppend", "JournalEntry", "JournalRead", "StepKind"]
+__all__ = ["AppendResult", "JournalAppend", "JournalEntry", "JournalRead", "StepKind",
+           "entries_from_hash"]
 
 StepKind = Literal["step", "signal", "child"]
 
@@ -97,3 +98,17 @@ class JournalRead(FCall[tuple[JournalEntry, ...]], frozen=True, kw_only=True):
             out.append(JournalEntry(i, env.field(1 + 3 * i), env.field(2 + 3 * i),
                                     raw if isinstance(raw, bytes) else as_str(raw).encode()))
         return tuple(out)
+
+
+def entries_from_hash(raw: dict[bytes, bytes]) -> tuple[JournalEntry, ...]:
+    """The entries of a journal hash read with a plain ``HGETALL`` (the same
+    layout ``ffw_journal_read`` walks: ``count`` and ``s:<i>:name|kind|result``),
+    for callers that batch the read with others in one pipeline."""
+    def get(field: str) -> bytes:
+        return raw.get(field.encode(), b"")
+
+    count = int(get("count") or b"0")
+    return tuple(
+        JournalEntry(i, get(f"s:{i}:name").decode(), get(f"s:{i}:kind").decode(),
+                     get(f"s:{i}:result"))
+        for i in range(count))

@@ -32,7 +32,7 @@ from ..protocol.lifecycle_admin import (
     RegisterWorker,
 )
 from ..protocol.partitions import tag
-from ..protocol.signals import ClaimResumedExecution
+from ..protocol.signals import ClaimResumedExecution, ClaimResumedResult
 from .engine import Claimed, FailOutcome
 from .frames import FrameWriter
 
@@ -41,7 +41,7 @@ log = logging.getLogger("flowfabric_worker.engine")
 #: Core fields :meth:`BackendEngine.claim_many` pre-reads per candidate.
 _PRE_READ = ("lifecycle_phase", "eligibility_state", "required_capabilities",
              "execution_kind", "total_attempt_count", "current_attempt_index",
-             "retry_count", "created_at")
+             "retry_count", "created_at", "attempt_state")
 
 
 
@@ -157,7 +157,9 @@ class BackendEngine:
         3. One pipeline sends grant + claim per candidate: the claim needs
            nothing from the grant's reply (ids are client-minted; attempt keys
            are placeholders the library rebuilds), and a refused grant makes
-           the claim answer ``invalid_claim_grant``.
+           the claim answer ``invalid_claim_grant``. A candidate whose attempt
+           was interrupted (resumed after a suspension) gets grant + resumed
+           claim instead, so a resume costs no extra round trip.
 
         Element ``i`` answers ``eids[i]``: the lease, ``None`` (skipped: gone,
         not runnable, needs other capabilities) or the refusal to classify.
@@ -200,6 +202,12 @@ class BackendEngine:
                 eid=eid, lane_id=lane, worker_id=worker_id,
                 worker_instance_id=worker_instance_id, grant_ttl_ms=grant_ttl_ms,
                 worker_capabilities_csv=caps_csv))
+            if core["attempt_state"] == "attempt_interrupted":
+                calls.append(ClaimResumedExecution(
+                    eid=eid, worker_id=worker_id, worker_instance_id=worker_instance_id,
+                    lane=lane, lease_id=lease_id, lease_ttl_ms=lease_ttl_ms,
+                    attempt_index=int(core["current_attempt_index"] or 0)))
+                continue
             calls.append(ClaimExecution(
                 eid=eid, lane_id=lane, worker_id=worker_id,
                 worker_instance_id=worker_instance_id, lease_id=lease_id,
@@ -217,6 +225,14 @@ class BackendEngine:
                         int(core["current_attempt_index"] or 0))
                 elif isinstance(res, Exception):
                     out[i] = res
+                elif isinstance(res, ClaimResumedResult):
+                    out[i] = Claimed(
+                        eid, lane, res.attempt_index, res.attempt_id, res.lease_id,
+                        res.lease_epoch, res.lease_expires_at, attempt_type="resumed",
+                        execution_kind=core["execution_kind"], payload=payload, tags=tags,
+                        resumed=True, worker_instance_id=worker_instance_id,
+                        retry_count=int(core["retry_count"] or 0),
+                        created_at_ms=int(core["created_at"] or 0))
                 elif res.attempt_index != int(core["total_attempt_count"] or 0):
                     # Someone else's attempt ran in between: the pre-read is stale.
                     out[i] = await self._assemble(eid, lane, res, worker_instance_id)

@@ -38,11 +38,10 @@ from ..protocol.flows import (
 )
 from ..protocol.function import FCall
 from ..protocol.ids import ExecutionId, execution_tag, partition_of
-from ..protocol.keys import FlowKeys
+from ..protocol.keys import WAKE_CHANNEL, FlowKeys
 from ..protocol.lifecycle import MoveToWaitingChildren
 from ..protocol.partitions import flow_partition
 from ..task import TaskDefinition
-from .backend_engine import WAKE_CHANNEL
 from .engine import Claimed, LeaseLost, is_lease_lost
 from .flows.members import PARENT_TAG, member_create
 from .flows.reconciler import reconcile_children

@@ -25,7 +25,7 @@ from .. import codec
 from ..backend.backend import Backend
 from ..errors import ContractError, InvalidInput, NonDeterminismError
 from ..protocol.errors import NondeterministicStep
-from ..protocol.journal import JournalAppend, JournalEntry, JournalRead, StepKind
+from ..protocol.journal import JournalAppend, JournalEntry, StepKind
 from ..protocol.records import Suspension
 from .engine import Claimed, LeaseLost, is_lease_lost
 
@@ -86,8 +86,7 @@ class StepJournal:
 
     async def load(self) -> list[JournalEntry]:
         if self._entries is None:
-            entries = await self.backend.call(JournalRead(eid=self.eid))
-            self.suspension = await self.backend.get_suspension(self.eid)
+            entries, self.suspension = await self.backend.journal_and_suspension(self.eid)
             self._entries = list(entries)
             self._replay_until = len(entries)
             parsed = (parse_pointer(self.suspension.continuation_metadata_pointer)

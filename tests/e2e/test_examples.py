@@ -36,3 +36,17 @@ def test_fanout_spawns_twenty_children_with_one_slot(backend: str,
     assert lines[0].startswith("report:  durable execution: 20 angles")
     assert lines[1] == "flow:    completed, members {'completed': 22}"
     assert lines[-1] == "ok"
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_approval_waits_without_a_slot_and_resumes_on_signal_or_timeout(
+        backend: str, request: pytest.FixtureRequest) -> None:
+    args = [] if backend == "memory" else [request.getfixturevalue("redis_server_url")]
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "approval.py"), *args],
+                          capture_output=True, text=True, timeout=90, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert "signal to api: resumed" in lines
+    assert "api 1.4.0: deployed api-1.4.0.tar.gz (lgtm from ana)" in lines
+    assert "web 2.0.1: not approved in time, nothing deployed" in lines
+    assert lines[-1] == "ok"

@@ -28,6 +28,8 @@ async def test_append_read_and_replay(b: Backend) -> None:
     entries = await b.call(JournalRead(eid=eid))
     assert [(e.index, e.name, e.kind, e.result) for e in entries] == [
         (0, "fetch", "step", b"\x00\xffbin"), (1, "wait", "signal", b"sig-1")]
+    # The pipelined plain read a run uses decodes the same entries.
+    assert (await b.journal_and_suspension(eid)) == (entries, None)
 
     with pytest.raises(ContractError) as e:
         await b.call(step(1, "changed", b""))

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from ...backend.backend import Backend
 from ...protocol.flows import PromoteBlockedToEligible, ResolveDependency
 from ...protocol.ids import ExecutionId
-from ...protocol.keys import ExecKeys, PartitionKeys
-from ..backend_engine import WAKE_CHANNEL
+from ...protocol.keys import WAKE_CHANNEL, ExecKeys, PartitionKeys
 from ..scanners.core import Candidate, Scanner
 from .cascade import CascadeReport, cascade, edge_outcome, resolve_edges
 
