@@ -311,12 +311,18 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _secret_arg(args: argparse.Namespace) -> str | None:
-    """The secret from ``--secret-file`` (never from the command line, where
-    ``ps`` would show it)."""
+def _secret_arg(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The secret from ``--secret-file``, else (``init`` only)
+    ``FLOWFABRIC_WAITPOINT_HMAC_SECRET``; never from the command line, where
+    ``ps`` would show it."""
     path = getattr(args, "secret_file", None)
     if not path:
-        return None
+        # Only init (bootstrap) takes the environment's secret, like 0.15 at
+        # boot: a rotation re-using a long-lived env secret would rotate nothing.
+        env = settings.waitpoint_hmac_secret
+        if env is None or args.secrets_command != "init":
+            return None
+        return env.get_secret_value().strip()
     try:
         with open(path, encoding="utf-8") as fh:
             return fh.read().strip()
@@ -329,7 +335,7 @@ def _secrets(args: argparse.Namespace) -> int:
     from .backend.backend import Backend
 
     settings = _settings(args)
-    secret = _secret_arg(args)
+    secret = _secret_arg(args, settings)
 
     async def go() -> int:
         async with await Backend.open(settings.url, mode=settings.mode) as backend:

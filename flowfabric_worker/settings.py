@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import ConfigurationError
 
@@ -39,6 +39,10 @@ class Settings(BaseModel):
     worker_id: str | None = None
     log_level: str = "INFO"
     grace_period: float = Field(default=30.0, ge=0)
+    #: Hex secret ``secrets init`` / ``secrets rotate`` install (the
+    #: counterpart of 0.15's ``FF_WAITPOINT_HMAC_SECRET``); default: random.
+    #: A ``SecretStr``: never shown by ``repr`` or in validation errors.
+    waitpoint_hmac_secret: SecretStr | None = None
 
     @field_validator("lanes", "capabilities", "disabled_scanners", mode="before")
     @classmethod

@@ -22,10 +22,10 @@ def real_url(redis_server_url: str) -> Iterator[str]:
     yield redis_server_url
 
 
-def cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, url: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "flowfabric_worker.cli", *args, "--url", url],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ),
+        capture_output=True, text=True, timeout=60, env={**os.environ, **env},
     )
 
 
@@ -85,3 +85,17 @@ def test_secrets_init_rotate_list(real_url: str, tmp_path: Any) -> None:
     assert out.returncode == 0, out.stderr
     assert "cd" * 32 in stored_secrets(real_url)
     assert "cd" * 32 not in out.stdout
+
+
+def test_init_takes_the_secret_from_the_environment(real_url: str) -> None:
+    from flowfabric_worker.settings import Settings
+
+    secret = "5a" * 32
+    out = cli("secrets", "init", url=real_url, FLOWFABRIC_WAITPOINT_HMAC_SECRET=secret)
+    assert out.returncode == 0, out.stderr
+    assert stored_secrets(real_url) == {secret} and secret not in out.stdout + out.stderr
+    # A rotation does not re-use it (a fresh random secret instead).
+    out = cli("secrets", "rotate", url=real_url, FLOWFABRIC_WAITPOINT_HMAC_SECRET=secret)
+    assert out.returncode == 0 and len(stored_secrets(real_url)) == 2
+    shown = Settings.load({}, {"FLOWFABRIC_WAITPOINT_HMAC_SECRET": secret})
+    assert secret not in repr(shown) and secret not in str(shown)
