@@ -41,7 +41,8 @@ log = logging.getLogger("flowfabric_worker.engine")
 #: Core fields :meth:`BackendEngine.claim_many` pre-reads per candidate.
 _PRE_READ = ("lifecycle_phase", "eligibility_state", "required_capabilities",
              "execution_kind", "total_attempt_count", "current_attempt_index",
-             "retry_count", "created_at", "attempt_state")
+             "retry_count", "created_at", "attempt_state",
+             "budget_ids", "quota_policy_id")
 
 
 
@@ -94,7 +95,8 @@ class BackendEngine:
         k = ExecKeys(eid)
         pipe = self.backend.redis.pipeline(transaction=False)
         pipe.get(k.payload)
-        pipe.hmget(k.core, ["execution_kind", "retry_count", "created_at"])
+        pipe.hmget(k.core, ["execution_kind", "retry_count", "created_at", "budget_ids",
+                            "quota_policy_id"])
         pipe.hgetall(k.tags)
         payload, fields, tags = await pipe.execute()
         return (payload or b"", [_text(f) if f else "" for f in fields],
@@ -104,14 +106,15 @@ class BackendEngine:
                         *, resumed: bool = False, lease_id: str = "", epoch: int = 0,
                         expires: int = 0, attempt_id: str = "", index: int = 0,
                         attempt_type: str = "resumed") -> Claimed:
-        payload, (kind, retries, created), tags = await self._context(eid)
+        payload, (kind, retries, created, budgets, quota), tags = await self._context(eid)
         if res is not None:
             lease_id, epoch, expires = res.lease_id, res.lease_epoch, res.lease_expires_at
             attempt_id, index, attempt_type = res.attempt_id, res.attempt_index, res.attempt_type
         return Claimed(eid, lane, index, attempt_id, lease_id, epoch, expires,
                        attempt_type=attempt_type, execution_kind=kind, payload=payload,
                        tags=tags, resumed=resumed, worker_instance_id=instance,
-                       retry_count=int(retries or 0), created_at_ms=int(created or 0))
+                       retry_count=int(retries or 0), created_at_ms=int(created or 0),
+                       budget_ids=budgets, quota_policy_id=quota)
 
     async def claim(self, eid: str, lane: str, worker_id: str, worker_instance_id: str,
                     capabilities: frozenset[str], lease_ttl_ms: int,
@@ -232,7 +235,8 @@ class BackendEngine:
                         execution_kind=core["execution_kind"], payload=payload, tags=tags,
                         resumed=True, worker_instance_id=worker_instance_id,
                         retry_count=int(core["retry_count"] or 0),
-                        created_at_ms=int(core["created_at"] or 0))
+                        created_at_ms=int(core["created_at"] or 0),
+                        budget_ids=core["budget_ids"], quota_policy_id=core["quota_policy_id"])
                 elif res.attempt_index != int(core["total_attempt_count"] or 0):
                     # Someone else's attempt ran in between: the pre-read is stale.
                     out[i] = await self._assemble(eid, lane, res, worker_instance_id)
@@ -243,7 +247,8 @@ class BackendEngine:
                         execution_kind=core["execution_kind"], payload=payload, tags=tags,
                         worker_instance_id=worker_instance_id,
                         retry_count=int(core["retry_count"] or 0),
-                        created_at_ms=int(core["created_at"] or 0))
+                        created_at_ms=int(core["created_at"] or 0),
+                        budget_ids=core["budget_ids"], quota_policy_id=core["quota_policy_id"])
             except Exception as exc:
                 out[i] = exc
         return out
@@ -408,6 +413,9 @@ class BackendEngine:
         from .context import CHILDREN_EXTENSION
 
         ctx.extensions[CHILDREN_EXTENSION] = Children(self.backend, lease, journal, ctx, flush)
+        from .usage import USAGE_EXTENSION, UsageReporter
+
+        ctx.extensions[USAGE_EXTENSION] = UsageReporter(self.backend, lease, ctx.log)
 
     @staticmethod
     def _done_command(eid: str) -> tuple[str, str, str]:

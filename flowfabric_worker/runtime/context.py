@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
 
+from ..budgets import UsageReport, usage_deltas
 from ..errors import ConfigurationError
 from .engine import LeaseLost
 from .journal import StepJournal
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 from .signals import DEFAULT_WAITPOINT_TTL, OnTimeout, Signal, Waitpoint, Waits
 from .task_streams import emit_event, emit_stream, emit_summary, writer_of
 from .thread_bridge import loop_or_thread
+from .usage import USAGE_EXTENSION
 
 T = TypeVar("T")
 
@@ -301,6 +303,29 @@ class TaskContext:
         attempt's stream: drop them instead of writing them twice."""
         j = self.extensions.get(JOURNAL_EXTENSION)
         return bool(j is not None and await j.output_replayed())
+
+    # -- budgets (docs/budgets.md) ---------------------------------------------
+
+    async def report_usage(self, usage: Mapping[str, int] | None = None, /,
+                           **dimensions: int) -> UsageReport:
+        """Report usage against every budget attached to this execution.
+
+        Pass a mapping and/or keywords: ``await ctx.report_usage(tokens=120,
+        cost_microusd=3)``. Deltas are non-negative integers, at most 64
+        dimensions. A report that would take a budget past a hard limit is
+        not counted there and raises
+        :class:`~flowfabric_worker.errors.BudgetExceeded` (uncaught, the
+        execution fails without retry, category ``budget_hard_breach``).
+        Passing a soft limit logs a warning in this execution's log and is
+        told by the returned :class:`~flowfabric_worker.budgets.UsageReport`.
+        Each report is counted once even when resent after a connection
+        error, and a replay after a suspension re-sends the same reports,
+        which are not counted again. No budget attached: nothing is sent.
+        """
+        reporter = self.extensions.get(USAGE_EXTENSION)
+        if reporter is None:
+            raise ConfigurationError("usage reports need a worker running on a backend")
+        return await reporter.report(usage_deltas(usage, dimensions))  # type: ignore[no-any-return]
 
     @property
     def replaying(self) -> bool:

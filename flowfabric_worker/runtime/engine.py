@@ -70,6 +70,9 @@ class Claimed:
     worker_instance_id: str = ""
     retry_count: int = 0
     created_at_ms: int = 0
+    #: exec_core ``budget_ids`` / ``quota_policy_id`` (docs/budgets.md).
+    budget_ids: str = ""
+    quota_policy_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import (
+    BudgetExceeded,
     KeystoreNotInitialized,
     NonDeterminismError,
     PayloadError,
@@ -56,6 +57,10 @@ def classify(exc: BaseException, retry_policy: Any = None) -> FailureDecision:
     the policy JSON is built.
     """
     reason = describe(exc)
+    if isinstance(exc, BudgetExceeded):
+        # The reference example's reason (spec 04 §6.1), with the details.
+        return FailureDecision("budget_hard_breach", f"budget_hard_breach: {reason}",
+                               retry=False)
     if isinstance(exc, (Permanent, PayloadError)):
         return FailureDecision("permanent", reason, retry=False)
     # A replay would meet the same journal (or the same empty keystore):
