@@ -13,13 +13,16 @@ Without --url a private redis-server is started on a free port. Reports:
   commandstats), and the unbatched baseline — one ``ff_append_frame`` round
   trip per frame;
 * producer->consumer latency p50/p99 of frames written one per ms and read by
-  a ``frames()`` tail, for two flush delays.
+  a ``frames()`` tail, for two flush delays, and of frames written flat out
+  (the producer as fast as it can, the tail in a separate process; wall-clock
+  stamps, same machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import shutil
 import socket
 import statistics
@@ -119,6 +122,7 @@ async def unbatched(backend: Backend, m: int) -> float:
 
 
 async def latency(backend: Backend, n: int, delay_s: float) -> list[float]:
+    """Sorted latencies (s) of frames written one per ms, tailed in-process."""
     eid = await active(backend)
     w = FrameWriter(backend, eid=eid, attempt_index=0, lease_id=LEASE, lease_epoch=1,
                     max_delay_s=delay_s)
@@ -133,11 +137,56 @@ async def latency(backend: Backend, n: int, delay_s: float) -> list[float]:
     reader = asyncio.create_task(consume())
     await asyncio.sleep(0.05)
     for _ in range(n):
-        await w.stdout(repr(time.perf_counter()))
+        # 64 bytes: the write time, padded.
+        await w.stdout(repr(time.perf_counter()).ljust(64))
         await asyncio.sleep(0.001)
     await w.aclose()
-    await asyncio.wait_for(reader, 30)
-    return lat
+    await asyncio.wait_for(reader, 60)
+    return sorted(lat)
+
+
+def pct(lat: list[float]) -> str:
+    p50 = statistics.median(lat) * 1000
+    p99 = lat[int(len(lat) * 0.99) - 1] * 1000
+    return f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+
+
+def _tail_process(url: str, eid: str, n: int, out: Any) -> None:
+    """Child process: tail ``eid`` until n frames arrived; send the latencies."""
+
+    async def run() -> list[float]:
+        backend = await Backend.open(url)
+        lat: list[float] = []
+        out.send("ready")
+        try:
+            async for f in frames(backend, eid, attempt=0, block_ms=200):
+                lat.append(time.time() - float(f.text))
+                if len(lat) == n:
+                    break
+        finally:
+            await backend.close()
+        return lat
+
+    out.send(asyncio.run(run()))
+
+
+async def flat_out(url: str, backend: Backend, n: int) -> tuple[list[float], float]:
+    eid = await active(backend)
+    parent, child = multiprocessing.Pipe()
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_tail_process, args=(url, eid, n, child))
+    proc.start()
+    assert await asyncio.to_thread(parent.recv) == "ready"
+    await asyncio.sleep(0.2)  # the tail's first XREAD is blocking by now
+    w = FrameWriter(backend, eid=eid, attempt_index=0, lease_id=LEASE, lease_epoch=1)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await w.stdout(repr(time.time()).ljust(64))
+    await w.aclose()
+    rate = n / (time.perf_counter() - t0)
+    lat: list[float] = await asyncio.to_thread(parent.recv)
+    proc.join(10)
+    return sorted(lat), rate
 
 
 async def main(args: Any) -> None:
@@ -159,11 +208,14 @@ async def main(args: Any) -> None:
             print(f"unbatched (one ff_append_frame round trip per frame, n={m}): "
                   f"{await unbatched(backend, m):,.0f} frames/s")
             for delay in (0.001, 0.0):
-                lat = sorted(await latency(backend, args.latency_frames, delay))
-                p50 = statistics.median(lat) * 1000
-                p99 = lat[int(len(lat) * 0.99) - 1] * 1000
+                lat = await latency(backend, args.latency_frames, delay)
                 print(f"producer->consumer latency, 1 frame/ms, flush delay "
-                      f"{delay * 1000:.0f} ms (n={len(lat)}): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+                      f"{delay * 1000:.0f} ms (n={len(lat)}): {pct(lat)}")
+            # Below the 10 000-frame retention: a tail that falls further
+            # behind than that loses the oldest frames to trimming.
+            lat, rate = await flat_out(url, backend, 8000)
+            print(f"producer->consumer latency, flat out ({rate:,.0f} frames/s, n={len(lat)}, "
+                  f"tail in another process): {pct(lat)}")
         finally:
             await backend.close()
     finally:

@@ -69,7 +69,7 @@ class FrameWriter:
         max_batch: int = 1024,
         max_batch_bytes: int = 512 * 1024,
         max_delay_s: float = 0.001,
-        max_pending_batches: int = 4,
+        max_pending_batches: int = 2,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         best_effort_ttl_ms: int = 10_000,
     ) -> None:

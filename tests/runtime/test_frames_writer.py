@@ -55,10 +55,10 @@ async def wait_sent(w: FrameWriter, n: int) -> None:
 
 async def test_batches_keep_order_and_flush(backend: Backend, raw: Any) -> None:
     eid = await active(raw)
-    w = writer(backend, eid, max_batch=10, max_delay_s=60)
+    w = writer(backend, eid, max_batch=10, max_pending_batches=3, max_delay_s=60)
     for i in range(25):
         await w.stdout(str(i))
-    assert w.sent == 0  # nothing waits on the network while the producer runs
+    assert w.sent == 0  # below the 30-frame high-water mark the producer never waits
     # A full batch wakes the flusher, which then sends everything queued, in
     # batches of at most 10, without waiting for the 60 s delay.
     await wait_sent(w, 25)
