@@ -221,9 +221,9 @@ async def _target(backend: Backend, eid: ExecutionId, core: ExecCore,
                 record, primary=record.waitpoint_id == core.current_waitpoint_id)
         return _named(eid, waitpoint, await open_waitpoints(backend, eid, core))
     if core.current_waitpoint_id:
-        for w in await open_waitpoints(backend, eid, core, pending=False):
-            if w.primary:
-                return w
+        record = await backend.get_waitpoint(execution_tag(eid), core.current_waitpoint_id)
+        if record is not None and record.execution_id == eid and record.state == "active":
+            return WaitpointInfo.from_record(record, primary=True)
     return _choose(eid, core, await open_waitpoints(backend, eid, core))
 
 
