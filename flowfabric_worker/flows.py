@@ -45,7 +45,7 @@ from .protocol.ids import (
     new_uuid,
     validate_uuid,
 )
-from .protocol.keys import DAG_COMPLETIONS, WAKE_CHANNEL, FlowKeys
+from .protocol.keys import DAG_COMPLETIONS, WAKE_CHANNEL, ExecKeys, FlowKeys
 from .protocol.lifecycle import CreateExecution
 from .protocol.partitions import flow_tag
 from .runtime.flows.members import member_create
@@ -421,8 +421,6 @@ class FlowHandle:
         eids = await backend.flow_members(self.keys)
         ins = await backend.sets([self.keys.incoming(e) for e in eids])
         pairs = [(e, edge) for e, edge_ids in zip(eids, ins, strict=True) for edge in edge_ids]
-        from .protocol.keys import ExecKeys
-
         deps = await backend.hashes([ExecKeys(e).dep(edge) for e, edge in pairs])
         return [FlowEdge(edge, d.get("upstream_execution_id", ""), e, d.get("state", "staged"))
                 for (e, edge), d in zip(pairs, deps, strict=True)]
@@ -431,8 +429,6 @@ class FlowHandle:
         """A JSON-ready picture of the flow: record, derived state, members
         (name, task, state, join) and edges — what ``flowfabric-worker inspect
         FLOW_ID`` prints."""
-        from .protocol.keys import ExecKeys
-
         backend = self.client.backend
         st = await self.state()
         core = await backend.flow_core(self.keys) or {}

@@ -4,17 +4,20 @@ state, and the repairs done by the reconcilers when push dispatch is absent."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 from flow_support import core, running_worker, wait_for
 from flow_tasks import await_go, boom, slow, step
 
 from flowfabric_worker import Client
 from flowfabric_worker.errors import InvalidInput, TaskSkipped
-from flowfabric_worker.flows import any_of, quorum
+from flowfabric_worker.flows import any_of, completions, quorum
 from flowfabric_worker.protocol.flows import CancelFlow
-from flowfabric_worker.protocol.keys import PartitionKeys
+from flowfabric_worker.protocol.ids import new_uuid
+from flowfabric_worker.protocol.keys import DAG_COMPLETIONS, PartitionKeys
 from flowfabric_worker.runtime.flows import flow_scanners
 from flowfabric_worker.runtime.scanners import ScanRunner
 from flowfabric_worker.secrets import init_secrets
@@ -55,6 +58,36 @@ async def test_diamond_runs_in_dependency_order(client: Client) -> None:
         int(cores["flows.step-2"]["completed_at"]), int(cores["flows.step-3"]["completed_at"]))
     edges = await handle.edges()
     assert len(edges) == 4 and {e.state for e in edges} == {"satisfied"}
+
+
+async def test_completion_subscription_sees_each_member_end(client: Client) -> None:
+    flow = client.flow()
+    a = flow.add(step, "a")
+    bad = flow.add(boom, "bad", after=[a])
+    skipped = flow.add(step, "skipped", after=[bad])
+    probe = f"{flow.tag}:{new_uuid()}"  # not an execution: the cascade ignores it
+    seen: dict[str, str] = {}
+
+    async def listen() -> None:
+        async for done in completions(client, flow_id=flow.flow_id):
+            seen[done.execution_id] = done.outcome
+            if len(seen) == 4:
+                return
+
+    async with running_worker(client), anyio.create_task_group() as tg:
+        tg.start_soon(listen)
+        with anyio.fail_after(30):
+            # At-most-once delivery: make sure the listener is subscribed
+            # (it saw a probe) before anything real ends.
+            while probe not in seen:
+                await client.backend.publish(DAG_COMPLETIONS, json.dumps(
+                    {"execution_id": probe, "flow_id": flow.flow_id, "outcome": "probe"}))
+                await anyio.sleep(0.05)
+            await flow.submit()
+            while len(seen) < 4:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+    del seen[probe]
+    assert seen == {a.id: "success", bad.id: "failed", skipped.id: "skipped"}
 
 
 async def test_failure_skips_downstream_two_levels(client: Client) -> None:

@@ -40,6 +40,8 @@ class CascadeReport:
     promoted: list[ExecutionId] = field(default_factory=list)
     skipped: list[ExecutionId] = field(default_factory=list)
     errors: int = 0
+    #: Members released without an edge to resolve (all already settled).
+    released: int = 0
 
 
 async def resolve_edges(

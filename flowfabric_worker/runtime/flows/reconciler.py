@@ -45,6 +45,7 @@ async def reconcile_children(
     for call, reply in zip(stranded, await backend.call_many(list(stranded)), strict=True):
         if not isinstance(reply, Exception):
             report.promoted.append(call.eid)
+            report.released += 1
             await backend.publish(WAKE_CHANNEL.format(lane=call.lane), "1")
     if not wanted:
         return report
@@ -81,7 +82,7 @@ async def reconcile_children(
 async def _handle(backend: Backend, found: Sequence[Candidate], now: int) -> int:
     children = [(c.member, c.lane or "default") for c in found if c.lane]
     report = await reconcile_children(backend, children, now)
-    return report.resolved + len(report.promoted)
+    return report.resolved + report.released
 
 
 def dependency_reconciler(interval: float = 15.0) -> Scanner:
