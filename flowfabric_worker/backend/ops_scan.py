@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..protocol.keys import ExecKeys
+from ..protocol.keys import LANES_INDEX, ExecKeys
 
 # Release only our own lock: a lock that expired and was taken by another
 # process must not be deleted by the late previous holder.
@@ -75,6 +75,12 @@ class ScanOps:
         if not members:
             return 0
         return int(await self.redis.zrem(key, *members))
+
+    async def add_lanes(self, lanes: Sequence[str]) -> None:
+        """Seed the ``ff:idx:lanes`` registry (spec 01 §3: written "at boot"),
+        so lane-scoped scanners of every process visit these lanes."""
+        if lanes:
+            await self.redis.sadd(LANES_INDEX, *lanes)
 
     async def lane_members(self, key: str) -> list[str]:
         """Members of a set (the ``ff:idx:lanes`` lane registry)."""

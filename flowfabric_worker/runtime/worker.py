@@ -138,6 +138,12 @@ class Worker:
         Failures only cost visibility, never work, so they are logged."""
         ttl_ms = max(3 * self.lease_ttl_ms, 3000)
         try:
+            # Lanes this worker serves become known to every scanner process
+            # (a `scan` process or another worker's), even with --no-scanners.
+            await engine.backend.add_lanes(self.lanes)
+        except Exception as exc:
+            log.warning("seeding the lane registry failed: %s", exc)
+        try:
             await engine.register_worker(self.namespace, self.instance_id, self.worker_id,
                                          self.lanes, self.capabilities, ttl_ms)
         except Exception as exc:

@@ -19,7 +19,7 @@ import redis
 from flowfabric_worker import Client
 from flowfabric_worker.cli import main
 from flowfabric_worker.flows import FlowNode, any_of, quorum
-from flowfabric_worker.protocol.keys import ExecKeys, PartitionKeys
+from flowfabric_worker.protocol.keys import DAG_COMPLETIONS, ExecKeys, PartitionKeys
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -110,6 +110,9 @@ async def test_scan_process_runs_the_engine_roles(client: Client, workers: Worke
     # Workers without scanners: dispatch comes from the `scan` process alone.
     workers.start("--no-scanners")
     workers.scan()
+    with anyio.fail_after(30):  # its completion subscriber is up
+        while not (await client.backend.redis.pubsub_numsub(DAG_COMPLETIONS))[0][1]:  # noqa: ASYNC110
+            await anyio.sleep(0.05)
     flow = client.flow()
     a = flow.add(step, "a")
     b = flow.add(boom, "b", after=[a])

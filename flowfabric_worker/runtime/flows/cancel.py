@@ -72,6 +72,7 @@ async def cancel_members(
     the members whose cancel failed transiently (left for the reconciler)."""
     failed: list[ExecutionId] = []
     limit = anyio.Semaphore(PARALLEL)
+    levels = await _downstream_first(backend, FlowKeys(tag, flow_id), members)
 
     async def one(eid: ExecutionId) -> None:
         async with limit:
@@ -86,10 +87,39 @@ async def cancel_members(
             if not done:
                 failed.append(eid)
 
-    async with anyio.create_task_group() as tg:
-        for eid in members:
-            tg.start_soon(one, eid)
+    # Deepest members first: a downstream member is cancelled before its
+    # upstream's cancel can cascade into it (it would end `skipped` instead).
+    for level in levels:
+        async with anyio.create_task_group() as tg:
+            for eid in level:
+                tg.start_soon(one, eid)
     return sorted(failed)
+
+
+async def _downstream_first(
+    backend: Backend, fk: FlowKeys, members: Sequence[ExecutionId]
+) -> list[list[ExecutionId]]:
+    """``members`` grouped by their depth in the flow graph, deepest first."""
+    wanted = set(members)
+    ins = await backend.sets([fk.incoming(m) for m in members])
+    edge_ids = sorted({e for edges in ins for e in edges})
+    upstream_of = dict(zip(edge_ids, (h.get("upstream_execution_id", "") for h in
+                                      await backend.hashes([fk.edge(e) for e in edge_ids])),
+                           strict=True))
+    ups = {m: {upstream_of[e] for e in edges} & wanted
+           for m, edges in zip(members, ins, strict=True)}
+    depth: dict[ExecutionId, int] = {}
+
+    def depth_of(m: ExecutionId, seen: frozenset[ExecutionId] = frozenset()) -> int:
+        if m not in depth:
+            parents = [u for u in ups.get(m, ()) if u not in seen]
+            depth[m] = 1 + max((depth_of(u, seen | {m}) for u in parents), default=-1)
+        return depth[m]
+
+    by_depth: dict[int, list[ExecutionId]] = {}
+    for m in members:
+        by_depth.setdefault(depth_of(m), []).append(m)
+    return [by_depth[d] for d in sorted(by_depth, reverse=True)]
 
 
 async def _handle(backend: Backend, found: Sequence[Candidate], now: int) -> int:

@@ -223,6 +223,7 @@ async def run_scanners(
     chosen = [dataclasses.replace(s, interval=s.interval * interval_scale)
               for s in chosen if s.name not in off]
     runner = ScanRunner(backend, chosen, lanes=lanes, slice_size=slice_size)
+    await backend.add_lanes(list(lanes or []))
     dispatch = scanners is None if completion_dispatch is None else completion_dispatch
     stop = stop or anyio.Event()
     async with anyio.create_task_group() as tg:
