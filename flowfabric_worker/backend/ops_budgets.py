@@ -200,3 +200,54 @@ class BudgetOps(Caller):
     async def set_quota_jitter(self, quota_id: str, jitter_ms: int) -> None:
         """``jitter_ms`` on the policy (no 0.15 function writes it; §7.2)."""
         await self.redis.hset(self.quota_keys(quota_id).definition, "jitter_ms", str(jitter_ms))
+
+    # --- maintenance (budget_reconciler, quota_reconciler) -----------------------
+
+    async def mark_budget_breaches(self, marks: Sequence[tuple[str, bool]], now_ms: int) -> None:
+        """Set (``True``) or clear (``False``) ``breached_at`` on each budget's
+        usage hash (spec 05 §7.2 #13), in one pipeline."""
+        if not marks:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for bid, breached in marks:
+            usage = self.budget_keys(bid).usage
+            if breached:
+                pipe.hsetnx(usage, "breached_at", str(now_ms))
+            else:
+                pipe.hdel(usage, "breached_at")
+        await pipe.execute()
+
+    async def drop_budget_policies(self, index: str, budget_ids: Sequence[str]) -> int:
+        """Remove ids whose definition is gone from ``budget_policies``."""
+        if not budget_ids:
+            return 0
+        return int(await self.redis.srem(index, *budget_ids))
+
+    async def recount_quota(self, quota_id: str, window_seconds: int, now_ms: int) -> bool:
+        """Quota reconciler (spec 05 §7.2 #14): trim the windows, keep in
+        ``admitted_set`` only ids whose guard key still exists, rewrite the
+        concurrency counter to that count when it drifted. ``True`` on a fix."""
+        from ..protocol.budgets import CLAIM_WINDOW
+
+        qk = self.quota_keys(quota_id)
+        cutoff = now_ms - window_seconds * 1000
+        members = [_text(m) for m in await self.redis.smembers(qk.admitted_set)]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(qk.window("requests_per_window"), "-inf", cutoff)
+        pipe.zremrangebyscore(qk.window(CLAIM_WINDOW), "-inf", cutoff)
+        for eid in members:
+            pipe.exists(qk.admitted(eid))
+        pipe.get(qk.concurrency)
+        replies = await pipe.execute()
+        live = [eid for eid, ok in zip(members, replies[2:-1], strict=True) if int(ok)]
+        dead = [eid for eid in members if eid not in set(live)]
+        current = replies[-1]
+        pipe = self.redis.pipeline(transaction=False)
+        if dead:
+            pipe.srem(qk.admitted_set, *dead)
+        drift = _int(current) != len(live)
+        if drift:
+            pipe.set(qk.concurrency, str(len(live)))
+        if dead or drift:
+            await pipe.execute()
+        return bool(dead) or drift

@@ -33,6 +33,7 @@ from ..protocol.lifecycle_admin import (
 )
 from ..protocol.partitions import tag
 from ..protocol.signals import ClaimResumedExecution, ClaimResumedResult
+from .admission import AdmissionRequest, admit, quota_id_of, release_admissions
 from .engine import Claimed, FailOutcome
 from .frames import FrameWriter
 
@@ -194,6 +195,9 @@ class BackendEngine:
             pre[i] = (core, payload or b"", {_text(a): _text(b) for a, b in (tags or {}).items()})
         if not pre:
             return out
+        fresh = await self._admit(lane, eids, pre, out)
+        if not pre:
+            return out
         caps_csv = ",".join(sorted(capabilities))
         calls: list[FCall[Any]] = []
         minted: dict[int, str] = {}
@@ -251,7 +255,41 @@ class BackendEngine:
                         budget_ids=core["budget_ids"], quota_policy_id=core["quota_policy_id"])
             except Exception as exc:
                 out[i] = exc
+        if fresh:
+            # A grant or claim refused after an admission gives the slot back.
+            await release_admissions(self.backend, [
+                (qid, eids[i]) for i, qid in fresh.items() if not isinstance(out[i], Claimed)])
         return out
+
+    async def _admit(self, lane: str, eids: Sequence[str],
+                     pre: dict[int, tuple[dict[str, str], bytes, dict[str, str]]],
+                     out: list[Claimed | Exception | None]) -> dict[int, str]:
+        """Budget and quota admission (spec 04 §7.5) for the candidates in
+        ``pre`` that carry either; refused ones leave ``pre`` (blocked, or
+        their error recorded in ``out``: fail closed). Returns the quota ids
+        admitted by this pass, by candidate."""
+        asks = [i for i, (core, _p, _t) in pre.items()
+                if core["budget_ids"] or core["quota_policy_id"]]
+        if not asks:
+            return {}
+        verdicts = await admit(self.backend, [
+            AdmissionRequest(eids[i], lane, pre[i][0]["budget_ids"],
+                             pre[i][0]["quota_policy_id"]) for i in asks])
+        fresh: dict[int, str] = {}
+        for i, verdict in zip(asks, verdicts, strict=True):
+            if not verdict.admitted:
+                del pre[i]
+                out[i] = verdict.error
+            elif verdict.fresh_quota:
+                fresh[i] = verdict.fresh_quota
+        return fresh
+
+    async def release_admission(self, lease: Claimed) -> None:
+        """Give back the quota slot of an attempt that ended (docs/budgets.md:
+        our improvement over 0.15, where only the reconciler lowers it)."""
+        qid = quota_id_of(lease.quota_policy_id)
+        if qid:
+            await release_admissions(self.backend, [(qid, lease.execution_id)])
 
     async def _claim_resumed(self, eid: str, lane: str, worker_id: str, worker_instance_id: str,
                              lease_id: str, lease_ttl_ms: int, index: int) -> Claimed:

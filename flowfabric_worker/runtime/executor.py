@@ -65,11 +65,25 @@ class Executor:
             finally:
                 # Renewal stops only once the terminal call has answered (§4.2).
                 tg.cancel_scope.cancel()
+                if lease.quota_policy_id and outcome not in ("not_run", "lease_lost"):
+                    await self._release_quota(lease)
                 fw = self.frames.pop(lease.execution_id, None)
                 if fw is not None and (ctx.lease_lost.is_set()
                                        or outcome in ("lease_lost", "suspended")):
                     fw.discard()  # the server refuses appends without the lease
         return outcome
+
+    async def _release_quota(self, lease: Claimed) -> None:
+        """The attempt no longer runs: its quota concurrency slot is free
+        (docs/budgets.md). A lost lease keeps it; the reconciler repairs."""
+        release = getattr(self.engine, "release_admission", None)
+        if not callable(release):
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await release(lease)
+            except Exception as exc:
+                log.warning("quota slot of %s not released: %s", lease.execution_id, exc)
 
     async def _execute(
         self, task: TaskLike, lease: Claimed, ctx: TaskContext, body: anyio.CancelScope

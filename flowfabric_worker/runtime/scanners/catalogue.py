@@ -24,6 +24,7 @@ from ...protocol.lifecycle_admin import (
     UnblockExecution,
 )
 from ...protocol.signals import CloseWaitpoint, ExpireSuspension
+from .budgets import budget_scanners, still_blocked
 from .core import Candidate, Scanner
 
 __all__ = ["default_scanners"]
@@ -32,7 +33,8 @@ log = logging.getLogger("flowfabric_worker.scanners")
 
 # Blocked sets the unblock scanner visits, and the reason each must carry
 # (never `paused_by_flow_cancel` or operator pauses: spec 05 §7.2 #7).
-_UNBLOCK_REASONS = {"route": "waiting_for_capable_worker"}
+_UNBLOCK_REASONS = {"route": "waiting_for_capable_worker", "budget": "waiting_for_budget",
+                    "quota": "waiting_for_quota"}
 
 
 async def _run(backend: Backend, calls: Sequence[FCall[Any]], name: str) -> int:
@@ -161,19 +163,30 @@ async def _retention(backend: Backend, found: Sequence[Candidate], now: int) -> 
 async def _unblock(backend: Backend, found: Sequence[Candidate], now: int) -> int:
     # Route blocks: spec 05 §7.2 fails open here (the scheduler re-blocks an
     # execution nobody can take), so only the stored reason is checked.
+    # Budget and quota blocks are re-evaluated and fail closed.
     cores = await backend.hash_fields_many(
-        [ExecKeys(c.member).core for c in found], ["blocking_reason"]
-    )
-    calls: list[FCall[Any]] = []
-    for c, (reason,) in zip(found, cores, strict=True):
+        [ExecKeys(c.member).core for c in found],
+        ["blocking_reason", "budget_ids", "quota_policy_id"])
+    clear: list[tuple[Candidate, str]] = []
+    recheck: dict[str, list[tuple[Candidate, str]]] = {"budget": [], "quota": []}
+    for c, (reason, budgets, quota) in zip(found, cores, strict=True):
         source = c.index.rsplit(":", 1)[-1]
         expected = _UNBLOCK_REASONS.get(source)
         if expected is None or reason != expected or not c.lane:
             continue
-        calls.append(UnblockExecution(
-            eid=c.member, lane_id=c.lane, source=source, now_ms=now,
-            expected_blocking_reason=expected,
-        ))
+        if source in recheck:
+            recheck[source].append((c, budgets if source == "budget" else quota))
+        else:
+            clear.append((c, source))
+    for source, items in recheck.items():
+        if not items:
+            continue
+        blocked = await still_blocked(backend, source, [(c.member, f) for c, f in items], now)
+        clear += [(c, source) for (c, _f), b in zip(items, blocked, strict=True) if not b]
+    calls: list[FCall[Any]] = [
+        UnblockExecution(eid=c.member, lane_id=c.lane or "", source=source, now_ms=now,
+                         expected_blocking_reason=_UNBLOCK_REASONS[source])
+        for c, source in clear]
     return await _run(backend, calls, "unblock")
 
 
@@ -182,7 +195,7 @@ def default_scanners() -> list[Scanner]:
     scanners come from :mod:`..flows`)."""
     from ..flows import flow_scanners
 
-    return [*_lifecycle_scanners(), *flow_scanners()]
+    return [*_lifecycle_scanners(), *flow_scanners(), *budget_scanners()]
 
 
 def _lifecycle_scanners() -> list[Scanner]:

@@ -65,6 +65,9 @@ class Scanner:
     #: The indexes are plain sets: "sample" reads ``SRANDMEMBER batch`` (the
     #: sibling-cancel scanners), "scan" walks them with ``SSCAN`` (projector).
     set_read: Literal["", "sample", "scan"] = ""
+    #: Partition family walked: execution/flow (``fp``), budget (``b``) or
+    #: quota (``q``) partitions, each with its own count (spec 04 §2.1).
+    family: Literal["fp", "b", "q"] = "fp"
 
 
 @dataclass
@@ -114,8 +117,10 @@ class ScanRunner:
         self.processed: dict[str, int] = {s.name: 0 for s in self.scanners}
         self.slices_scanned: dict[str, int] = {s.name: 0 for s in self.scanners}
 
-    def slices(self) -> list[range]:
-        n = self.backend.partitions.num_flow_partitions
+    def slices(self, family: str = "fp") -> list[range]:
+        parts = self.backend.partitions
+        n = {"b": parts.num_budget_partitions,
+             "q": parts.num_quota_partitions}.get(family, parts.num_flow_partitions)
         return [range(i, min(i + self.slice_size, n)) for i in range(0, n, self.slice_size)]
 
     async def lanes(self) -> list[str]:
@@ -128,7 +133,7 @@ class ScanRunner:
         ttl_ms = max(int(max(scanner.interval, MIN_INTERVAL) * 1000), 100)
         lanes: list[str | None] = list(await self.lanes()) if scanner.per_lane else [None]
         done = 0
-        for part in self.slices():
+        for part in self.slices(scanner.family):
             lock = f"ffw:scan:{scanner.name}:{part.start}-{part.stop - 1}"
             if not await self.backend.try_scan_lock(lock, self.token, ttl_ms):
                 continue
@@ -142,7 +147,7 @@ class ScanRunner:
     ) -> int:
         where: list[tuple[str, str | None, str]] = []
         for index in part:
-            pk = PartitionKeys(partition_tag("fp", index))
+            pk = PartitionKeys(partition_tag(scanner.family, index))
             for lane in lanes:
                 for key in scanner.indexes(pk, lane):
                     where.append((pk.tag, lane, key))
