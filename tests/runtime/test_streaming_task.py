@@ -325,3 +325,49 @@ async def test_stream_from_a_foreign_thread_is_refused() -> None:
     t.join(10)
     assert len(seen) == 1 and isinstance(seen[0], ConfigurationError)
     assert "event loop" in str(seen[0])
+
+
+SYNC_LOST: list[object] = []
+
+
+@task(name="s.sync_stream_then_wait", lane=LANE)
+def sync_stream_then_wait(ctx: TaskContext, n: int) -> str:
+    import time
+
+    for i in range(n):
+        ctx.stream(f"{i};")
+    deadline = time.monotonic() + 10
+    while not ctx.lease_lost.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        ctx.stream("late")
+    except Exception as exc:  # LeaseLost, raised in this thread before anything is queued
+        SYNC_LOST.append(type(exc).__name__)
+    return "never"
+
+
+async def test_sync_task_lease_loss_refuses_later_frames(client: Client) -> None:
+    from flowfabric_worker.protocol.lifecycle_admin import RevokeLease
+
+    SYNC_LOST.clear()
+    run = await sync_stream_then_wait.submit(client, 10)
+    worker = Worker(client, tasks=[sync_stream_then_wait], lanes=[LANE], lease_ttl=5,
+                    grace_period=1, reclaim=False, scanners=False)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        with anyio.fail_after(10):
+            seen = [f async for f in run.frames(follow=False)]
+            while len(seen) < 10:
+                await anyio.sleep(0.02)
+                seen = [f async for f in run.frames(follow=False)]
+            core = await run.info()
+            await client.backend.call(RevokeLease(
+                eid=run.id, worker_instance_id=core.current_worker_instance_id or "",
+                revoke_reason="operator"))
+            while not worker.outcomes or not SYNC_LOST:  # noqa: ASYNC110 - other tasks' progress
+                await anyio.sleep(0.02)
+        worker.stop()
+    assert worker.outcomes == [(run.id, "lease_lost")]
+    assert SYNC_LOST == ["LeaseLost"]
+    assert [f.text for f in [f async for f in run.frames(follow=False)]] == [
+        f"{i};" for i in range(10)]
