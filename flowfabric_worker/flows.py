@@ -362,8 +362,12 @@ class FlowHandle:
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
+                        counts: dict[str, int] = {}
+                        for member_state in st.members.values():
+                            counts[member_state] = counts.get(member_state, 0) + 1
+                        seen = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                         raise ResultTimeout(f"flow {self.id} not finished after {timeout}s "
-                                            f"(state {st.state})")
+                                            f"(state {st.state}; members: {seen})")
                     wait = min(wait, left)
                 with anyio.move_on_after(wait):
                     while True:
