@@ -33,7 +33,7 @@ from .errors import (
 )
 from .protocol.budgets import AttachAdmission
 from .protocol.ids import ExecutionId, mint_execution_id, parse_execution_id, partition_of
-from .protocol.keys import DONE_CHANNEL, WAKE_CHANNEL
+from .protocol.keys import DONE_CHANNEL, LANES_INDEX, WAKE_CHANNEL
 from .protocol.lifecycle import CancelExecution, CreateExecution
 from .protocol.records import ExecCore, PublicState
 from .protocol.streams import Frame, ReadSummary, Summary
@@ -372,6 +372,8 @@ class Client:
             # (idempotency key) has no core under the minted id: no write.
             extra.append(self.backend.fcall_command(AttachAdmission(
                 eid=eid, budget_ids=budget_ids, quota_policy_id=quota_id)))
+        # The lane registry lets a `scan` process without --lane find it.
+        extra.append(("SADD", LANES_INDEX, lane_id))
         if delay_until is None:
             extra.append(("PUBLISH", WAKE_CHANNEL.format(lane=lane_id), "1"))
         # (a delayed execution is not claimable before delay_until: nobody to wake)

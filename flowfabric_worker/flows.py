@@ -247,6 +247,7 @@ class FlowBuilder:
             for reply in await backend.call_atomic(calls):
                 if isinstance(reply, Exception):
                     raise reply
+        await backend.add_lanes(n.create.lane_id for n in self.nodes)
         for lane in sorted({n.create.lane_id for n in self.nodes if not n.after}):
             await backend.publish(WAKE_CHANNEL.format(lane=lane), "1")
         return FlowHandle(self.client, self.flow_id, list(self.nodes))

@@ -7,7 +7,7 @@ trips, not one per partition.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..protocol.keys import LANES_INDEX, ExecKeys
@@ -76,11 +76,13 @@ class ScanOps:
             return 0
         return int(await self.redis.zrem(key, *members))
 
-    async def add_lanes(self, lanes: Sequence[str]) -> None:
-        """Seed the ``ff:idx:lanes`` registry (spec 01 §3: written "at boot"),
-        so lane-scoped scanners of every process visit these lanes."""
-        if lanes:
-            await self.redis.sadd(LANES_INDEX, *lanes)
+    async def add_lanes(self, lanes: Iterable[str]) -> None:
+        """Seed the ``ff:idx:lanes`` registry (spec 01 §3: written "at boot";
+        spec 05 §7.3), so lane-scoped scanners of every process — a ``scan``
+        process started without ``--lane`` included — visit these lanes."""
+        names = sorted(set(lanes))
+        if names:
+            await self.redis.sadd(LANES_INDEX, *names)
 
     async def lane_members(self, key: str) -> list[str]:
         """Members of a set (the ``ff:idx:lanes`` lane registry)."""

@@ -99,6 +99,7 @@ class Children:
         self.ctx = ctx
         self.pending: list[ChildHandle[Any]] = []
         self._flow: tuple[str, str] | None = None  # (flow_id, namespace)
+        self._lanes_registered: set[str] = set()
 
     @property
     def parent(self) -> ExecutionId:
@@ -166,6 +167,9 @@ class Children:
                                    namespace=namespace, name=f"{handle.name}#{pos}",
                                    tags={PARENT_TAG: self.parent})
             await self._create(flow_id, eid, create.lane_id, create, handle)
+            if create.lane_id not in self._lanes_registered:
+                await self.backend.add_lanes([create.lane_id])
+                self._lanes_registered.add(create.lane_id)
             recorded = await self.journal.record(label, "step",
                                                  codec.dumps([eid, create.lane_id]))
             handle.id, handle.lane = codec.loads(recorded)

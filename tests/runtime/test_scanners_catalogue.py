@@ -104,3 +104,16 @@ async def test_execution_deadline_expires_a_waiting_execution(url: str) -> None:
         core = await _core(client, handle.id)
         assert core["lifecycle_phase"] == "terminal"
         assert core["terminal_outcome"] == "expired"
+
+
+async def test_a_scanner_without_configured_lanes_learns_them_from_submissions(url: str) -> None:
+    # A `flowfabric-worker scan` process has no --lane: the submit registered
+    # the lane in ff:idx:lanes, so the lane-scoped promoter still finds it.
+    async with Client.connect(url) as client:
+        await client.backend.redis.delete("ff:idx:lanes")
+        handle = await noop.submit(client, delay=1.05)
+        assert await client.backend.redis.sismember("ff:idx:lanes", "default") == 1
+        runner = ScanRunner(client.backend, [_pick("delayed_promoter")])  # no lanes
+        await anyio.sleep(1.1)
+        assert await runner.tick(runner.scanners[0]) == 1
+        assert (await _core(client, handle.id))["eligibility_state"] == "eligible_now"
