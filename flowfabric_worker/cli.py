@@ -81,6 +81,8 @@ async def _run_worker(settings: Settings, tasks: list[TaskDefinition[Any, Any]])
             grace_period=settings.grace_period, scanners=settings.scanners,
             scanner_interval_scale=settings.scanner_interval_scale,
             disabled_scanners=settings.disabled_scanners,
+            waitpoint_hmac_secret=(settings.waitpoint_hmac_secret.get_secret_value()
+                                   if settings.waitpoint_hmac_secret else None),
         )
         await worker.run(install_signals=True)
 

@@ -50,6 +50,7 @@ class Worker:
         worker_id: str | None = None, grace_period: float = 30.0, reclaim: bool = True,
         scanners: bool = True, scanner_interval_scale: float = 1.0,
         attempt_timeouts: bool = False, disabled_scanners: Iterable[str] = (),
+        init_secrets: bool = True, waitpoint_hmac_secret: str | None = None,
     ) -> None:
         engine: Engine = (BackendEngine(client.backend) if hasattr(client, "backend")
                           else client)
@@ -60,6 +61,8 @@ class Worker:
         self.run_scanners = scanners and self._backend is not None
         self.scanner_interval_scale = scanner_interval_scale
         self.disabled_scanners = tuple(disabled_scanners)
+        self.init_secrets = init_secrets
+        self._initial_secret = waitpoint_hmac_secret
         self.tasks = {t.name: t for t in tasks}
         self.lanes = lanes or sorted({t.lane for t in self.tasks.values()})
         self.lease_ttl_ms = int(lease_ttl * 1000)
@@ -118,16 +121,24 @@ class Worker:
 
     async def _check_keystore(self, engine: BackendEngine) -> None:
         """Tasks that wait for signals or sleep need the waitpoint HMAC
-        keystore. Without it such a task fails (permanently, with
+        keystore. A standalone worker installs it when it is missing (spec 05
+        §7.3 bootstrap: a random secret, or ``waitpoint_hmac_secret``, as kid
+        ``k1`` on every partition; idempotent and locked, so workers starting
+        together agree). Attached to a FlowFabric deployment, whose server
+        seeds it, or with ``init_secrets=False``, a missing keystore is logged
+        once here and each task fails (permanently, with
         :class:`~flowfabric_worker.errors.KeystoreNotInitialized`) when it
-        first suspends; say so once at start. On ``memory://`` the keystore
-        is initialised here (it is private to the process)."""
-        from ..secrets import keystore_ready
+        first suspends."""
+        from ..secrets import init_secrets, keystore_ready
 
         try:
             ready = await keystore_ready(engine.backend)
+            if not ready and self.init_secrets and engine.backend.mode == "standalone":
+                outcome = await init_secrets(engine.backend, secret_hex=self._initial_secret)
+                log.info("waitpoint HMAC keystore %s (kid %s)", outcome.status, outcome.kid)
+                return
         except Exception as exc:
-            log.info("could not check the waitpoint keystore: %s", exc)
+            log.warning("could not check or install the waitpoint keystore: %s", exc)
             return
         if not ready:
             log.error("the waitpoint HMAC keystore is not initialised: tasks that wait for "

@@ -23,6 +23,7 @@ from flowfabric_worker.protocol.signals import ResumeExecution
 from flowfabric_worker.runtime.context import TaskContext
 from flowfabric_worker.runtime.signals import Signal, Waitpoint
 from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.secrets import keystore_ready
 from flowfabric_worker.task import Retry, task
 
 pytestmark = pytest.mark.anyio
@@ -44,9 +45,10 @@ async def backend(url: str) -> AsyncIterator[Backend]:
 
 
 @asynccontextmanager
-async def serving(b: Backend, *tasks: Any, concurrency: int = 4) -> AsyncIterator[Worker]:
+async def serving(b: Backend, *tasks: Any, concurrency: int = 4,
+                  init_secrets: bool = True) -> AsyncIterator[Worker]:
     w = Worker(Client(b), list(tasks), lease_ttl=2.0, concurrency=concurrency,
-               scanner_interval_scale=0.05, grace_period=2.0)
+               scanner_interval_scale=0.05, grace_period=2.0, init_secrets=init_secrets)
     async with anyio.create_task_group() as tg:
         tg.start_soon(w.run)
         try:
@@ -253,6 +255,22 @@ async def test_signal_payload_types_and_repr(backend: Backend) -> None:
     assert "raw" not in repr(sig) and sig.payload == 3
 
 
+async def test_a_standalone_worker_installs_a_missing_keystore(redis_server_url: str) -> None:
+    client = redis.Redis.from_url(redis_server_url)
+    client.flushall()
+    client.close()
+    b = await Backend.open(redis_server_url)  # no keystore seeded
+    try:
+        eid = await submit(b, approval, "doc")
+        async with serving(b, approval):
+            await until(in_state(b, eid, "suspended"))
+            assert await keystore_ready(b)
+            await deliver(b, eid, "approve", {"ok": True})
+            await until(in_state(b, eid, "completed"))
+    finally:
+        await b.close()
+
+
 async def test_empty_keystore_fails_the_task_with_a_clear_message(
         redis_server_url: str) -> None:
     client = redis.Redis.from_url(redis_server_url)
@@ -261,7 +279,7 @@ async def test_empty_keystore_fails_the_task_with_a_clear_message(
     b = await Backend.open(redis_server_url)  # no keystore seeded
     try:
         eid = await submit(b, approval, "doc")
-        async with serving(b, approval):
+        async with serving(b, approval, init_secrets=False):
             await until(in_state(b, eid, "failed"))
         atts = await attempts(b, eid)
         assert len(atts) == 1 and atts[0]["failure_category"] == "configuration"
