@@ -127,6 +127,8 @@ class Executor:
                         ctx.lease_lost_reason or "cancelled")
             return "lease_lost"
         journal = ctx.extensions.get(JOURNAL_EXTENSION)
+        if journal is not None and error is None:
+            await journal.check_finished()
         violation = getattr(journal, "violation", None)
         if violation is not None:
             # Even when the task caught it: its journal no longer describes it.

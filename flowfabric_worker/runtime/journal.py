@@ -95,6 +95,22 @@ class StepJournal:
                 self._replay_until += 1  # the wait it was resumed out of
         return self._entries
 
+    async def check_finished(self) -> None:
+        """Called when the task returned: a run that ends before reaching
+        every call an earlier run recorded took another path. (A resumed run
+        always has something recorded to reach, so it is checked even when
+        it made no journaled call; other runs only when they made one.)"""
+        if self._entries is None:
+            if not self.lease.resumed:
+                return
+            await self.load()
+        if self.cursor >= self._replay_until:
+            return
+        entries = self._entries or []
+        recorded = (f"{entries[self.cursor].kind} {entries[self.cursor].name}"
+                    if self.cursor < len(entries) else "the wait it was resumed out of")
+        self._violated(self.cursor, "the end of the task", recorded)
+
     async def output_replayed(self) -> bool:
         """Whether output produced now was already produced into this
         attempt's stream by an earlier run (resumed claims keep the attempt

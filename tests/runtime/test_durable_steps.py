@@ -191,3 +191,56 @@ async def test_overlapping_steps_are_refused(backend: Backend) -> None:
     await run_until(worker(backend, overlap), done)
     result = await backend.get_result(eid)
     assert result is not None and b"one at a time" in result
+
+
+PATH_TAKEN = {"steps": 1}
+
+
+@task(name="steps.shortcut")
+async def shortcut(ctx: TaskContext) -> str:
+    if PATH_TAKEN["steps"]:
+        await ctx.step("a", lambda: 1)
+        await ctx.wait_for_signal("go")
+    return "finished"
+
+
+async def test_a_replay_that_ends_early_is_nondeterministic(backend: Backend) -> None:
+    PATH_TAKEN["steps"] = 1
+    eid = await submit(backend, shortcut)
+
+    async def suspended() -> bool:
+        return await state(backend, eid) == "suspended"
+
+    await run_until(worker(backend, shortcut), suspended)
+    PATH_TAKEN["steps"] = 0  # the resumed run skips both recorded calls
+    await deliver(backend, eid, "go")
+
+    async def failed() -> bool:
+        return await state(backend, eid) == "failed"
+
+    await run_until(worker(backend, shortcut), failed)
+    atts = await attempts(backend, eid)
+    assert atts[0]["failure_category"] == "nondeterministic"
+    assert "'the end of the task'" in atts[0]["failure_reason"]
+    assert "'step a'" in atts[0]["failure_reason"]
+
+
+async def test_a_concurrent_journal_write_is_reported_as_nondeterminism(
+        backend: Backend) -> None:
+    from flowfabric_worker.protocol.journal import JournalAppend
+    from flowfabric_worker.runtime.backend_engine import BackendEngine
+    from flowfabric_worker.runtime.journal import StepJournal
+
+    eid = await submit(backend, shortcut)
+    lease = await BackendEngine(backend).claim(
+        eid, "default", "w1", "w1-i", frozenset(), 5000, 5000)
+    journal = StepJournal(backend, lease)
+    await journal.load()  # sees an empty journal...
+    # ...then another run of the same execution records position 0 first
+    await backend.call(JournalAppend(eid=eid, lease_id=lease.lease_id,
+                                     lease_epoch=lease.lease_epoch, step_index=0,
+                                     step_name="other"))
+    with pytest.raises(NonDeterminismError) as e:
+        await journal.step("mine", lambda: 2, (), {}, None)
+    assert e.value.index == 0 and "step other" in e.value.recorded
+    assert journal.violation is e.value
