@@ -359,3 +359,19 @@ async def test_operator_resume_without_the_signal_raises_signal_timeout(
             eid=eid, lane=c["lane_id"], current_waitpoint_id=c["current_waitpoint_id"]))
         await until(in_state(backend, eid, "completed"))
     assert await result(backend, eid) == "operator_resume"
+
+
+@task(name="sig.grouped")
+async def grouped(ctx: TaskContext) -> str:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ctx.wait_for_signal, "go")
+    return "resumed"
+
+
+async def test_a_wait_inside_the_tasks_own_task_group_suspends(backend: Backend) -> None:
+    eid = await submit(backend, grouped)
+    async with serving(backend, grouped) as w:
+        await until(in_state(backend, eid, "suspended"))
+        await deliver(backend, eid, "go")
+        await until(in_state(backend, eid, "completed"))
+    assert [o for e, o in w.outcomes if e == eid] == ["suspended", "completed"]
