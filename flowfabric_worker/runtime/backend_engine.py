@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import anyio
+
 from ..backend.backend import Backend
 from ..errors import ContractError
 from ..protocol.function import FCall
@@ -221,7 +223,14 @@ class BackendEngine:
                 attempt_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
                 attempt_index=int(core["total_attempt_count"] or 0),
                 attempt_timeout_ms=timeout or None))
-        replies = await self.backend.call_many(calls)
+        try:
+            replies = await self.backend.call_many(calls)
+        except BaseException:
+            if fresh:  # nothing known to be claimed: give the admissions back
+                with anyio.CancelScope(shield=True):
+                    await release_admissions(self.backend,
+                                             [(q, eids[i]) for i, q in fresh.items()])
+            raise
         for n, (i, (core, payload, tags)) in enumerate(pre.items()):
             eid = eids[i]
             res = replies[2 * n + 1]

@@ -13,6 +13,7 @@ from worker_support import core, run_until, state
 
 from flowfabric_worker import Client, Limit, TaskContext, task
 from flowfabric_worker.protocol.budgets import ReportUsageAndCheck
+from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.runtime.scanners.catalogue import default_scanners
 from flowfabric_worker.runtime.scanners.core import ScanRunner
 from flowfabric_worker.runtime.worker import Worker
@@ -146,3 +147,21 @@ async def test_budget_and_quota_scanners(client: Client) -> None:
     assert await fixed.usage() == {"tokens": 6}  # the marker is not a dimension
     assert (await quota.info()).active == 0
     assert not await client.backend.redis.smembers(qk.admitted_set)
+
+
+async def test_admission_released_when_the_grant_is_refused(client: Client) -> None:
+    from flowfabric_worker.runtime.backend_engine import BackendEngine
+
+    quota = await client.create_quota(concurrency=5, rate=10)
+    run = await work.submit(client, "refused", quota=quota)
+    # Still eligible on its core, but gone from the eligible set: admission
+    # passes, then the grant is refused (not_in_eligible_set).
+    await client.backend.redis.zrem(ExecKeys(run.id).lane_eligible(LANE), run.id)
+    engine = BackendEngine(client.backend)
+    (reply,) = await engine.claim_many(LANE, [run.id], "w", "w-1", frozenset(), 2000, 5000)
+    assert isinstance(reply, Exception)
+    info = await quota.info()
+    assert info.active == 0 and info.in_window == 1  # the window entry stays (spec 04 §7.4)
+    qk = client.backend.quota_keys(quota.id)
+    assert not await client.backend.redis.smembers(qk.admitted_set)
+    assert not await client.backend.redis.exists(qk.admitted(run.id))
