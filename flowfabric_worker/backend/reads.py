@@ -172,6 +172,18 @@ class Reads:
                 out.append((SignalRecord.from_hash(record), payload))
         return out
 
+    async def waitpoint_signal_entries(self, tag: str, waitpoint_id: str
+                                       ) -> list[tuple[str, str]]:
+        """``(signal_id, signal_name)`` of every signal recorded on a
+        waitpoint (its ``wp_signals`` stream, oldest first)."""
+        rows = await self.redis.xrange(PartitionKeys(tag).waitpoint_signals(waitpoint_id))
+        out = []
+        for _id, fields in rows:
+            f = {_str(k): _str(v) for k, v in fields.items()}
+            if f.get("signal_id"):
+                out.append((f["signal_id"], f.get("signal_name", "")))
+        return out
+
     async def hmac_keystore_ready(self, tag: str) -> bool:
         """Whether the partition's waitpoint keystore has a current kid."""
         return bool(await self.redis.hget(PartitionKeys(tag).hmac_keystore, "current_kid"))

@@ -13,6 +13,7 @@ journals them and returns them.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,7 @@ from ..errors import (
 )
 from ..protocol import conditions as C
 from ..protocol.records import SignalRecord, Suspension
-from ..protocol.signals import CreatePendingWaitpoint, SuspendExecution, Token
+from ..protocol.signals import CloseWaitpoint, CreatePendingWaitpoint, SuspendExecution, Token
 from .engine import Claimed, LeaseLost, is_lease_lost
 from .journal import StepJournal, pointer
 
@@ -161,6 +162,25 @@ def _condition(names: list[str], mode: str | int, behavior: str) -> tuple[str, i
     # per name per needed signal, so any `mode` signals of those names resume.
     matchers = (names or [""]) * mode
     return C.signal_set(matchers, mode="any", minimum=mode, timeout_behavior=behavior), mode, False
+
+
+def _satisfied_by(condition: str, entries: list[tuple[str, str]]) -> list[str] | None:
+    """Evaluate a signal-set condition over ``(signal_id, name)`` entries the
+    way the library does (spec 03 §3.1): each signal satisfies the first
+    unsatisfied matcher with its name (or a wildcard). The satisfying ids in
+    matcher order, or ``None`` when the condition is not met."""
+    doc = json.loads(condition)
+    names: list[str] = list(doc.get("required_signal_names") or [""])
+    got: list[str | None] = [None] * len(names)
+    for sid, name in entries:
+        for j, want in enumerate(names):
+            if got[j] is None and want in ("", name):
+                got[j] = sid
+                break
+    done = [g for g in got if g is not None]
+    if doc.get("signal_match_mode") == "all":
+        return done if len(done) == len(names) else None
+    return done if len(done) >= int(doc.get("minimum_signal_count") or 1) else None
 
 
 def _recorded(record: SignalRecord, payload: bytes | None) -> _RecordedSignal:
@@ -326,6 +346,10 @@ class Waits:
         lease = self.lease
         now = await self.backend.server_time_ms()
         pending = waitpoint is not None and await self._usable(waitpoint, now)
+        if waitpoint is not None and not pending:
+            early = await self._carry_over(waitpoint, condition)
+            if early is not None:
+                return early
         wp_id = waitpoint.id if (waitpoint is not None and pending) else str(uuid.uuid4())
         # Frames first: appends are refused once the execution is suspended.
         await self._flush()
@@ -356,11 +380,31 @@ class Waits:
         # still ours and the task goes on (spec 03 §5.2, §7).
         return _WaitOutcome("signals", await self._signals(res.primary.waitpoint_id, None))
 
+    async def _carry_over(self, wp: Waitpoint, condition: str) -> _WaitOutcome | None:
+        """An unusable waitpoint may hold signals buffered for it before the
+        attempt that made it was lost. If they satisfy the wait, they answer
+        it (no suspension); either way the old waitpoint is closed, so no
+        sender keeps buffering into it."""
+        entries = await self.backend.waitpoint_signal_entries(self.tag, wp.id)
+        rec = await self.backend.get_waitpoint(self.tag, wp.id)
+        if rec is not None and rec.state == "pending":
+            await self.backend.close_waitpoint(CloseWaitpoint(
+                eid=self.lease.execution_id, waitpoint_id=wp.id, reason="superseded"))
+        ids = _satisfied_by(condition, entries)
+        if ids is None:
+            if entries:
+                log.warning("%d signal(s) buffered on superseded waitpoint %s of %s do not "
+                            "satisfy the wait and are not carried over", len(entries), wp.id,
+                            self.lease.execution_id)
+            return None
+        found = await self.backend.signals_with_payloads(self.tag, ids)
+        return _WaitOutcome("signals", [_recorded(r, p) for r, p in found])
+
     async def _usable(self, wp: Waitpoint, now: int) -> bool:
         """A pending waitpoint can be activated only by the attempt that made
         it, while pending and unexpired; after a retry or a lost worker the wait
-        falls back to a fresh waitpoint (signals addressed by execution id,
-        e.g. ``client.signal``, still reach it)."""
+        uses what was buffered on it (:meth:`_carry_over`) or falls back to a
+        fresh waitpoint (signals addressed to the execution still reach it)."""
         rec = await self.backend.get_waitpoint(self.tag, wp.id)
         ok = (rec is not None and rec.state == "pending"
               and rec.attempt_index == self.lease.attempt_index

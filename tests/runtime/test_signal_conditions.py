@@ -57,3 +57,19 @@ def test_all_without_names_and_reserved_names_are_refused() -> None:
     with pytest.raises(InvalidInput):
         _names(["ok", ""])
     assert _names("one") == ["one"] and _names(None) == []
+
+
+def test_buffered_signals_are_evaluated_like_the_library() -> None:
+    from flowfabric_worker.runtime.signals import _satisfied_by
+
+    any_text, _, _ = _condition(["paid", "failed"], "any", "fail")
+    assert _satisfied_by(any_text, []) is None
+    assert _satisfied_by(any_text, [("s1", "other"), ("s2", "failed")]) == ["s2"]
+    all_text, _, _ = _condition(["a", "b"], "all", "fail")
+    assert _satisfied_by(all_text, [("s1", "b"), ("s2", "b")]) is None
+    assert _satisfied_by(all_text, [("s1", "b"), ("s2", "a")]) == ["s2", "s1"]  # matcher order
+    count_text, _, _ = _condition(["vote"], 2, "fail")
+    assert _satisfied_by(count_text, [("s1", "vote")]) is None
+    assert _satisfied_by(count_text, [("s1", "vote"), ("s2", "vote")]) == ["s1", "s2"]
+    wild_text, _, _ = _condition([], "any", "fail")
+    assert _satisfied_by(wild_text, [("s9", "anything")]) == ["s9"]

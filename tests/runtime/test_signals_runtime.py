@@ -375,3 +375,33 @@ async def test_a_wait_inside_the_tasks_own_task_group_suspends(backend: Backend)
         await deliver(backend, eid, "go")
         await until(in_state(backend, eid, "completed"))
     assert [o for e, o in w.outcomes if e == eid] == ["suspended", "completed"]
+
+
+@task(name="sig.lost_attempt", retry=Retry(max_attempts=2, backoff="fixed", initial=0.01))
+async def lost_attempt(ctx: TaskContext, key: str) -> str:
+    wp = await ctx.waitpoint("callback")
+    WAITPOINTS[key] = wp
+    if ctx.attempt_index == 0:
+        await GATES[key].wait()
+        raise Transient("lost after handing out the waitpoint")
+    sig = await ctx.wait_for_signal("paid", waitpoint=wp)
+    return f"paid {sig.payload} in attempt {ctx.attempt_index}"
+
+
+async def test_signals_buffered_for_a_lost_attempts_waitpoint_still_answer_the_wait(
+        backend: Backend) -> None:
+    key = uuid.uuid4().hex
+    GATES[key] = anyio.Event()
+    eid = await submit(backend, lost_attempt, key)
+    async with serving(backend, lost_attempt) as w:
+        with anyio.fail_after(10):
+            while key not in WAITPOINTS:  # noqa: ASYNC110 - set by the task
+                await anyio.sleep(0.01)
+        wp = WAITPOINTS[key]
+        await buffer(backend, eid, wp.id, wp.token, "paid", 42)
+        GATES[key].set()
+        await until(in_state(backend, eid, "completed"))
+    assert await result(backend, eid) == "paid 42 in attempt 1"
+    assert "suspended" not in [o for e, o in w.outcomes if e == eid]
+    old = await backend.get_waitpoint(backend.tag_of(eid), wp.id)
+    assert old is not None and old.state == "closed" and old.close_reason == "superseded"
