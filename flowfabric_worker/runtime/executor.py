@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -14,7 +15,7 @@ from .context import JOURNAL_EXTENSION, TaskContext
 from .engine import Claimed, Engine, LeaseLost, TaskLike, is_lease_lost
 from .failures import FailureDecision, classify, describe
 from .frames import FrameWriter
-from .renewer import Renewer
+from .renewer import Renewals, Renewer
 from .signals import TaskSuspended
 from .task_streams import FRAMES_EXTENSION
 
@@ -34,6 +35,8 @@ class Executor:
         #: Frame writers of the attempts running now, by execution id (the
         #: worker flushes them itself before a drain hand-back).
         self.frames: dict[str, FrameWriter] = {}
+        #: The worker's shared renewal loop, once it runs (see _renewal).
+        self.renewals: Renewals | None = None
 
     async def run(self, lease: Claimed, shutdown: anyio.Event | None = None) -> str:
         """Run ``lease`` to completion; returns the outcome label (for tests/metrics)."""
@@ -50,10 +53,8 @@ class Executor:
             durable(ctx, lease, lambda: self.flush_frames(lease))
         task = self.tasks.get(lease.execution_kind)
         outcome = "not_run"
-        async with anyio.create_task_group() as tg:
-            body = anyio.CancelScope()
-            renewer = Renewer(self.engine, lease, ctx, body, self.lease_ttl_ms)
-            tg.start_soon(renewer.run)
+        body = anyio.CancelScope()
+        async with self._renewal(lease, ctx, body):
             try:
                 if task is None:
                     outcome = await self._fail(lease, FailureDecision(
@@ -63,8 +64,6 @@ class Executor:
                 else:
                     outcome = await self._execute(task, lease, ctx, body)
             finally:
-                # Renewal stops only once the terminal call has answered (§4.2).
-                tg.cancel_scope.cancel()
                 if lease.quota_policy_id and outcome not in ("not_run", "lease_lost"):
                     await self._release_quota(lease)
                 fw = self.frames.pop(lease.execution_id, None)
@@ -72,6 +71,29 @@ class Executor:
                                        or outcome in ("lease_lost", "suspended")):
                     fw.discard()  # the server refuses appends without the lease
         return outcome
+
+    @asynccontextmanager
+    async def _renewal(self, lease: Claimed, ctx: TaskContext, body: anyio.CancelScope
+                       ) -> AsyncIterator[None]:
+        """Renew ``lease`` while the block runs; renewal stops only once the
+        terminal call has answered (spec 05 §4.2). A worker shares one
+        renewal loop (:attr:`renewals`) between its attempts; without one
+        (an executor used on its own) each attempt runs its own renewer."""
+        renewer = Renewer(self.engine, lease, ctx, body, self.lease_ttl_ms)
+        if self.renewals is not None:
+            self.renewals.add(renewer)
+            try:
+                yield
+            finally:
+                renewer.stopped = True
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(renewer.run)
+            try:
+                yield
+            finally:
+                renewer.stopped = True
+                tg.cancel_scope.cancel()
 
     async def _release_quota(self, lease: Claimed) -> None:
         """The attempt no longer runs: its quota concurrency slot is free

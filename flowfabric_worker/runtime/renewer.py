@@ -8,8 +8,10 @@ context's ``lease_lost`` and cancels the task's scope.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
+from typing import Any
 
 import anyio
 
@@ -39,6 +41,8 @@ class Renewer:
         self.expires_at_ms = lease.lease_expires_at_ms
         self.consecutive_failures = 0
         self.renewals = 0
+        #: Set when the attempt ended: no further renewal (see Renewals).
+        self.stopped = False
 
     @property
     def healthy(self) -> bool:
@@ -46,6 +50,8 @@ class Renewer:
         return self.consecutive_failures < 3 and not self.ctx.lease_lost.is_set()
 
     def _lose(self, reason: str) -> None:
+        if self.stopped:  # the attempt already ended: a late answer means nothing
+            return
         log.warning("lease lost for %s: %s", self.lease.execution_id, reason)
         self.ctx.mark_lease_lost(reason)
         self.scope.cancel()
@@ -55,27 +61,82 @@ class Renewer:
         interval = max(self.lease_ttl_ms / 3000.0, 0.01)
         while True:
             await anyio.sleep(interval)
-            if _now_ms() >= self.expires_at_ms:
-                self._lose("lease expired locally without a successful renewal")
+            if not await self.tick():
                 return
-            try:
-                # The guard orders renewals with a suspend (which releases the
-                # lease): a renewal after it would report a spurious loss.
-                async with self.ctx.lease_guard:
-                    if self.ctx.lease_released:
-                        return
-                    self.expires_at_ms = await self.engine.renew(self.lease, self.lease_ttl_ms)
-            except (TransportError, OSError) as exc:
-                self.consecutive_failures += 1
-                log.info("renewal of %s failed (will retry): %s", self.lease.execution_id, exc)
-                continue
-            except ContractError as exc:
-                self.consecutive_failures += 1
-                if is_lease_lost(exc):
-                    self._lose(exc.code)
-                    return
-                log.warning("unexpected renewal refusal for %s: %s",
-                            self.lease.execution_id, exc)
-                continue
-            self.consecutive_failures = 0
-            self.renewals += 1
+
+    async def tick(self) -> bool:
+        """One renewal; ``False`` once there is nothing left to renew."""
+        if _now_ms() >= self.expires_at_ms:
+            self._lose("lease expired locally without a successful renewal")
+            return False
+        try:
+            # The guard orders renewals with a suspend (which releases the
+            # lease): a renewal after it would report a spurious loss.
+            async with self.ctx.lease_guard:
+                if self.ctx.lease_released or self.stopped:
+                    return False
+                self.expires_at_ms = await self.engine.renew(self.lease, self.lease_ttl_ms)
+        except (TransportError, OSError) as exc:
+            self.consecutive_failures += 1
+            log.info("renewal of %s failed (will retry): %s", self.lease.execution_id, exc)
+            return True
+        except ContractError as exc:
+            self.consecutive_failures += 1
+            if is_lease_lost(exc):
+                self._lose(exc.code)
+                return False
+            log.warning("unexpected renewal refusal for %s: %s",
+                        self.lease.execution_id, exc)
+            return True
+        self.consecutive_failures = 0
+        self.renewals += 1
+        return True
+
+
+class Renewals:
+    """One loop renewing every lease of a worker (instead of one task per
+    attempt, whose task group costs more than a short task itself).
+
+    Each registered :class:`Renewer` is renewed every ``ttl / 3`` as before;
+    the loop sleeps until the earliest one is due and runs each due renewal in
+    its own task, so a slow renewal never delays another.
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Renewer]] = []
+        self._seq = 0
+        self._changed = anyio.Event()
+        self._tg: Any = None
+
+    def add(self, renewer: Renewer) -> None:
+        interval = max(renewer.lease_ttl_ms / 3000.0, 0.01)
+        self._seq += 1
+        heapq.heappush(self._due, (anyio.current_time() + interval, self._seq, renewer))
+        self._changed.set()
+
+    @staticmethod
+    def remove(renewer: Renewer) -> None:
+        """Stop renewing (lazy: the entry is dropped when it comes due)."""
+        renewer.stopped = True
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tg:
+            while True:
+                self._changed = anyio.Event()
+                if not self._due:
+                    await self._changed.wait()
+                    continue
+                when, _, renewer = self._due[0]
+                delay = when - anyio.current_time()
+                if delay > 0:
+                    # New entries are due later than existing ones (same
+                    # interval, added later), so only an empty heap needs a wake.
+                    await anyio.sleep(delay)
+                    continue
+                heapq.heappop(self._due)
+                if not renewer.stopped:
+                    tg.start_soon(self._tick, renewer)
+
+    async def _tick(self, renewer: Renewer) -> None:
+        if await renewer.tick() and not renewer.stopped:
+            self.add(renewer)

@@ -15,6 +15,7 @@ from ..protocol.keys import WAKE_CHANNEL
 from .backend_engine import BackendEngine
 from .engine import Claimed, Engine, TaskLike
 from .executor import Executor
+from .renewer import Renewals
 from .scheduler import Backoff, ClaimIdentity, Permits, Scheduler
 
 log = logging.getLogger("flowfabric_worker.worker")
@@ -105,6 +106,9 @@ class Worker:
                 await self._check_keystore(self.engine)
                 tg.start_soon(self._registration, self.engine)
                 tg.start_soon(self._wake_listener, self.engine)
+            renewals = Renewals()
+            tg.start_soon(renewals.run)
+            self.executor.renewals = renewals
             scan_stop = anyio.Event()
             if self.run_scanners:
                 tg.start_soon(self._scanners, scan_stop)

@@ -234,3 +234,24 @@ async def test_operator_revoke_sets_lease_lost_and_cancels_task(backend: Backend
     await run_until(w, scenario)
     assert REVOKED == [True] and w.outcomes == [(eid, "lease_lost")]
     assert await state(backend, eid) != "completed"
+
+
+@task(name="t.outlives_ttl")
+async def outlives_ttl(ctx: TaskContext) -> str:
+    await anyio.sleep(1.5)  # 2.5 lease TTLs: only renewals keep the lease
+    ctx.ensure_lease()
+    return "kept"
+
+
+async def test_shared_renewal_loop_keeps_a_long_task_leased(backend: Backend) -> None:
+    eid = await submit(backend, outlives_ttl)
+    w = worker(backend, outlives_ttl, lease_ttl=0.6, reclaim=False)
+
+    async def done() -> bool:
+        return bool(w.outcomes)
+
+    await run_until(w, done)
+    # Without renewals the lease would have expired twice over: the expiry
+    # scanner (running here) marks it, the complete is refused as stale.
+    assert w.outcomes == [(eid, "completed")]
+    assert len(await attempts(backend, eid)) == 1
