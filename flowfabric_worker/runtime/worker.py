@@ -258,6 +258,7 @@ class Worker:
             self.outcomes.append((lease.execution_id, f"error:{type(exc).__name__}"))
         finally:
             self._inflight.pop(lease.execution_id, None)
+            self._leases.pop(lease.execution_id, None)  # else kept forever
             self.permits.release()
             self._changed.set()
             if self._at_capacity:  # an idle loop is not woken: nothing new to claim

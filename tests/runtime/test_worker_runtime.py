@@ -213,6 +213,8 @@ async def test_complete_and_publish() -> None:
     w = Worker(eng, [T("add", add)], lease_ttl=1.0)
     await run_until(w, lambda: e.state == "completed")
     assert e.result == b"5" and e.completions == 1 and eng.published == ["e1"]
+    # A long-running worker keeps nothing of finished attempts.
+    assert not w._inflight and not w._leases and not w.executor.frames
 
 
 async def test_retry_then_success() -> None:
