@@ -14,15 +14,34 @@ else keeps the raw class), which is what callers act on (spec 05 §4.9).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal, TypeVar
-
-from ..errors import ContractError, ErrorClass, UnknownContractError
+from ..errors import ContractError, UnknownContractError
+from .error_base import (
+    CODE_CLASSES,
+    AdmissionError,
+    B,
+    BudgetError,
+    ClaimError,
+    CodedContractError,
+    EngineKind,
+    ExecutionContractError,
+    FlowError,
+    I,
+    LeaseError,
+    R,
+    SignalError,
+    StreamError,
+    SuspensionError,
+    T,
+    TokenError,
+    ValidationContractError,
+    _code,
+)
+from .errors_streams_flows_budgets import *  # noqa: F403 - the rest of the catalogue
 
 __all__ = [
     "CODE_CLASSES",
     "AdmissionError",
-    "AlreadyMemberOfDifferentFlow",
+    "AlreadyMemberOfDifferentFlow",  # noqa: F405 - from the star import
     "BudgetError",
     "CapabilityMismatch",
     "ClaimError",
@@ -30,7 +49,7 @@ __all__ = [
     "EngineKind",
     "ExecutionContractError",
     "ExecutionNotActive",
-    "ExecutionNotFound",
+    "ExecutionNotFound",  # noqa: F405 - from the star import
     "FlowError",
     "LeaseError",
     "SignalError",
@@ -41,123 +60,6 @@ __all__ = [
     "ValidationContractError",
     "error_for",
 ]
-
-EngineKind = Literal[
-    "not_found", "validation", "contention", "conflict", "state", "bug", "transport"
-]
-
-T = ErrorClass.TERMINAL
-R = ErrorClass.RETRYABLE
-C = ErrorClass.COOPERATIVE
-I = ErrorClass.INFORMATIONAL  # noqa: E741 - the catalogue's own letter
-B = ErrorClass.BUG
-E = ErrorClass.EXPECTED
-S = ErrorClass.SOFT
-
-_KIND_CLASS: dict[str, ErrorClass] = {
-    "contention": R,
-    "not_found": T,
-    "validation": T,
-    "conflict": T,
-    "bug": B,
-}
-
-CODE_CLASSES: dict[str, type[ContractError]] = {}
-"""code -> class. The prefix code ``already_member_of_different_flow:`` is
-stored with its trailing colon."""
-
-_C = TypeVar("_C", bound="CodedContractError")
-
-
-class CodedContractError(ContractError):
-    """Base of every catalogued contract error; ``code`` is fixed per class."""
-
-    raw_class: ErrorClass = T
-    engine_kind: EngineKind = "transport"
-    lua: bool = True
-
-    def __init__(
-        self,
-        code: str | None = None,
-        details: tuple[str, ...] = (),
-        *,
-        function: str = "",
-        execution_id: str | None = None,
-    ) -> None:
-        super().__init__(
-            type(self).code if code is None else code,
-            tuple(details),
-            function=function,
-            execution_id=execution_id,
-        )
-
-    def detail(self, i: int) -> str:
-        """Detail slot ``i`` or "" when absent."""
-        return self.details[i] if i < len(self.details) else ""
-
-
-def _code(
-    code: str, raw: ErrorClass, kind: EngineKind, *, lua: bool = True
-) -> Callable[[type[_C]], type[_C]]:
-    def register(cls: type[_C]) -> type[_C]:
-        if code in CODE_CLASSES:
-            raise RuntimeError(f"contract code {code!r} registered twice")
-        cls.code = code
-        cls.raw_class = raw
-        cls.engine_kind = kind
-        cls.lua = lua
-        cls.error_class = _KIND_CLASS.get(kind, raw)
-        CODE_CLASSES[code] = cls
-        return cls
-
-    return register
-
-
-# --- groups ------------------------------------------------------------------
-
-
-class LeaseError(CodedContractError):
-    """Lease and ownership refusals: the caller's fence no longer holds."""
-
-
-class ClaimError(CodedContractError):
-    """Claiming and scheduling refusals."""
-
-
-class SuspensionError(CodedContractError):
-    """Suspension and waitpoint refusals."""
-
-
-class SignalError(CodedContractError):
-    """Signal delivery refusals."""
-
-
-class TokenError(SignalError):
-    """Waitpoint HMAC token and keystore refusals (spec 01 §8)."""
-
-
-class StreamError(CodedContractError):
-    """Stream, replay and attempt refusals."""
-
-
-class FlowError(CodedContractError):
-    """Flow and dependency refusals."""
-
-
-class BudgetError(CodedContractError):
-    """Budget and quota refusals (reserved / Rust-side codes)."""
-
-
-class AdmissionError(BudgetError):
-    """Quota admission refusals (reserved codes; 0.15 answers with statuses)."""
-
-
-class ValidationContractError(CodedContractError):
-    """The library refused malformed input."""
-
-
-class ExecutionContractError(CodedContractError):
-    """Generic execution-level refusals."""
 
 
 # --- lease and ownership -------------------------------------------------------
@@ -492,269 +394,6 @@ class InvalidGraceMs(TokenError):
 @_code("rotation_conflict", T, "conflict")
 class RotationConflict(TokenError):
     """Rotation: the kid is already current with another secret (detail: kid)."""
-
-
-# --- streams, replay, attempts ---------------------------------------------------
-
-
-@_code("stream_closed", T, "state")
-class StreamClosed(StreamError):
-    """The attempt ended; no more frames."""
-
-
-@_code("stale_owner_cannot_append", T, "state")
-class StaleOwnerCannotAppend(StreamError):
-    """Lease mismatch on append."""
-
-
-@_code("retention_limit_exceeded", T, "validation")
-class RetentionLimitExceeded(StreamError):
-    """Frame over the size limit."""
-
-
-@_code("corruption", T, "transport")
-class Corruption(StreamError):
-    """A stored summary is unreadable."""
-
-
-@_code("execution_not_terminal", T, "state")
-class ExecutionNotTerminal(StreamError):
-    """Replay of a live execution."""
-
-
-@_code("max_replays_exhausted", T, "state")
-class MaxReplaysExhausted(StreamError):
-    """The replay cap is reached."""
-
-
-@_code("stream_not_found", E, "not_found", lua=False)
-class StreamNotFound(StreamError):
-    """Rust-side: no frames yet."""
-
-
-@_code("stream_already_closed", I, "state", lua=False)
-class StreamAlreadyClosed(StreamError):
-    """Rust-side; the library answers ``stream_closed``."""
-
-
-@_code("invalid_frame_type", S, "validation", lua=False)
-class InvalidFrameType(StreamError):
-    """Rust-side; frame types are free-form in the library."""
-
-
-@_code("invalid_offset", R, "validation", lua=False)
-class InvalidOffset(StreamError):
-    """Rust-side: malformed stream id for a read."""
-
-
-@_code("attempt_not_found", T, "not_found", lua=False)
-class AttemptNotFound(StreamError):
-    """Rust-side: no attempt with that index."""
-
-
-@_code("attempt_not_in_created_state", B, "bug", lua=False)
-class AttemptNotInCreatedState(StreamError):
-    """Rust-side: attempt sequencing bug."""
-
-
-@_code("attempt_not_started", T, "state", lua=False)
-class AttemptNotStarted(StreamError):
-    """Rust-side: the attempt is not running."""
-
-
-@_code("attempt_already_terminal", I, "state", lua=False)
-class AttemptAlreadyTerminal(StreamError):
-    """Rust-side: the attempt already ended."""
-
-
-# --- flows and dependencies --------------------------------------------------------
-
-
-@_code("flow_not_found", T, "not_found")
-class FlowNotFound(FlowError):
-    """The flow record is missing."""
-
-
-@_code("execution_not_in_flow", T, "state")
-class ExecutionNotInFlow(FlowError):
-    """Staging: the upstream or downstream is not a member of the flow."""
-
-
-@_code("execution_already_in_flow", T, "conflict")
-class ExecutionAlreadyInFlow(FlowError):
-    """The execution belongs to another flow."""
-
-
-@_code("already_member_of_different_flow:", T, "conflict")
-class AlreadyMemberOfDifferentFlow(ExecutionAlreadyInFlow):
-    """Add-member: the execution already belongs to ``flow_id`` (carried inside
-    the code string after the colon)."""
-
-    @property
-    def flow_id(self) -> str:
-        return self.code.split(":", 1)[1] if ":" in self.code else ""
-
-
-@_code("flow_already_terminal", T, "state")
-class FlowAlreadyTerminal(FlowError):
-    """The flow is cancelled, completed or failed."""
-
-
-@_code("stale_graph_revision", R, "contention")
-class StaleGraphRevision(FlowError):
-    """Re-read the graph revision and retry."""
-
-
-@_code("dependency_already_exists", T, "conflict")
-class DependencyAlreadyExists(FlowError):
-    """Staging: an edge with this id exists already."""
-
-
-@_code("self_referencing_edge", T, "conflict")
-class SelfReferencingEdge(FlowError):
-    """Staging: upstream equals downstream."""
-
-
-@_code("cycle_detected", T, "conflict")
-class CycleDetected(FlowError):
-    """Staging: the edge would close a cycle."""
-
-
-@_code("invalid_dependency", T, "validation")
-class InvalidDependency(FlowError):
-    """Resolving: the child holds no dependency record for that edge."""
-
-
-@_code("deps_not_satisfied", I, "state")
-class DepsNotSatisfied(FlowError):
-    """Promote-blocked: dependencies still unresolved."""
-
-    @property
-    def unsatisfied(self) -> int:
-        return int(self.detail(0) or 0)
-
-    @property
-    def unresolved(self) -> int:
-        return int(self.detail(1) or 0)
-
-
-@_code("not_blocked_by_deps", I, "state")
-class NotBlockedByDeps(FlowError):
-    """Promote-blocked: not in ``blocked_by_dependencies``."""
-
-
-@_code("not_runnable", T, "state")
-class NotRunnable(FlowError):
-    """Promote-blocked: the phase is not ``runnable``."""
-
-
-@_code("terminal", T, "state")
-class Terminal(FlowError):
-    """Promote-blocked: ``terminal_outcome`` is set."""
-
-
-@_code("invariant_violation", T, "bug")
-class InvariantViolation(FlowError):
-    """Resolving: edge-group counters exceed the group size (a bug)."""
-
-
-@_code("invalid_args", T, "validation")
-class InvalidArgs(FlowError, ValidationContractError):
-    """Sibling-cancel drain/reconcile got an empty flow or downstream id."""
-
-
-# --- budgets, quotas, admission, generic -------------------------------------------
-
-
-@_code("invalid_blocking_reason", T, "validation")
-class InvalidBlockingReason(ValidationContractError):
-    """Unknown admission-block reason."""
-
-
-@_code("invalid_input", T, "validation")
-class ContractInvalidInput(ValidationContractError):
-    """A numeric ARGV was not a number, or a structural input error (detail:
-    the library's message)."""
-
-
-@_code("invalid_policy_json", T, "validation")
-class InvalidPolicyJson(ValidationContractError):
-    """Create: the policy is not JSON, or ``routing_requirements`` is not an object."""
-
-
-@_code("invalid_tag_key", T, "validation")
-class InvalidTagKey(ValidationContractError):
-    """A tag key outside the ``<caller>.<field>`` namespace."""
-
-
-@_code("execution_not_found", T, "not_found")
-class ExecutionNotFound(ExecutionContractError):
-    """The execution record is missing."""
-
-
-@_code("budget_exceeded", C, "state", lua=False)
-class BudgetExceeded(BudgetError):
-    """Reserved (0.15 reports ``HARD_BREACH`` as a success status)."""
-
-
-@_code("budget_soft_exceeded", I, "state", lua=False)
-class BudgetSoftExceeded(BudgetError):
-    """Reserved (``SOFT_BREACH``)."""
-
-
-@_code("ok_already_applied", I, "state", lua=False)
-class OkAlreadyApplied(BudgetError):
-    """Reserved (``ALREADY_APPLIED``)."""
-
-
-@_code("rate_limit_exceeded", R, "contention", lua=False)
-class RateLimitExceeded(AdmissionError):
-    """Reserved (admission replies ``RATE_EXCEEDED``)."""
-
-
-@_code("concurrency_limit_exceeded", R, "contention", lua=False)
-class ConcurrencyLimitExceeded(AdmissionError):
-    """Reserved (admission replies ``CONCURRENCY_EXCEEDED``)."""
-
-
-@_code("budget_not_found", T, "not_found", lua=False)
-class BudgetNotFound(BudgetError):
-    """Rust-side: budget definition missing."""
-
-
-@_code("quota_policy_not_found", T, "not_found", lua=False)
-class QuotaPolicyNotFound(BudgetError):
-    """Rust-side: quota policy missing."""
-
-
-@_code("invalid_budget_scope", T, "validation", lua=False)
-class InvalidBudgetScope(BudgetError):
-    """Rust-side: malformed budget scope."""
-
-
-@_code("budget_override_not_allowed", T, "validation", lua=False)
-class BudgetOverrideNotAllowed(BudgetError):
-    """Rust-side: the caller may not override a budget."""
-
-
-@_code("invalid_quota_spec", T, "validation", lua=False)
-class InvalidQuotaSpec(BudgetError):
-    """Rust-side: malformed quota definition."""
-
-
-@_code("unauthorized", T, "validation", lua=False)
-class Unauthorized(ValidationContractError):
-    """Rust-side: authentication or authorisation failed."""
-
-
-@_code("budget_attach_conflict", T, "conflict", lua=False)
-class BudgetAttachConflict(BudgetError):
-    """Rust-side: conflicting budget attachment."""
-
-
-@_code("quota_attach_conflict", T, "conflict", lua=False)
-class QuotaAttachConflict(BudgetError):
-    """Rust-side: conflicting quota attachment."""
 
 
 def error_for(

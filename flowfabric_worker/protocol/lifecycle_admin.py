@@ -12,7 +12,8 @@ from ..errors import InvalidInput
 from .function import FCall, as_str
 from .ids import ExecutionId
 from .keys import ExecKeys, worker_alive, worker_caps, workers_index
-from .lifecycle import ClaimResult, GrantResult, OkResult, _claim_result, check_eid, check_int, opt
+from .lifecycle import _claim_result
+from .lifecycle_checks import ClaimResult, GrantResult, OkResult, check_eid, check_int, opt
 
 __all__ = [
     "BlockExecutionForAdmission",
