@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import anyio
+from local_redis import local_redis  # bench/ is on sys.path when run as a script
 
 from flowfabric_worker import Client, TaskContext, task
 
@@ -39,19 +37,6 @@ LANE = "bench-signals"
 async def wait_once(ctx: TaskContext) -> int:
     sig = await ctx.wait_for_signal("go")
     return int(sig.payload["n"])
-
-
-def start_server() -> tuple[str, subprocess.Popen[bytes]]:
-    binary = shutil.which("redis-server") or "redis-server"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", tempfile.mkdtemp(prefix="ffw-bench-")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
-    return f"redis://127.0.0.1:{port}/0", proc
 
 
 async def _worker(url: str) -> None:
@@ -110,21 +95,14 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=0.05,
                         help="seconds to leave the worker idle before each signal")
     args = parser.parse_args()
-    server = None
-    url = args.url
-    if url is None:
-        url, server = start_server()
-    worker = None
-    try:
+    with local_redis(args.url) as url:
         anyio.run(init_keystore, url)  # before the worker: it checks at start
         worker = start_worker(url)
-        signal_only, total = anyio.run(measure, url, args.trips, args.idle)
-    finally:
-        if worker is not None:
+        try:
+            signal_only, total = anyio.run(measure, url, args.trips, args.idle)
+        finally:
             worker.terminate()
             worker.wait(30)
-        if server is not None:
-            server.terminate()
     print(f"trips={args.trips}, idle={args.idle}s before each signal, url={url}")
     print("                      p50 ms   p95 ms   p99 ms   mean ms")
     for label, xs in (("signal", signal_only), ("resumed+completed", total)):

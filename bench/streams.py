@@ -23,15 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
 from typing import Any
 
 import anyio
+from local_redis import local_redis  # bench/ is on sys.path when run as a script
 
 from flowfabric_worker import Client, TaskContext, Worker, task
 from flowfabric_worker.backend.backend import Backend
@@ -43,19 +40,6 @@ from flowfabric_worker.streams import frames
 
 LEASE = "11111111-1111-4111-8111-111111111111"
 PAYLOAD = "x" * 64
-
-
-def start_server() -> tuple[str, subprocess.Popen[bytes]]:
-    binary = shutil.which("redis-server") or "redis-server"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", tempfile.mkdtemp(prefix="ffw-bench-")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.3)
-    return f"redis://127.0.0.1:{port}/0", proc
 
 
 async def active(backend: Backend) -> str:
@@ -189,39 +173,30 @@ async def flat_out(url: str, backend: Backend, n: int) -> tuple[list[float], flo
     return sorted(lat), rate
 
 
-async def main(args: Any) -> None:
-    proc = None
-    url = args.url
-    if url is None:
-        url, proc = start_server()
+async def main(args: Any, url: str) -> None:
+    n = args.frames
+    task_rate = await through_task(url, n)
+    print(f"task (ctx.stream, 64-byte durable frames, n={n}): {task_rate:,.0f} frames/s")
+    backend = await Backend.open(url)
     try:
-        n = args.frames
-        task_rate = await through_task(url, n)
-        print(f"task (ctx.stream, 64-byte durable frames, n={n}): {task_rate:,.0f} frames/s")
-        backend = await Backend.open(url)
-        try:
-            rate, batches, server_us = await through_writer(backend, n)
-            print(f"writer (FrameWriter, n={n}): {rate:,.0f} frames/s in {batches} calls "
-                  f"(avg {n / max(batches, 1):.0f} frames/call), "
-                  f"server {server_us:.2f} us/frame")
-            m = max(n // 10, 100)
-            print(f"unbatched (one ff_append_frame round trip per frame, n={m}): "
-                  f"{await unbatched(backend, m):,.0f} frames/s")
-            for delay in (0.001, 0.0):
-                lat = await latency(backend, args.latency_frames, delay)
-                print(f"producer->consumer latency, 1 frame/ms, flush delay "
-                      f"{delay * 1000:.0f} ms (n={len(lat)}): {pct(lat)}")
-            # Below the 10 000-frame retention: a tail that falls further
-            # behind than that loses the oldest frames to trimming.
-            lat, rate = await flat_out(url, backend, 8000)
-            print(f"producer->consumer latency, flat out ({rate:,.0f} frames/s, n={len(lat)}, "
-                  f"tail in another process): {pct(lat)}")
-        finally:
-            await backend.close()
+        rate, batches, server_us = await through_writer(backend, n)
+        print(f"writer (FrameWriter, n={n}): {rate:,.0f} frames/s in {batches} calls "
+              f"(avg {n / max(batches, 1):.0f} frames/call), "
+              f"server {server_us:.2f} us/frame")
+        m = max(n // 10, 100)
+        print(f"unbatched (one ff_append_frame round trip per frame, n={m}): "
+              f"{await unbatched(backend, m):,.0f} frames/s")
+        for delay in (0.001, 0.0):
+            lat = await latency(backend, args.latency_frames, delay)
+            print(f"producer->consumer latency, 1 frame/ms, flush delay "
+                  f"{delay * 1000:.0f} ms (n={len(lat)}): {pct(lat)}")
+        # Below the 10 000-frame retention: a tail that falls further
+        # behind than that loses the oldest frames to trimming.
+        lat, rate = await flat_out(url, backend, 8000)
+        print(f"producer->consumer latency, flat out ({rate:,.0f} frames/s, n={len(lat)}, "
+              f"tail in another process): {pct(lat)}")
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
+        await backend.close()
 
 
 if __name__ == "__main__":
@@ -229,4 +204,6 @@ if __name__ == "__main__":
     ap.add_argument("--url")
     ap.add_argument("--frames", type=int, default=50000)
     ap.add_argument("--latency-frames", type=int, default=2000)
-    asyncio.run(main(ap.parse_args()))
+    args = ap.parse_args()
+    with local_redis(args.url) as server_url:
+        asyncio.run(main(args, server_url))

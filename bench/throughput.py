@@ -18,19 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
+from local_redis import local_redis  # bench/ is on sys.path when run as a script
 
 DONE_KEY = "bench:done"
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
@@ -259,35 +256,6 @@ async def measure(system: str, url: str, n: int, trips: int) -> Figures:
     return fig
 
 
-# --- local server -------------------------------------------------------------
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_redis() -> tuple[str, subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server") or shutil.which("valkey-server")
-    if binary is None:
-        sys.exit("redis-server not found; pass --url")
-    port, workdir = _free_port(), tempfile.mkdtemp(prefix="ffw-bench-")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(200):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    client.close()
-    return url, proc, workdir
-
-
 def _table(results: dict[str, Figures]) -> str:
     rows = [("", "submit/s", "drain/s", "rt p50 ms", "rt p95 ms", "rt p99 ms")]
     for name, f in results.items():
@@ -332,19 +300,8 @@ def main() -> None:
     parser.add_argument("--systems", nargs="+", default=["ffw", "saq", "arq"],
                         choices=sorted(WORKERS))
     args = parser.parse_args()
-    proc: subprocess.Popen[bytes] | None = None
-    workdir = ""
-    url = args.url
-    if url is None:
-        url, proc, workdir = start_redis()
-    try:
+    with local_redis(args.url) as url:
         asyncio.run(main_async(args, url))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait()
-            shutil.rmtree(workdir, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

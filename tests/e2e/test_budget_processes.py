@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-import redis
+from process_support import stop_processes
 
 from flowfabric_worker import Client, Limit, TaskFailed
 from flowfabric_worker.protocol.keys import ExecKeys
@@ -28,14 +27,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def redis_url(redis_server_url: str) -> str:
-    client = redis.Redis.from_url(redis_server_url)
-    client.flushall()
-    client.close()
-    return redis_server_url
-
-
-@pytest.fixture
 def workers(redis_url: str) -> Iterator[list[subprocess.Popen[bytes]]]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), *sys.path]))
     procs = [subprocess.Popen(
@@ -46,13 +37,7 @@ def workers(redis_url: str) -> Iterator[list[subprocess.Popen[bytes]]]:
     try:
         yield procs
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(procs)
 
 
 @pytest.fixture

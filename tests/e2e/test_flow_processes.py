@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-import redis
+from process_support import stop_processes
 
 from flowfabric_worker import Client
 from flowfabric_worker.cli import main
@@ -27,14 +27,6 @@ sys.path.insert(0, str(HERE))
 from flow_tasks import boom, fanout, first_attempt_hangs, naps, slow, step  # noqa: E402
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def redis_url(redis_server_url: str) -> str:
-    client = redis.Redis.from_url(redis_server_url)
-    client.flushall()
-    client.close()
-    return redis_server_url
 
 
 class Workers:
@@ -58,14 +50,7 @@ class Workers:
              "--scanner-interval-scale", "0.05", "--log-level", "WARNING"], env=env))
 
     def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(self.procs)
 
 
 @pytest.fixture

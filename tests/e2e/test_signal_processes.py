@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-import redis
+from process_support import stop_processes
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.protocol.journal import JournalRead
@@ -27,14 +27,6 @@ from worker_support import attempts, state, submit
 HERE = Path(__file__).parent
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def redis_url(redis_server_url: str) -> str:
-    client = redis.Redis.from_url(redis_server_url)
-    client.flushall()
-    client.close()
-    return redis_server_url
 
 
 @pytest.fixture
@@ -72,15 +64,7 @@ class Workers:
         p.wait(timeout=10)
 
     def stop_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs, timeout=10)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-import redis
+from process_support import stop_processes
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.protocol.keys import ExecKeys
@@ -25,14 +25,6 @@ from worker_support import attempts, state, submit
 pytestmark = pytest.mark.anyio
 
 MAIN = str(Path(__file__).parent / "worker_main.py")
-
-
-@pytest.fixture
-def redis_url(redis_server_url: str) -> str:
-    client = redis.Redis.from_url(redis_server_url)
-    client.flushall()
-    client.close()
-    return redis_server_url
 
 
 @pytest.fixture
@@ -60,14 +52,7 @@ class Procs:
         return p
 
     def stop_all(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(self.procs, timeout=10)
 
 
 @pytest.fixture

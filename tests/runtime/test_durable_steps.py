@@ -3,15 +3,15 @@ non-determinism detected and fatal (redis-server and memory://)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import pytest
-from signal_support import deliver, seed_keystore
+from signal_support import deliver
 from worker_support import attempts, core, run_until, state, submit
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.client import Client
 from flowfabric_worker.errors import InvalidInput, NonDeterminismError, Transient
 from flowfabric_worker.protocol.journal import JournalRead
 from flowfabric_worker.runtime.context import TaskContext
@@ -21,19 +21,9 @@ from flowfabric_worker.task import Retry, task
 pytestmark = pytest.mark.anyio
 
 
-class Client:
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-
 @pytest.fixture
-async def backend(url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(url)
-    await seed_keystore(b)
-    try:
-        yield b
-    finally:
-        await b.close()
+def backend(keyed_backend: Backend) -> Backend:
+    return keyed_backend
 
 
 class Quote(msgspec.Struct):

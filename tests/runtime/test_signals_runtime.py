@@ -13,10 +13,11 @@ import anyio
 import msgspec
 import pytest
 import redis
-from signal_support import buffer, deliver, seed_keystore
+from signal_support import buffer, deliver
 from worker_support import attempts, state, submit
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.client import Client
 from flowfabric_worker.errors import SignalTimeout, Transient
 from flowfabric_worker.protocol.journal import JournalRead
 from flowfabric_worker.protocol.signals import ResumeExecution
@@ -29,19 +30,9 @@ from flowfabric_worker.task import Retry, task
 pytestmark = pytest.mark.anyio
 
 
-class Client:
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-
 @pytest.fixture
-async def backend(url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(url)
-    await seed_keystore(b)
-    try:
-        yield b
-    finally:
-        await b.close()
+def backend(keyed_backend: Backend) -> Backend:
+    return keyed_backend
 
 
 @asynccontextmanager

@@ -1,0 +1,22 @@
+"""Fixtures shared by the runtime tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from signal_support import seed_keystore
+
+from flowfabric_worker.backend.backend import Backend
+
+
+@pytest.fixture
+async def keyed_backend(url: str) -> AsyncIterator[Backend]:
+    """A backend on ``url`` whose waitpoint keystore is installed, so tasks
+    can suspend (the signal and durable-step tests)."""
+    b = await Backend.open(url)
+    await seed_keystore(b)
+    try:
+        yield b
+    finally:
+        await b.close()
