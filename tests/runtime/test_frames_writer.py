@@ -188,10 +188,10 @@ async def test_consumer_replays_tails_and_stops_on_close(backend: Backend, raw: 
     assert [f.text async for f in frames(backend, eid, after=first)] == ["live", "b", "c"]
 
 
+# Real server only: killing client connections (CLIENT KILL) needs one.
+@pytest.mark.parametrize("url", ["redis"], indirect=True)
 async def test_consumer_resumes_after_connection_drop(url: str, backend: Backend,
                                                       raw: Any) -> None:
-    if url.startswith("memory://"):
-        pytest.skip("needs a real server to kill connections")
     eid = await active(raw)
     w = writer(backend, eid, max_delay_s=60)
     await w.stdout("1")
