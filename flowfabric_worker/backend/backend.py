@@ -19,6 +19,7 @@ from ..protocol.partitions import PartitionConfig
 from ._caller import Caller
 from .connection import is_memory_url, open_redis
 from .library import FFW, FLOWFABRIC, LibrarySpec, library_text
+from .multiplex import Multiplexer
 from .ops_budgets import BudgetOps
 from .ops_flows import FlowOps
 from .ops_journal import JournalOps
@@ -59,9 +60,14 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         mode: Mode = "standalone",
         retry: RetryPolicy | None = None,
         load_retry: RetryPolicy | None = None,
+        multiplex: bool = True,
     ) -> None:
         self.redis = redis
         self.url = url
+        #: Non-blocking commands share one pipelined connection (see
+        #: :mod:`.multiplex`); memory:// has no socket to share.
+        self._mux = (Multiplexer(redis.connection_pool)
+                     if multiplex and not is_memory_url(url) else None)
         self.mode: Mode = mode
         self.partitions = PartitionConfig()
         self.retry = retry or RetryPolicy()
@@ -79,6 +85,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         request_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         load_retry: RetryPolicy | None = None,
+        multiplex: bool = True,
     ) -> Backend:
         """Connect, make sure the libraries are loaded, read the partition counts.
 
@@ -87,6 +94,8 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         ``connect_timeout`` bounds connection setup so a dead server fails fast;
         ``request_timeout`` (None = no limit) bounds each reply wait — leave it
         unset when the connection also serves blocking reads.
+        ``multiplex=False`` sends every call through redis-py's pool instead
+        of the shared pipelined connection (for comparison; slower).
         """
         backend = cls(
             open_redis(
@@ -96,6 +105,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
             mode=mode,
             retry=retry,
             load_retry=load_retry,
+            multiplex=multiplex,
         )
         try:
             await backend.ensure_libraries(force=force_reload)
@@ -115,6 +125,8 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         return is_memory_url(self.url)
 
     async def close(self) -> None:
+        if self._mux is not None:
+            await self._mux.aclose()
         await self.redis.aclose()
 
     async def __aenter__(self) -> Backend:
@@ -212,8 +224,14 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
     async def call(self, fn: FCall[R]) -> R:
         """Run one library function and decode its reply."""
         command = self._command(fn)
+        mux = self._mux
 
         async def once() -> Any:
+            if mux is not None and mux.usable():
+                (reply,) = await mux.execute((command,))
+                if isinstance(reply, ResponseError):
+                    raise reply
+                return reply
             return await execute(self.redis, *command)
 
         try:
@@ -280,7 +298,11 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         return fn.decode(reply)
 
     async def _pipeline(self, commands: list[list[Any]], *, idempotent: bool) -> list[Any]:
+        mux = self._mux
+
         async def once() -> list[Any]:
+            if mux is not None and mux.usable():
+                return await mux.execute(commands)
             pipe = self.redis.pipeline(transaction=False)
             for command in commands:
                 pipe.execute_command(*command)

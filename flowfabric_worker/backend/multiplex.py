@@ -1,0 +1,246 @@
+"""One shared connection that carries every concurrent caller's commands.
+
+redis-py's pool gives each concurrent pipeline its own connection, packs and
+parses through several layers and costs one write and one wake-up per call:
+about 100 µs of CPU per call, the bulk of a short task's cost in a worker.
+Here callers append their packed commands to one outgoing buffer; a writer
+task sends everything queued during a loop iteration in one write, and a
+reader task hands replies back in order (Redis answers in the order it
+receives). Concurrent terminal calls, claims and renewals then share writes
+and wake-ups, which is what FlowFabric's Rust worker gets from its
+multiplexed connection.
+
+Only commands that never block belong here (``FCALL``, plain reads and
+writes); blocking reads and pub/sub keep their own pool connections.
+
+Failure semantics match the pool path, so :mod:`.transport` classifies them
+the same way: a command that was never written fails with a
+"connecting to" :class:`~redis.exceptions.ConnectionError` (safe to resend);
+one written to a connection that then broke fails with the connection's
+error (it may have run); a reply slower than the client's ``socket_timeout``
+breaks the connection with :class:`~redis.exceptions.TimeoutError`. Error
+replies come back as :class:`~redis.exceptions.ResponseError` values, not
+raised, as with ``pipeline.execute(raise_on_error=False)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+# C packer (hiredis is a dependency): a tenth of the cost of redis-py's own.
+from hiredis import pack_command as _hiredis_pack
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["Multiplexer"]
+
+
+class Multiplexer:
+    """Pipelines the commands of concurrent callers over one connection."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        kwargs = dict(pool.connection_kwargs)
+        #: The reply deadline (the client's ``socket_timeout``) is applied per
+        #: call here: the connection itself reads without one, since its
+        #: reader also waits while nothing is in flight.
+        self._timeout: float | None = kwargs.pop("socket_timeout", None) or None
+        self._kwargs = dict(kwargs, socket_timeout=None)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: AbstractConnection | None = None
+        #: Packed, not yet written, with the futures awaiting their replies.
+        self._outgoing: list[bytes] = []
+        self._outgoing_futures: list[asyncio.Future[Any]] = []
+        #: Written, awaiting replies, oldest first.
+        self._in_flight: deque[asyncio.Future[Any]] = deque()
+        self._writer_wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def usable(self) -> bool:
+        """False when called from another event loop than the first one (the
+        connection belongs to that loop): the caller uses the pool instead."""
+        if self._closed:
+            return False
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            self._writer_wake = asyncio.Event()
+            self._writer = loop.create_task(self._write_loop())
+        return loop is self._loop
+
+    async def execute(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Send ``commands`` (each a full argument list) and return their
+        replies in order, error replies as values. Raises the transport error
+        of the first command that got no reply."""
+        futures = self.submit(commands)
+        try:
+            if self._timeout is None:
+                return await self._replies(futures)
+            return await asyncio.wait_for(self._replies(futures), self._timeout)
+        except TimeoutError:
+            # As redis-py does on a read timeout: the connection is dropped,
+            # and with it every call still waiting on it.
+            error = RedisTimeoutError(f"Timeout reading from {self._where()}")
+            if self._conn is not None and any(f in self._in_flight for f in futures):
+                self._broken(self._conn, error)
+            for f in futures:
+                f.cancel()
+            raise error from None
+        except BaseException:
+            for f in futures:
+                f.cancel()  # the reader drops replies nobody awaits
+            raise
+
+    @staticmethod
+    async def _replies(futures: list[asyncio.Future[Any]]) -> list[Any]:
+        # Replies arrive in order: after the first, the rest are usually
+        # already there, so this costs one suspension, not one per reply.
+        return [await f for f in futures]
+
+    def submit(self, commands: Sequence[Sequence[Any]]) -> list[asyncio.Future[Any]]:
+        """Queue ``commands`` for the next write; one future per reply."""
+        if self._closed or self._loop is None or self._writer_wake is None:
+            raise RuntimeError("multiplexer not started on this loop (call usable())")
+        pack = self._pack
+        futures = [self._loop.create_future() for _ in commands]
+        for command in commands:
+            self._outgoing.extend(pack(command))
+        self._outgoing_futures.extend(futures)
+        self._writer_wake.set()
+        return futures
+
+    def _pack(self, command: Sequence[Any]) -> list[bytes]:
+        try:
+            return [_hiredis_pack(tuple(command))]
+        except (TypeError, ValueError):
+            pass  # an argument hiredis does not take: redis-py decides (and refuses)
+        packed: list[bytes] = self._connection().pack_command(*command)
+        return packed
+
+    def _connection(self) -> AbstractConnection:
+        if self._conn is None:
+            self._conn = self._pool.connection_class(**self._kwargs)
+        return self._conn
+
+    async def _write_loop(self) -> None:
+        assert self._writer_wake is not None
+        wake = self._writer_wake
+        while True:
+            await wake.wait()
+            wake.clear()
+            if not self._outgoing_futures:
+                continue
+            try:
+                conn = await self._connected()
+            except Exception as exc:
+                # Nothing was written: these may be resent safely.
+                self._fail_outgoing(exc)
+                continue
+            data, futures = self._outgoing, self._outgoing_futures
+            self._outgoing, self._outgoing_futures = [], []
+            self._in_flight.extend(futures)
+            try:
+                await conn.send_packed_command(data, check_health=False)
+            except Exception as exc:
+                self._broken(conn, exc)
+
+    async def _connected(self) -> AbstractConnection:
+        conn = self._connection()
+        if self._reader is not None and not self._reader.done() and conn.is_connected:
+            return conn
+        # Whatever is left of a broken connection goes first: connect() keeps
+        # a socket it believes is still open.
+        await self._disconnect(conn)
+        connect: Any = conn.connect  # untyped in some redis-py versions
+        try:
+            await connect()
+        except RedisConnectionError:
+            raise
+        except Exception as exc:  # OSError, TimeoutError: never written either
+            raise RedisConnectionError(f"Error connecting to {self._where()}: {exc}") from exc
+        assert self._loop is not None
+        self._reader = self._loop.create_task(self._read_loop(conn))
+        return conn
+
+    def _where(self) -> str:
+        describe = getattr(self._conn, "_host_error", None)
+        return str(describe()) if callable(describe) else "redis"
+
+    async def _read_loop(self, conn: AbstractConnection) -> None:
+        """Reads even while nothing is in flight, so a connection the server
+        closed is noticed (and replaced) before the next write, not after."""
+        pending = self._in_flight
+        while True:
+            try:
+                reply: Any = await conn.read_response()
+            except ResponseError as exc:
+                reply = exc
+            except Exception as exc:
+                self._broken(conn, exc)
+                return
+            if not pending:
+                self._broken(conn, RedisConnectionError(
+                    f"Error while reading from {self._where()}: a reply nobody asked for"))
+                return
+            future = pending.popleft()
+            if not future.done():
+                future.set_result(reply)
+
+    def _broken(self, conn: AbstractConnection, exc: BaseException) -> None:
+        """The connection failed: whatever was written gets the error (it may
+        have run); the next write reconnects."""
+        if not isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            exc = RedisConnectionError(f"Error while talking to {self._where()}: {exc}")
+        while self._in_flight:
+            future = self._in_flight.popleft()
+            if not future.done():
+                future.set_exception(exc)
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+        # The socket itself is closed by the next connect (or aclose).
+
+    @staticmethod
+    async def _disconnect(conn: AbstractConnection) -> None:
+        try:
+            await conn.disconnect(nowait=True)
+        except Exception:
+            pass
+
+    def _fail_outgoing(self, exc: BaseException) -> None:
+        futures = self._outgoing_futures
+        self._outgoing, self._outgoing_futures = [], []
+        for future in futures:
+            if not future.done():
+                future.set_exception(exc)
+
+    async def aclose(self) -> None:
+        """Stop both tasks and close the connection; waiting callers fail."""
+        if self._closed:
+            return
+        self._closed = True
+        self._fail_outgoing(RedisConnectionError(
+            "Error connecting to redis: the backend was closed"))
+        tasks = [t for t in (self._writer, self._reader) if t is not None]
+        for task in tasks:
+            task.cancel()
+        while self._in_flight:
+            future = self._in_flight.popleft()
+            if not future.done():
+                future.set_exception(RedisConnectionError("the backend was closed"))
+        if self._loop is not asyncio.get_running_loop():
+            return  # those tasks belong to a loop that is gone or elsewhere
+        for task in tasks:
+            try:
+                await task
+            except BaseException:
+                pass
+        if self._conn is not None:
+            await self._disconnect(self._conn)
