@@ -38,6 +38,10 @@ Mode = Literal["standalone", "attached"]
 _NOT_LOADED = "function not found"
 
 
+def _flat(pairs: dict[Any, Any]) -> list[Any]:
+    return [x for kv in pairs.items() for x in kv]
+
+
 async def execute(client: Any, *args: Any) -> Any:
     """``execute_command`` (untyped in redis-py) behind a typed signature."""
     return await client.execute_command(*args)
@@ -296,6 +300,19 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
             if isinstance(reply, ResponseError):
                 raise ScriptError(f"{fn.NAME}: {reply}")
         return fn.decode(reply)
+
+    async def read_many(self, commands: list[list[Any]]) -> list[Any]:
+        """Plain read commands (``HMGET``, ``GET``, ``ZRANGE``...) in one
+        round trip, replies as the server sends them: ``HGETALL`` is a flat
+        field/value list on either path. An error reply (a wrong type) is
+        raised. Resent on a lost reply (reads are idempotent)."""
+        replies = await self._pipeline(commands, idempotent=True)
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        # Through the pool (memory://, another event loop) redis-py's reply
+        # callbacks made dicts of hashes.
+        return [_flat(r) if isinstance(r, dict) else r for r in replies]
 
     async def _pipeline(self, commands: list[list[Any]], *, idempotent: bool) -> list[Any]:
         mux = self._mux

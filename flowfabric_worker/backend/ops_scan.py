@@ -28,10 +28,11 @@ class ScanOps:
     """Batched index reads and the per-slice scan lock (spec 05 §7)."""
 
     redis: Any  # the client's stubs differ between redis-py 5 and 8
+    read_many: Any  # Backend.read_many
 
     async def server_time_ms(self) -> int:
         """Redis server time in ms: due checks use the clock the library uses."""
-        seconds, micros = await self.redis.time()
+        ((seconds, micros),) = await self.read_many([["TIME"]])
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def due_members(
@@ -51,10 +52,7 @@ class ScanOps:
         """For each zset in ``keys``: up to ``limit`` members regardless of score."""
         if not keys:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for key in keys:
-            pipe.zrange(key, 0, limit - 1)
-        replies = await pipe.execute()
+        replies = await self.read_many([["ZRANGE", key, 0, limit - 1] for key in keys])
         return [[_text(m) for m in reply] for reply in replies]
 
     async def hash_fields_many(

@@ -36,8 +36,13 @@ from ..protocol.lifecycle_admin import (
 from ..protocol.partitions import tag
 from ..protocol.signals import ClaimResumedExecution, ClaimResumedResult
 from .admission import AdmissionRequest, admit, quota_id_of, release_admissions
+from .children import Children
+from .context import CHILDREN_EXTENSION, JOURNAL_EXTENSION, WAITS_EXTENSION
 from .engine import Claimed, FailOutcome
 from .frames import FrameWriter
+from .journal import StepJournal
+from .signals import Waits
+from .usage import USAGE_EXTENSION, UsageReporter
 
 log = logging.getLogger("flowfabric_worker.engine")
 
@@ -173,16 +178,15 @@ class BackendEngine:
         out: list[Claimed | Exception | None] = [None] * len(eids)
         if not eids:
             return out
-        pipe = self.backend.redis.pipeline(transaction=False)
+        reads: list[list[Any]] = []
         for eid in eids:
             k = ExecKeys(eid)
-            pipe.hmget(k.core, list(_PRE_READ))
-            pipe.get(k.payload)
-            pipe.hgetall(k.tags)
-        raw = await pipe.execute()
+            reads += [["HMGET", k.core, *_PRE_READ], ["GET", k.payload], ["HGETALL", k.tags]]
+        raw = await self.backend.read_many(reads)
         pre: dict[int, tuple[dict[str, str], bytes, dict[str, str]]] = {}
         for i, eid in enumerate(eids):
-            vals, payload, tags = raw[3 * i: 3 * i + 3]
+            vals, payload, flat_tags = raw[3 * i: 3 * i + 3]
+            tags = dict(zip(flat_tags[::2], flat_tags[1::2], strict=True))
             core = {n: (_text(v) if v is not None else "")
                     for n, v in zip(_PRE_READ, vals, strict=True)}
             if core["lifecycle_phase"] != "runnable" or core["eligibility_state"] != "eligible_now":
@@ -444,25 +448,20 @@ class BackendEngine:
     def install_durable(self, ctx: Any, lease: Claimed,
                         flush: Callable[[], Awaitable[None]]) -> None:
         """Give ``ctx`` its step journal and waits (``ctx.step`` & co.)."""
-        from .context import JOURNAL_EXTENSION, WAITS_EXTENSION
-        from .journal import StepJournal
-        from .signals import Waits
-
-        journal = StepJournal(self.backend, lease)
+        ext = ctx.extensions
+        backend = self.backend
 
         def released() -> None:
             ctx.lease_released = True
 
-        ctx.extensions[JOURNAL_EXTENSION] = journal
-        ctx.extensions[WAITS_EXTENSION] = Waits(self.backend, lease, journal, flush,
-                                                ctx.lease_guard, released)
-        from .children import Children
-        from .context import CHILDREN_EXTENSION
-
-        ctx.extensions[CHILDREN_EXTENSION] = Children(self.backend, lease, journal, ctx, flush)
-        from .usage import USAGE_EXTENSION, UsageReporter
-
-        ctx.extensions[USAGE_EXTENSION] = UsageReporter(self.backend, lease, ctx.log)
+        # Built on first use (most attempts use none of them); all share the
+        # attempt's one journal.
+        ext.lazy(JOURNAL_EXTENSION, lambda: StepJournal(backend, lease))
+        ext.lazy(WAITS_EXTENSION, lambda: Waits(backend, lease, ext[JOURNAL_EXTENSION], flush,
+                                                ctx.lease_guard, released))
+        ext.lazy(CHILDREN_EXTENSION,
+                 lambda: Children(backend, lease, ext[JOURNAL_EXTENSION], ctx, flush))
+        ext.lazy(USAGE_EXTENSION, lambda: UsageReporter(backend, lease, ctx.log))
 
     @staticmethod
     def _done_command(eid: str) -> tuple[str, str, str]:

@@ -37,6 +37,49 @@ CHILDREN_EXTENSION = "children"
 
 _base_log = logging.getLogger("flowfabric_worker.task")
 
+_UNSET: Any = object()
+
+
+class Extensions(dict[str, Any]):
+    """``ctx.extensions``: feature hooks by name. A hook registered with
+    :meth:`lazy` is built on first use, since most attempts use none of them
+    and a short task would otherwise spend a good part of its time building
+    writers and journals it never touches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._factories: dict[str, Callable[[], Any]] = {}
+
+    def lazy(self, key: str, factory: Callable[[], Any]) -> None:
+        self._factories[key] = factory
+
+    def peek(self, key: str) -> Any:
+        """The hook if it exists already (None otherwise); never builds it."""
+        return dict.get(self, key)
+
+    def _build(self, key: str) -> Any:
+        factory = self._factories.pop(key, None)
+        if factory is None:
+            return _UNSET
+        value = factory()
+        self[key] = value
+        return value
+
+    def __missing__(self, key: str) -> Any:
+        value = self._build(key)
+        if value is _UNSET:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self:
+            return self[key]
+        value = self._build(key)
+        return default if value is _UNSET else value
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or key in self._factories
+
 
 class _ExecutionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Adds ``execution_id`` / ``attempt_index`` to every record."""
@@ -77,15 +120,13 @@ class TaskContext:
         self.attempt_type = attempt_type
         self.lane = lane
         self.tags: Mapping[str, str] = dict(tags)
-        #: Set on the first terminal renewal error or local lease expiry.
-        self.lease_lost = anyio.Event()
         self.lease_lost_reason = ""
-        #: Held around lease renewals and around a suspend, which releases
-        #: the lease (``lease_released``): no renewal races a suspension.
-        self.lease_guard = anyio.Lock()
+        self._lost = False
+        self._lost_event: anyio.Event | None = None
+        self._guard: anyio.Lock | None = None
         self.lease_released = False
         #: Feature hooks installed by the worker (frames, journal, flows...).
-        self.extensions: dict[str, Any] = {}
+        self.extensions = Extensions()
         self._progress_fn = progress_fn
         self.log = _ExecutionLog(
             _base_log, {"execution_id": execution_id, "attempt_index": attempt_index}
@@ -333,13 +374,32 @@ class TaskContext:
         j = self.extensions.get(JOURNAL_EXTENSION)
         return bool(j is not None and j.replaying)
 
+    @property
+    def lease_lost(self) -> anyio.Event:
+        """Set on the first terminal renewal error or local lease expiry."""
+        if self._lost_event is None:  # made on first use: most tasks never look
+            self._lost_event = anyio.Event()
+            if self._lost:
+                self._lost_event.set()
+        return self._lost_event
+
+    @property
+    def lease_guard(self) -> anyio.Lock:
+        """Held around lease renewals and around a suspend, which releases
+        the lease (``lease_released``): no renewal races a suspension."""
+        if self._guard is None:
+            self._guard = anyio.Lock()
+        return self._guard
+
     def ensure_lease(self) -> None:
         """Raise :class:`LeaseLost` if this attempt no longer owns its lease."""
-        if self.lease_lost.is_set():
+        if self._lost:
             raise LeaseLost(self.execution_id, self.lease_lost_reason or "lease lost")
 
     def mark_lease_lost(self, reason: str) -> None:
         """Called by the renewer; idempotent."""
-        if not self.lease_lost.is_set():
+        if not self._lost:
+            self._lost = True
             self.lease_lost_reason = reason
-            self.lease_lost.set()
+            if self._lost_event is not None:
+                self._lost_event.set()

@@ -47,7 +47,12 @@ class Executor:
         )
         opener = getattr(self.engine, "frame_writer", None)
         if callable(opener):
-            ctx.extensions[FRAMES_EXTENSION] = self.frames[lease.execution_id] = opener(lease)
+            def open_frames() -> FrameWriter:
+                fw: FrameWriter = opener(lease)
+                self.frames[lease.execution_id] = fw
+                return fw
+
+            ctx.extensions.lazy(FRAMES_EXTENSION, open_frames)
         durable = getattr(self.engine, "install_durable", None)
         if callable(durable):
             durable(ctx, lease, lambda: self.flush_frames(lease))
@@ -67,7 +72,7 @@ class Executor:
                 if lease.quota_policy_id and outcome not in ("not_run", "lease_lost"):
                     await self._release_quota(lease)
                 fw = self.frames.pop(lease.execution_id, None)
-                if fw is not None and (ctx.lease_lost.is_set()
+                if fw is not None and (ctx.lease_lost_reason
                                        or outcome in ("lease_lost", "suspended")):
                     fw.discard()  # the server refuses appends without the lease
         return outcome
@@ -144,11 +149,14 @@ class Executor:
             # call; a signal (or the timeout) makes it claimable again.
             log.info("task %s suspended", lease.execution_id)
             return "suspended"
-        if body.cancelled_caught or ctx.lease_lost.is_set():
+        if body.cancelled_caught or ctx.lease_lost_reason:
             log.warning("task %s stopped: %s", lease.execution_id,
                         ctx.lease_lost_reason or "cancelled")
             return "lease_lost"
-        journal = ctx.extensions.get(JOURNAL_EXTENSION)
+        # A resumed run is checked even if it never used its journal; any
+        # other run only if it did (StepJournal.check_finished).
+        journal = (ctx.extensions.get(JOURNAL_EXTENSION) if lease.resumed
+                   else ctx.extensions.peek(JOURNAL_EXTENSION))
         if journal is not None and error is None:
             await journal.check_finished()
         violation = getattr(journal, "violation", None)

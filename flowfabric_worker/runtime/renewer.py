@@ -111,7 +111,7 @@ class Renewals:
     def add(self, renewer: Renewer) -> None:
         interval = max(renewer.lease_ttl_ms / 3000.0, 0.01)
         self._seq += 1
-        heapq.heappush(self._due, (anyio.current_time() + interval, self._seq, renewer))
+        heapq.heappush(self._due, (time.monotonic() + interval, self._seq, renewer))
         self._changed.set()
 
     @staticmethod
@@ -127,7 +127,7 @@ class Renewals:
                     await self._changed.wait()
                     continue
                 when, _, renewer = self._due[0]
-                delay = when - anyio.current_time()
+                delay = when - time.monotonic()
                 if delay > 0:
                     # New entries are due later than existing ones (same
                     # interval, added later), so only an empty heap needs a wake.
