@@ -28,7 +28,7 @@ _DROPS = (RedisConnectionError, RedisTimeoutError, TransportError, OSError)
 
 
 async def _current_attempt(backend: StreamOps, eid: str) -> int:
-    raw = await backend.redis.hget(ExecKeys(eid).core, "current_attempt_index")
+    raw = await backend.reads.hget(ExecKeys(eid).core, "current_attempt_index")
     text = (raw or b"").decode()
     return int(text) if text.isdigit() else 0
 

@@ -27,6 +27,7 @@ from .ops_lifecycle import LifecycleOps
 from .ops_scan import ScanOps
 from .ops_signals import SignalOps
 from .ops_streams import StreamOps
+from .read_client import ReadClient
 from .reads import Reads
 from .transport import RetryPolicy, with_retries
 
@@ -75,6 +76,8 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         self.mode: Mode = mode
         self.partitions = PartitionConfig()
         self.retry = retry or RetryPolicy()
+        #: ``redis`` for plain reads: retried, typed failures (read_client.py).
+        self.reads = ReadClient(redis, self._transport)
         # spec 01 §9: six load attempts; 0.15 waits 0.5..7 s between them.
         self.load_retry = load_retry or RetryPolicy(attempts=6, base_delay=0.5, max_delay=7.0)
 

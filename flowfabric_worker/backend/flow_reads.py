@@ -28,24 +28,25 @@ class FlowReads:
     """Typed plain reads of flows, edges, dependency records and set indexes."""
 
     redis: Any  # the client's stubs differ between redis-py 5 and 8
+    reads: Any  # self.redis for reads (retried; read_client.py)
 
     async def flow_core(self, fk: FlowKeys) -> dict[str, str] | None:
         """``flow_core`` as text fields, or ``None`` when the flow does not exist."""
-        raw = await self.redis.hgetall(fk.core)
+        raw = await self.reads.hgetall(fk.core)
         return _hash(raw) if raw else None
 
     async def flow_members(self, fk: FlowKeys) -> list[ExecutionId]:
-        return sorted(_text(m) for m in await self.redis.smembers(fk.members))
+        return sorted(_text(m) for m in await self.reads.smembers(fk.members))
 
     async def outgoing_edges(self, fk: FlowKeys, upstream: ExecutionId) -> list[str]:
         """Edge ids leaving ``upstream`` (``out_adj``)."""
-        return sorted(_text(m) for m in await self.redis.smembers(fk.outgoing(upstream)))
+        return sorted(_text(m) for m in await self.reads.smembers(fk.outgoing(upstream)))
 
     async def hashes(self, keys: Sequence[str]) -> list[dict[str, str]]:
         """``HGETALL`` of many hashes in one pipeline (missing → ``{}``)."""
         if not keys:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for key in keys:
             pipe.hgetall(key)
         return [_hash(r) for r in await pipe.execute()]
@@ -54,7 +55,7 @@ class FlowReads:
         """``SMEMBERS`` of many sets in one pipeline, each sorted."""
         if not keys:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for key in keys:
             pipe.smembers(key)
         return [sorted(_text(m) for m in r) for r in await pipe.execute()]
@@ -66,7 +67,7 @@ class FlowReads:
         (missing fields and missing cores read as ``""``)."""
         if not eids:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for eid in eids:
             pipe.hmget(ExecKeys(eid).core, list(fields))
         return [["" if v is None else _text(v) for v in r] for r in await pipe.execute()]
@@ -75,7 +76,7 @@ class FlowReads:
         """``SCARD`` of many sets in one pipeline."""
         if not keys:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for key in keys:
             pipe.scard(key)
         return [int(n) for n in await pipe.execute()]
@@ -85,7 +86,7 @@ class FlowReads:
         read, spec 04 §4.9)."""
         if not keys:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for key in keys:
             pipe.srandmember(key, limit)
         return [sorted(_text(m) for m in r or []) for r in await pipe.execute()]
@@ -97,7 +98,7 @@ class FlowReads:
         cursors: list[Any] = [0] * len(keys)
         todo = list(range(len(keys)))
         while todo:  # one pipeline per page depth, not one round trip per set
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = self.reads.pipeline()
             for i in todo:
                 pipe.sscan(keys[i], cursors[i], count=100)
             replies = await pipe.execute()

@@ -53,6 +53,8 @@ class Multiplexer:
         self._kwargs = dict(kwargs, socket_timeout=None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: AbstractConnection | None = None
+        #: Connections opened so far (the first reuses the packing template).
+        self._connections = 0
         #: Packed, not yet written, with the futures awaiting their replies.
         self._outgoing: list[bytes] = []
         self._outgoing_futures: list[asyncio.Future[Any]] = []
@@ -155,9 +157,13 @@ class Multiplexer:
         conn = self._connection()
         if self._reader is not None and not self._reader.done() and conn.is_connected:
             return conn
-        # Whatever is left of a broken connection goes first: connect() keeps
-        # a socket it believes is still open.
-        await self._disconnect(conn)
+        if self._connections:
+            # A new connection object per connection: the old reader, when
+            # its cancellation lands, closes the old one, never this one.
+            old, conn = conn, self._pool.connection_class(**self._kwargs)
+            self._conn = conn
+            await self._disconnect(old)
+        self._connections += 1
         connect: Any = conn.connect  # untyped in some redis-py versions
         try:
             await connect()
@@ -195,7 +201,10 @@ class Multiplexer:
 
     def _broken(self, conn: AbstractConnection, exc: BaseException) -> None:
         """The connection failed: whatever was written gets the error (it may
-        have run); the next write reconnects."""
+        have run); the next write reconnects. A late report about an earlier
+        connection changes nothing."""
+        if conn is not self._conn:
+            return
         if not isinstance(exc, RedisConnectionError | RedisTimeoutError):
             exc = RedisConnectionError(f"Error while talking to {self._where()}: {exc}")
         while self._in_flight:

@@ -29,6 +29,7 @@ class ScanOps:
 
     redis: Any  # the client's stubs differ between redis-py 5 and 8
     read_many: Any  # Backend.read_many
+    reads: Any  # self.redis for reads (retried; read_client.py)
 
     async def server_time_ms(self) -> int:
         """Redis server time in ms: due checks use the clock the library uses."""
@@ -42,7 +43,7 @@ class ScanOps:
         lowest first, in one pipeline."""
         if not keys:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for key in keys:
             pipe.zrangebyscore(key, "-inf", max_score, start=0, num=limit)
         replies = await pipe.execute()
@@ -61,7 +62,7 @@ class ScanOps:
         """``HMGET`` of the same fields on many hashes; missing fields read as ""."""
         if not keys:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for key in keys:
             pipe.hmget(key, list(fields))
         replies = await pipe.execute()
@@ -84,7 +85,7 @@ class ScanOps:
 
     async def lane_members(self, key: str) -> list[str]:
         """Members of a set (the ``ff:idx:lanes`` lane registry)."""
-        return sorted(_text(m) for m in await self.redis.smembers(key))
+        return sorted(_text(m) for m in await self.reads.smembers(key))
 
     async def try_scan_lock(self, key: str, token: str, ttl_ms: int) -> bool:
         """Take a short lease on a scan slice (SET NX PX); ``True`` if we hold it."""
@@ -98,7 +99,7 @@ class ScanOps:
         """``GET`` of many string keys in one pipeline (e.g. policies)."""
         if not keys:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for key in keys:
             pipe.get(key)
         return list(await pipe.execute())

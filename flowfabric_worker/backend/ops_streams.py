@@ -27,6 +27,7 @@ class StreamOps(Caller):
     """Stream appends, range reads, summary reads and the blocking tail read."""
 
     redis: Any
+    reads: Any  # self.redis for reads (retried; read_client.py)
 
     async def append_frame(self, args: AppendFrame) -> AppendFrameResult:
         return await self.call(args)
@@ -43,7 +44,7 @@ class StreamOps(Caller):
 
     async def read_stream_meta(self, eid: ExecutionId, attempt_index: int) -> StreamMeta | None:
         """``stream_meta`` as a typed record, ``None`` before the first append."""
-        raw = await self.redis.hgetall(ExecKeys(eid).stream_meta(attempt_index))
+        raw = await self.reads.hgetall(ExecKeys(eid).stream_meta(attempt_index))
         return StreamMeta.from_hash(raw) if raw else None
 
     async def tail_frames(
@@ -79,7 +80,7 @@ class StreamOps(Caller):
             streams = reply.values() if isinstance(reply, dict) else [s[1] for s in reply]
             for entries in streams:
                 frames.extend(decode_entry(e[0], e[1]) for e in entries)
-        closed_at, reason = await self.redis.hmget(
+        closed_at, reason = await self.reads.hmget(
             k.stream_meta(attempt_index), ["closed_at", "closed_reason"])
         ca = (closed_at or b"").decode()
         return frames, (int(ca) if ca else None), (reason or b"").decode()

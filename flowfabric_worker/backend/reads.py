@@ -1,7 +1,7 @@
 """Typed plain reads of stored records (no library function involved).
 
 Mixed into :class:`~flowfabric_worker.backend.backend.Backend`; everything goes
-through ``self.redis`` (bytes replies).
+through ``self.reads`` (bytes replies; retried, typed transport failures).
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ class Reads:
     """Plain typed reads the upper layers need."""
 
     redis: Any
+    #: ``self.redis`` for reads, retried and with typed failures (read_client.py).
+    reads: Any
 
     async def _hash(self, key: str) -> dict[bytes, bytes] | None:
-        raw: dict[bytes, bytes] = await self.redis.hgetall(key)
+        raw: dict[bytes, bytes] = await self.reads.hgetall(key)
         return raw or None
 
     async def get_exec_core(self, eid: ExecutionId) -> ExecCore | None:
@@ -51,27 +53,27 @@ class Reads:
         return None if raw is None else decode_hash(raw)
 
     async def get_payload(self, eid: ExecutionId) -> bytes | None:
-        value: bytes | None = await self.redis.get(ExecKeys(eid).payload)
+        value: bytes | None = await self.reads.get(ExecKeys(eid).payload)
         return value
 
     async def get_result(self, eid: ExecutionId) -> bytes | None:
-        value: bytes | None = await self.redis.get(ExecKeys(eid).result)
+        value: bytes | None = await self.reads.get(ExecKeys(eid).result)
         return value
 
     async def get_policy(self, eid: ExecutionId) -> bytes | None:
         """The ``ExecutionPolicy`` JSON exactly as submitted (None when absent)."""
-        value: bytes | None = await self.redis.get(ExecKeys(eid).policy)
+        value: bytes | None = await self.reads.get(ExecKeys(eid).policy)
         return value
 
     async def get_tags(self, eid: ExecutionId) -> dict[str, str]:
-        return decode_hash(await self.redis.hgetall(ExecKeys(eid).tags))
+        return decode_hash(await self.reads.hgetall(ExecKeys(eid).tags))
 
     async def get_attempt(self, eid: ExecutionId, index: int) -> Attempt | None:
         raw = await self._hash(ExecKeys(eid).attempt(index))
         return None if raw is None else Attempt.from_hash(raw)
 
     async def attempt_indexes(self, eid: ExecutionId) -> list[int]:
-        members = await self.redis.zrange(ExecKeys(eid).attempts, 0, -1)
+        members = await self.reads.zrange(ExecKeys(eid).attempts, 0, -1)
         return sorted(int(_str(m)) for m in members)
 
     async def list_attempts(self, eid: ExecutionId) -> list[Attempt]:
@@ -80,14 +82,14 @@ class Reads:
         indexes = await self.attempt_indexes(eid)
         if not indexes:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for i in indexes:
             pipe.hgetall(keys.attempt(i))
         raws = await pipe.execute()
         return [Attempt.from_hash(r) for r in raws if r]
 
     async def get_attempt_policy(self, eid: ExecutionId, index: int) -> dict[str, str]:
-        return decode_hash(await self.redis.hgetall(ExecKeys(eid).attempt_policy(index)))
+        return decode_hash(await self.reads.hgetall(ExecKeys(eid).attempt_policy(index)))
 
     async def get_lease(self, eid: ExecutionId) -> LeaseCurrent | None:
         raw = await self._hash(ExecKeys(eid).lease_current)
@@ -103,7 +105,7 @@ class Reads:
         """The step journal and the suspension record in one round trip (what
         a run reads before its first journaled call)."""
         k = ExecKeys(eid)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         pipe.hgetall(k.journal)
         pipe.hgetall(k.suspension_current)
         journal, suspension = await pipe.execute()
@@ -127,7 +129,7 @@ class Reads:
         return None if raw is None else SignalRecord.from_hash(raw)
 
     async def get_signal_payload(self, tag: str, signal_id: str) -> bytes | None:
-        value: bytes | None = await self.redis.get(PartitionKeys(tag).signal_payload(signal_id))
+        value: bytes | None = await self.reads.get(PartitionKeys(tag).signal_payload(signal_id))
         return value
 
     async def satisfier_signal_ids(
@@ -144,7 +146,7 @@ class Reads:
             if isinstance(ids, list) and ids:
                 return [str(i) for i in ids]
         cond = decode_hash(
-            await self.redis.hgetall(PartitionKeys(tag).waitpoint_condition(waitpoint_id)))
+            await self.reads.hgetall(PartitionKeys(tag).waitpoint_condition(waitpoint_id)))
         out = []
         for j in range(int(cond.get("total_matchers") or 0)):
             sid = cond.get(f"matcher:{j}:signal_id", "")
@@ -160,7 +162,7 @@ class Reads:
         if not signal_ids:
             return []
         pk = PartitionKeys(tag)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for sid in signal_ids:
             pipe.hgetall(pk.signal(sid))
             pipe.get(pk.signal_payload(sid))
@@ -176,7 +178,7 @@ class Reads:
                                        ) -> list[tuple[str, str]]:
         """``(signal_id, signal_name)`` of every signal recorded on a
         waitpoint (its ``wp_signals`` stream, oldest first)."""
-        rows = await self.redis.xrange(PartitionKeys(tag).waitpoint_signals(waitpoint_id))
+        rows = await self.reads.xrange(PartitionKeys(tag).waitpoint_signals(waitpoint_id))
         out = []
         for _id, fields in rows:
             f = {_str(k): _str(v) for k, v in fields.items()}
@@ -186,11 +188,11 @@ class Reads:
 
     async def hmac_keystore_ready(self, tag: str) -> bool:
         """Whether the partition's waitpoint keystore has a current kid."""
-        return bool(await self.redis.hget(PartitionKeys(tag).hmac_keystore, "current_kid"))
+        return bool(await self.reads.hget(PartitionKeys(tag).hmac_keystore, "current_kid"))
 
     async def waitpoint_token(self, tag: str, waitpoint_id: str) -> Token:
         """The stored token of a waitpoint (empty when unknown); redacted when printed."""
-        raw = await self.redis.hget(PartitionKeys(tag).waitpoint(waitpoint_id), "waitpoint_token")
+        raw = await self.reads.hget(PartitionKeys(tag).waitpoint(waitpoint_id), "waitpoint_token")
         return Token(_str(raw) if raw else "")
 
     async def get_stream_meta(self, eid: ExecutionId, index: int) -> StreamMeta | None:
@@ -202,7 +204,7 @@ class Reads:
         in one pipeline. The values include secrets: keep them out of logs."""
         if not tags:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for t in tags:
             pipe.hgetall(PartitionKeys(t).hmac_keystore)
         return [decode_hash(raw) for raw in await pipe.execute()]
@@ -211,13 +213,13 @@ class Reads:
         """Several waitpoint records of one partition in one pipeline."""
         if not waitpoint_ids:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.reads.pipeline()
         for wp in waitpoint_ids:
             pipe.hgetall(PartitionKeys(tag).waitpoint(wp))
         return [Waitpoint.from_hash(raw) if raw else None for raw in await pipe.execute()]
 
     async def execution_waitpoints(self, eid: ExecutionId) -> list[str]:
-        return sorted(_str(m) for m in await self.redis.smembers(ExecKeys(eid).waitpoints))
+        return sorted(_str(m) for m in await self.reads.smembers(ExecKeys(eid).waitpoints))
 
     async def partition_members(
         self,
@@ -231,15 +233,15 @@ class Reads:
         """Members of a per-partition zset (e.g. ``PartitionKeys(tag).lane_eligible(lane)``)
         with scores in ``[min_score, max_score]``, lowest score first."""
         if limit is None:
-            rows = await self.redis.zrangebyscore(key, min_score, max_score, withscores=True)
+            rows = await self.reads.zrangebyscore(key, min_score, max_score, withscores=True)
         else:
-            rows = await self.redis.zrangebyscore(
+            rows = await self.reads.zrangebyscore(
                 key, min_score, max_score, start=offset, num=limit, withscores=True
             )
         return [(_str(m), float(s)) for m, s in rows]
 
     async def set_members(self, key: str) -> list[str]:
-        return sorted(_str(m) for m in await self.redis.smembers(key))
+        return sorted(_str(m) for m in await self.reads.smembers(key))
 
     @staticmethod
     def tag_of(eid: ExecutionId) -> str:

@@ -78,7 +78,7 @@ class BackendEngine:
         return await self.backend.all_members(keys, per_partition)
 
     async def required_capabilities(self, eid: str) -> frozenset[str]:
-        raw = await self.backend.redis.hget(ExecKeys(eid).core, "required_capabilities")
+        raw = await self.backend.reads.hget(ExecKeys(eid).core, "required_capabilities")
         text = _text(raw) if raw else ""
         return frozenset(c for c in text.split(",") if c)
 
@@ -93,7 +93,7 @@ class BackendEngine:
         """The few core fields the claim path needs (``None`` when absent)."""
         names = ["total_attempt_count", "current_attempt_index", "lane_id",
                  "lifecycle_phase", "ownership_state"]
-        vals = await self.backend.redis.hmget(ExecKeys(eid).core, names)
+        vals = await self.backend.reads.hmget(ExecKeys(eid).core, names)
         if all(v is None for v in vals):
             return None
         return {n: (_text(v) if v is not None else "") for n, v in zip(names, vals, strict=True)}
@@ -101,7 +101,7 @@ class BackendEngine:
     async def _context(self, eid: str) -> tuple[bytes, list[str], dict[str, str]]:
         """Payload, core fields and tags in one pipeline (spec 05 §2.4)."""
         k = ExecKeys(eid)
-        pipe = self.backend.redis.pipeline(transaction=False)
+        pipe = self.backend.reads.pipeline()
         pipe.get(k.payload)
         pipe.hmget(k.core, ["execution_kind", "retry_count", "created_at", "budget_ids",
                             "quota_policy_id"])

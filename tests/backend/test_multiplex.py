@@ -129,3 +129,31 @@ async def test_after_close_callers_fall_back_to_the_pool(redis_server_url: str) 
 def test_memory_backends_have_no_multiplexer() -> None:
     backend = Backend(open_redis("memory://mux-none"), url="memory://mux-none")
     assert backend._mux is None
+
+
+async def test_repeated_drops_under_load_never_cross_replies(
+        mux: Multiplexer, client: aioredis.Redis) -> None:
+    """Calls keep flowing while the server drops the connection again and
+    again: each caller gets its own reply or a connection error, never
+    another caller's reply, and calls after the drops all succeed."""
+    stop = asyncio.Event()
+
+    async def caller(i: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                got = await mux.execute([("ECHO", f"{i}:{n}")])
+            except RedisConnectionError:
+                continue
+            assert got == [f"{i}:{n}".encode()]
+
+    async def killer() -> None:
+        for _ in range(10):
+            await asyncio.sleep(0.02)
+            await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        stop.set()
+
+    await asyncio.wait_for(asyncio.gather(killer(), *(caller(i) for i in range(8))), 20)
+    assert await asyncio.gather(*(mux.execute([("ECHO", str(i))]) for i in range(20))) == [
+        [str(i).encode()] for i in range(20)]

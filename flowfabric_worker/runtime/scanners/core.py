@@ -20,7 +20,8 @@ from typing import Literal
 import anyio
 
 from ...backend.backend import Backend
-from ...errors import ConfigurationError
+from ...backend.transport import classify
+from ...errors import ConfigurationError, TransportError
 from ...protocol.keys import LANES_INDEX, PartitionKeys
 from ...protocol.partitions import tag as partition_tag
 
@@ -180,8 +181,12 @@ class ScanRunner:
                 if n:
                     log.debug("scanner %s processed %d", scanner.name, n)
                 delay = interval - (anyio.current_time() - started)
-            except Exception:
-                log.exception("scanner %s cycle failed", scanner.name)
+            except Exception as exc:
+                if isinstance(exc, TransportError | OSError) or classify(exc) is not None:
+                    # The server is away or dropped us: expected, retried.
+                    log.warning("scanner %s cycle failed: %s", scanner.name, exc)
+                else:
+                    log.exception("scanner %s cycle failed", scanner.name)
                 delay = 1.0
             if delay > 0:
                 with anyio.move_on_after(delay):
