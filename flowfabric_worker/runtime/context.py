@@ -93,6 +93,36 @@ class _ExecutionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"[{extra['execution_id']}#{extra['attempt_index']}] {msg}", kwargs
 
 
+class LeaseLostEvent:
+    """``ctx.lease_lost``: set once the attempt no longer owns its lease.
+
+    ``is_set()`` works anywhere, a sync task's thread included; ``await
+    wait()`` needs the event loop. Nothing is allocated until someone waits
+    (most attempts never look).
+    """
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: anyio.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+
 class TaskContext:
     """Handed to a task function as its first parameter when annotated.
 
@@ -120,9 +150,9 @@ class TaskContext:
         self.attempt_type = attempt_type
         self.lane = lane
         self.tags: Mapping[str, str] = dict(tags)
+        #: Set on the first terminal renewal error or local lease expiry.
+        self.lease_lost = LeaseLostEvent()
         self.lease_lost_reason = ""
-        self._lost = False
-        self._lost_event: anyio.Event | None = None
         self._guard: anyio.Lock | None = None
         self.lease_released = False
         #: Feature hooks installed by the worker (frames, journal, flows...).
@@ -375,15 +405,6 @@ class TaskContext:
         return bool(j is not None and j.replaying)
 
     @property
-    def lease_lost(self) -> anyio.Event:
-        """Set on the first terminal renewal error or local lease expiry."""
-        if self._lost_event is None:  # made on first use: most tasks never look
-            self._lost_event = anyio.Event()
-            if self._lost:
-                self._lost_event.set()
-        return self._lost_event
-
-    @property
     def lease_guard(self) -> anyio.Lock:
         """Held around lease renewals and around a suspend, which releases
         the lease (``lease_released``): no renewal races a suspension."""
@@ -393,13 +414,11 @@ class TaskContext:
 
     def ensure_lease(self) -> None:
         """Raise :class:`LeaseLost` if this attempt no longer owns its lease."""
-        if self._lost:
+        if self.lease_lost.is_set():
             raise LeaseLost(self.execution_id, self.lease_lost_reason or "lease lost")
 
     def mark_lease_lost(self, reason: str) -> None:
         """Called by the renewer; idempotent."""
-        if not self._lost:
-            self._lost = True
+        if not self.lease_lost.is_set():
             self.lease_lost_reason = reason
-            if self._lost_event is not None:
-                self._lost_event.set()
+            self.lease_lost.set()

@@ -72,7 +72,7 @@ class Executor:
                 if lease.quota_policy_id and outcome not in ("not_run", "lease_lost"):
                     await self._release_quota(lease)
                 fw = self.frames.pop(lease.execution_id, None)
-                if fw is not None and (ctx.lease_lost_reason
+                if fw is not None and (ctx.lease_lost.is_set()
                                        or outcome in ("lease_lost", "suspended")):
                     fw.discard()  # the server refuses appends without the lease
         return outcome
@@ -149,7 +149,7 @@ class Executor:
             # call; a signal (or the timeout) makes it claimable again.
             log.info("task %s suspended", lease.execution_id)
             return "suspended"
-        if body.cancelled_caught or ctx.lease_lost_reason:
+        if body.cancelled_caught or ctx.lease_lost.is_set():
             log.warning("task %s stopped: %s", lease.execution_id,
                         ctx.lease_lost_reason or "cancelled")
             return "lease_lost"

@@ -7,6 +7,7 @@ adapter is exercised by the e2e tests.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -436,3 +437,27 @@ async def test_ensure_lease_and_progress() -> None:
     ctx.mark_lease_lost("stale_lease")
     with pytest.raises(LeaseLost):
         ctx.ensure_lease()
+
+
+async def test_lease_lost_can_be_awaited_and_read_from_a_thread() -> None:
+    ctx = TaskContext(execution_id="e", attempt_index=0, attempt_type="initial",
+                      lane="l", tags={})
+    woke: list[str] = []
+
+    async def watcher() -> None:
+        await ctx.lease_lost.wait()
+        woke.append(ctx.lease_lost_reason)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watcher)
+        await anyio.sleep(0.01)
+        # A plain thread (not one of anyio's) can look without an event loop.
+        assert not await anyio.to_thread.run_sync(ctx.lease_lost.is_set)
+        ctx.mark_lease_lost("lease_revoked")
+    assert woke == ["lease_revoked"]
+    seen: list[bool] = []
+    t = threading.Thread(target=lambda: seen.append(ctx.lease_lost.is_set()))
+    t.start()
+    t.join(5)
+    assert seen == [True]
+    await ctx.lease_lost.wait()  # already set: returns at once
