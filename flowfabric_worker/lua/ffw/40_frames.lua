@@ -10,121 +10,16 @@
 -- validated (size, summary patch) before anything is written, so a refusal
 -- appends no frame and creates no stream_meta.
 --
--- The helpers below mirror those of 55_streams.lua in the flowfabric library;
--- a function cannot call a function of another library, so they are repeated
--- here and tests/lua/test_frames_batch.py checks both stay equivalent.
+-- The merge-patch helpers and the lease check are the ones ff_append_frame
+-- uses (lua/shared/10_frames.lua, bundled into both libraries);
+-- tests/lua/test_frames_batch.py checks the two functions stay equivalent.
 
-local NULL_SENTINEL = "__ff_null__"
-local MAX_PATCH_DEPTH = 16
-local MAX_SENTINEL_DEPTH = 32
 -- Approximate XTRIM removes at most 10 000 entries per call (100 x
 -- stream-node-max-entries); a batch far below that keeps the coalesced trims
 -- below equivalent to per-frame ones.
 local MAX_BATCH_FRAMES = 4096
 local HEADER = 14
 local STRIDE = 5
-
-local function parse_uint(s)
-  if s == nil or s == "" or not string.match(s, "^%d+$") then return nil end
-  return tonumber(s)
-end
-
-local function parse_number(s)
-  if s == nil or s == "" then return nil end
-  local n = tonumber(s)
-  if n == nil or n ~= n or n == math.huge or n == -math.huge then return nil end
-  return n
-end
-
-local function hmget(key, fields)
-  local vals = redis.call("HMGET", key, unpack(fields))
-  local t = {}
-  for i, f in ipairs(fields) do
-    local v = vals[i]
-    if v == false or v == nil then v = "" end
-    t[f] = v
-  end
-  return t
-end
-
-local function json_decode(s)
-  if s == nil or s == "" then return nil end
-  local okd, v = pcall(cjson.decode, s)
-  if not okd then return nil end
-  return v
-end
-
-local function is_array(t)
-  local n = 0
-  for k, _ in pairs(t) do
-    if type(k) ~= "number" then return false end
-    n = n + 1
-  end
-  if n == 0 then return false end
-  for i = 1, n do
-    if t[i] == nil then return false end
-  end
-  return true
-end
-
-local function is_nonempty_object(v)
-  return type(v) == "table" and next(v) ~= nil and not is_array(v)
-end
-
-local function object_depth(v)
-  local deepest = 0
-  for _, child in pairs(v) do
-    if is_nonempty_object(child) then
-      local d = 1 + object_depth(child)
-      if d > deepest then deepest = d end
-    end
-  end
-  return deepest
-end
-
-local function merge_patch(target, patch)
-  if type(target) ~= "table" or is_array(target) then target = {} end
-  for k, pv in pairs(patch) do
-    if pv == cjson.null then
-      target[k] = nil
-    elseif is_nonempty_object(pv) then
-      target[k] = merge_patch(target[k], pv)
-    else
-      target[k] = pv
-    end
-  end
-  return target
-end
-
-local function resolve_sentinel(v, depth)
-  if depth > MAX_SENTINEL_DEPTH or type(v) ~= "table" then return v end
-  for k, child in pairs(v) do
-    if child == NULL_SENTINEL then
-      v[k] = cjson.null
-    elseif type(child) == "table" then
-      v[k] = resolve_sentinel(child, depth + 1)
-    end
-  end
-  return v
-end
-
--- The "lite" lease check of ff_append_frame (§8.5 checks 2-5).
-local function check_lease(core_key, attempt_index, lease_id, lease_epoch, now)
-  local c = hmget(core_key, {"lifecycle_phase", "ownership_state",
-    "lease_expires_at", "current_attempt_index", "current_lease_id",
-    "current_lease_epoch"})
-  if c.lifecycle_phase ~= "active" then return err("stream_closed") end
-  if c.ownership_state == "lease_expired_reclaimable" or c.ownership_state == "lease_revoked" then
-    return err("stale_owner_cannot_append")
-  end
-  local exp = parse_number(c.lease_expires_at)
-  if exp == nil or exp <= now then return err("stale_owner_cannot_append") end
-  if c.current_attempt_index ~= attempt_index or c.current_lease_id ~= lease_id
-      or c.current_lease_epoch ~= lease_epoch then
-    return err("stale_owner_cannot_append")
-  end
-  return nil
-end
 
 -- One summary patch applied exactly as ff_append_frame does (read, merge,
 -- re-encode, write), so versions and the document's JSON round trips match.
@@ -261,13 +156,7 @@ redis.register_function("ffw_append_frames", function(keys, args)
   end
 
   -- Best-effort estimator parameters (§8.2), parsed as ff_append_frame does.
-  local floor = parse_number(args[11])
-  if floor == nil or floor <= 0 then floor = 64 end
-  local ceiling = parse_number(args[12])
-  if ceiling == nil or ceiling <= 0 then ceiling = 16384 end
-  local alpha = parse_number(args[13])
-  if alpha == nil or alpha <= 0 or alpha > 1 then alpha = 0.2 end
-  if ceiling < floor then ceiling = floor end
+  local floor, ceiling, alpha = best_effort_params(args[11], args[12], args[13])
   local ttl_s = math.max(ttl_ms, 1) / 1000
   local ema = tonumber(meta.ema_rate_hz)
   local last = tonumber(meta.last_append_ts_ms)
@@ -344,15 +233,7 @@ redis.register_function("ffw_append_frames", function(keys, args)
     bytes = bytes + #payload
 
     if trim == "be" then
-      local rate
-      if ema == nil or last == nil then
-        rate = floor / (ttl_s * 2)
-      else
-        local dt = now - last
-        if dt <= 0 then dt = 1 end
-        rate = alpha * (1000 / dt) + (1 - alpha) * ema
-      end
-      local k = math.min(math.max(math.ceil(rate * ttl_s * 2), floor), ceiling)
+      local rate, k = best_effort_limit(ema, last, now, ttl_s, floor, ceiling, alpha)
       redis.call("XTRIM", data_key, "MAXLEN", "~", istr(k))
       -- The single call stores tostring(rate) and the next one re-reads it.
       ema, last, k_last = tonumber(tostring(rate)), now, k
