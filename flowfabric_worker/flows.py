@@ -471,19 +471,11 @@ async def completions(client: Client, *, flow_id: str | None = None) -> AsyncIte
     """Subscribe to ``ff:dag:completions`` (spec 05 §8.3): yields a
     :class:`~flowfabric_worker.runtime.flows.completion.Completion` per
     terminal flow member, optionally only those of ``flow_id``. At most once:
-    messages published while not subscribed are not replayed."""
+    messages published while not subscribed (before, or while a lost
+    connection is replaced) are not replayed."""
     from .runtime.flows.completion import parse_completion
 
-    pubsub = client.backend.redis.pubsub()
-    try:
-        await pubsub.subscribe(DAG_COMPLETIONS)
-        while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if msg is None or msg.get("type") != "message":
-                continue
-            done = parse_completion(msg["data"])
-            if done is not None and (flow_id is None or done.flow_id == flow_id):
-                yield done
-    finally:
-        with anyio.CancelScope(shield=True):
-            await pubsub.aclose()
+    async for data in client.backend.messages(DAG_COMPLETIONS):
+        done = parse_completion(data)
+        if done is not None and (flow_id is None or done.flow_id == flow_id):
+            yield done

@@ -29,6 +29,7 @@ from .ops_signals import SignalOps
 from .ops_streams import StreamOps
 from .read_client import ReadClient
 from .reads import Reads
+from .subscriptions import Subscriptions
 from .transport import RetryPolicy, with_retries
 
 __all__ = ["Backend", "Mode", "execute"]
@@ -49,7 +50,7 @@ async def execute(client: Any, *args: Any) -> Any:
 
 
 class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps, Reads, ScanOps,
-              Caller):
+              Subscriptions, Caller):
     """Runs library functions against one Redis (or ``memory://``) database.
 
     Transport failures are retried with bounded backoff when the contract makes

@@ -154,10 +154,10 @@ class CreateExecution(FCall[CreateResult], frozen=True, kw_only=True):
 # ---------------------------------------------------------------- grants and claims
 
 
-class IssueClaimGrant(FCall[GrantResult], frozen=True, kw_only=True):
-    """``ff_issue_claim_grant`` (spec 02 §3.2)."""
+class GrantCall(FCall[GrantResult], frozen=True, kw_only=True):
+    """What a claim grant and a reclaim grant share: the same ARGV, checks and
+    reply (spec 02 §3.2, §3.16); they differ in name and KEYS."""
 
-    NAME: ClassVar[str] = "ff_issue_claim_grant"
     eid: ExecutionId
     lane_id: str
     worker_id: str
@@ -174,10 +174,6 @@ class IssueClaimGrant(FCall[GrantResult], frozen=True, kw_only=True):
         if not self.worker_id:
             raise InvalidInput("worker_id is required")
 
-    def keys(self) -> list[str]:
-        k = ExecKeys(self.eid)
-        return [k.core, k.claim_grant, k.lane_eligible(self.lane_id)]
-
     def argv(self) -> list[str]:
         return [
             self.eid, self.worker_id, self.worker_instance_id, self.lane_id,
@@ -187,7 +183,20 @@ class IssueClaimGrant(FCall[GrantResult], frozen=True, kw_only=True):
 
     def decode(self, reply: Any) -> GrantResult:
         env = self.envelope(reply)
-        return GrantResult(execution_id=env.field(0))
+        # Only a reclaim grant reports its expiry.
+        expires = env.field(1) if len(env.fields) > 1 else ""
+        return GrantResult(execution_id=env.field(0),
+                           grant_expires_at=int(expires) if expires else None)
+
+
+class IssueClaimGrant(GrantCall, frozen=True, kw_only=True):
+    """``ff_issue_claim_grant`` (spec 02 §3.2)."""
+
+    NAME: ClassVar[str] = "ff_issue_claim_grant"
+
+    def keys(self) -> list[str]:
+        k = ExecKeys(self.eid)
+        return [k.core, k.claim_grant, k.lane_eligible(self.lane_id)]
 
 
 def _claim_result(fields: tuple[str, ...]) -> ClaimResult:

@@ -12,8 +12,8 @@ from ..errors import InvalidInput
 from .function import FCall, as_str
 from .ids import ExecutionId
 from .keys import ExecKeys, worker_alive, worker_caps, workers_index
-from .lifecycle import _claim_result
-from .lifecycle_checks import ClaimResult, GrantResult, OkResult, check_eid, check_int, opt
+from .lifecycle import GrantCall, _claim_result
+from .lifecycle_checks import ClaimResult, OkResult, check_eid, check_int, opt
 
 __all__ = [
     "BlockExecutionForAdmission",
@@ -150,40 +150,14 @@ class RevokeLease(FCall[RevokeResult], frozen=True, kw_only=True):
         return RevokeResult(status=env.status, tag=env.field(0))
 
 
-class IssueReclaimGrant(FCall[GrantResult], frozen=True, kw_only=True):
+class IssueReclaimGrant(GrantCall, frozen=True, kw_only=True):
     """``ff_issue_reclaim_grant`` (spec 02 §3.16)."""
 
     NAME: ClassVar[str] = "ff_issue_reclaim_grant"
-    eid: ExecutionId
-    lane_id: str
-    worker_id: str
-    worker_instance_id: str = ""
-    capability_hash: str = ""
-    grant_ttl_ms: int = 5000
-    route_snapshot_json: str = ""
-    admission_summary: str = ""
-    worker_capabilities_csv: str = ""
-
-    def __post_init__(self) -> None:
-        check_eid(self.eid)
-        check_int(self.grant_ttl_ms, "grant_ttl_ms", minimum=1)
-        if not self.worker_id:
-            raise InvalidInput("worker_id is required")
 
     def keys(self) -> list[str]:
         k = ExecKeys(self.eid)
         return [k.core, k.claim_grant, k.lease_expiry]
-
-    def argv(self) -> list[str]:
-        return [
-            self.eid, self.worker_id, self.worker_instance_id, self.lane_id,
-            self.capability_hash, str(self.grant_ttl_ms), self.route_snapshot_json,
-            self.admission_summary, self.worker_capabilities_csv,
-        ]  # fmt: skip
-
-    def decode(self, reply: Any) -> GrantResult:
-        env = self.envelope(reply)
-        return GrantResult(execution_id=env.field(0), grant_expires_at=int(env.field(1)))
 
 
 class ReclaimExecution(FCall[ClaimResult], frozen=True, kw_only=True):

@@ -175,24 +175,8 @@ class Worker:
         lanes (one pub/sub connection for all of them). Best effort: a lost
         message or connection only leaves the backoff poll to find the work."""
         channels = [WAKE_CHANNEL.format(lane=lane) for lane in self.lanes]
-        while True:
-            pubsub = engine.backend.redis.pubsub()
-            try:
-                await pubsub.subscribe(*channels)
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                   timeout=1.0)
-                    if msg is not None:
-                        self._wake.set()
-            except Exception as exc:
-                log.info("wake subscription lost (%s); resubscribing", exc)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await pubsub.aclose()
-                    except Exception:
-                        pass
-            await anyio.sleep(1.0)
+        async for _ in engine.backend.messages(*channels):
+            self._wake.set()
 
     async def _scanners(self, stop: anyio.Event) -> None:
         """Embedded maintenance (spec 05 §7.3): promotion, expiry marking, flow

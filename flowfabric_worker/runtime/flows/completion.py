@@ -73,27 +73,11 @@ class CompletionDispatcher:
             tg.cancel_scope.cancel()
 
     async def _subscribe(self, tg: anyio.abc.TaskGroup) -> None:
-        while True:
-            pubsub = self.backend.redis.pubsub()
-            try:
-                await pubsub.subscribe(DAG_COMPLETIONS)
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if msg is None or msg.get("type") != "message":
-                        continue
-                    done = parse_completion(msg["data"])
-                    if done is not None:
-                        await self._limit.acquire()
-                        tg.start_soon(self._dispatch, done)
-            except Exception as exc:
-                log.info("completion subscription lost (%s); resubscribing", exc)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await pubsub.aclose()
-                    except Exception:
-                        pass
-            await anyio.sleep(1.0)
+        async for data in self.backend.messages(DAG_COMPLETIONS):
+            done = parse_completion(data)
+            if done is not None:
+                await self._limit.acquire()
+                tg.start_soon(self._dispatch, done)
 
     async def _dispatch(self, done: Completion) -> None:
         try:
