@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..task import TaskDefinition
     from .children import ChildHandle, Children
 from .signals import DEFAULT_WAITPOINT_TTL, OnTimeout, Signal, Waitpoint, Waits
+from .sync_context import SyncContext
 from .task_streams import emit_event, emit_stream, emit_summary, writer_of
 from .thread_bridge import loop_or_thread
 from .usage import USAGE_EXTENSION
@@ -162,13 +163,25 @@ class TaskContext:
             _base_log, {"execution_id": execution_id, "attempt_index": attempt_index}
         )
 
-    async def progress(self, pct: float, message: str = "") -> None:
-        """Record progress (0..100) on the execution (``ff_update_progress``)."""
+    def progress(self, pct: float, message: str = "") -> Awaitable[None]:
+        """Record progress (0..100) on the execution (``ff_update_progress``).
+        Awaited in async tasks, called plainly in sync ones (see :meth:`stream`)."""
         if not 0 <= pct <= 100:
             raise ValueError(f"progress percentage must be within 0..100, got {pct}")
-        self.ensure_lease()
-        if self._progress_fn is not None:
-            await self._progress_fn(pct, message)
+
+        async def send() -> None:
+            self.ensure_lease()
+            if self._progress_fn is not None:
+                await self._progress_fn(pct, message)
+        return loop_or_thread(send)
+
+    @property
+    def sync(self) -> SyncContext:
+        """Blocking versions of the async methods (``step``,
+        ``wait_for_signal``, ``sleep``, ``waitpoint``, ``child``, ``gather``,
+        ``report_usage``) for a sync task function, which the worker runs in
+        a thread: ``ctx.sync.wait_for_signal("approve")``."""
+        return SyncContext(self)
 
     def stream(
         self, data: str | bytes, *, kind: str = "stdout", frame_type: str | None = None,
