@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
 
+from .budgets import Budget, Quota
 from .errors import InvalidInput, ResultTimeout
+from .protocol.budgets import AttachAdmission
 from .protocol.flows import (
     AddExecutionToFlow,
     ApplyDependencyToChild,
@@ -48,7 +50,7 @@ from .protocol.ids import (
 from .protocol.keys import DAG_COMPLETIONS, WAKE_CHANNEL, ExecKeys, FlowKeys
 from .protocol.lifecycle import CreateExecution
 from .protocol.partitions import flow_tag
-from .runtime.flows.members import member_create
+from .runtime.flows.members import member_admission, member_create
 from .task import TaskDefinition, task
 
 if TYPE_CHECKING:
@@ -134,6 +136,7 @@ class FlowNode(Generic[R]):
     after: tuple[FlowNode[Any], ...]
     join: Join
     create: CreateExecution = field(repr=False)
+    admission: AttachAdmission | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +175,13 @@ class FlowBuilder:
         lane: str | None = None,
         priority: int | None = None,
         tags: Mapping[str, str] | None = None,
+        budgets: Iterable[Budget | str] | None = None,
+        quota: Quota | str | None = None,
         **kwargs: Any,
     ) -> FlowNode[R]:
         """Add one execution of ``task(*args, **kwargs)`` that runs after the
-        ``after`` members, combined by ``join`` (default :func:`all_of`)."""
+        ``after`` members, combined by ``join`` (default :func:`all_of`).
+        ``budgets`` / ``quota`` replace the task's own (docs/budgets.md)."""
         if self.submitted:
             raise InvalidInput("this flow was already submitted")
         upstreams = tuple(after)
@@ -201,8 +207,9 @@ class FlowBuilder:
         eid = mint_execution_id(flow_id=self.flow_id, config=self.client.backend.partitions)
         create = member_create(eid, task, args, kwargs, namespace=self.client.namespace,
                                name=label, lane=lane, priority=priority, tags=tags)
+        admission = member_admission(eid, task, budgets=budgets, quota=quota)
         node: FlowNode[R] = FlowNode(eid, label, task if isinstance(task, TaskDefinition)
-                                     else None, upstreams, join, create)
+                                     else None, upstreams, join, create, admission)
         self.nodes.append(node)
         return node
 
@@ -223,10 +230,10 @@ class FlowBuilder:
         revision = 0
         for node in self.nodes:
             now = int(time.time() * 1000)
-            calls: list[FCall[Any]] = [
-                node.create,
-                AddExecutionToFlow(tag=self.tag, flow_id=self.flow_id, eid=node.id),
-            ]
+            calls: list[FCall[Any]] = [node.create]
+            if node.admission is not None:
+                calls.append(node.admission)  # before any worker can see it
+            calls.append(AddExecutionToFlow(tag=self.tag, flow_id=self.flow_id, eid=node.id))
             revision += 1
             if node.after and node.join.variant != "all_of":
                 calls.append(SetEdgeGroupPolicy(

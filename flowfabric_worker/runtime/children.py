@@ -28,6 +28,7 @@ import anyio
 from .. import codec
 from ..backend.backend import Backend
 from ..errors import ChildFailed, ContractError, InvalidInput
+from ..protocol.budgets import AttachAdmission
 from ..protocol.flows import (
     COMPLETION_KIND,
     AddExecutionToFlow,
@@ -43,7 +44,7 @@ from ..protocol.lifecycle import MoveToWaitingChildren
 from ..protocol.partitions import flow_partition
 from ..task import TaskDefinition
 from .engine import Claimed, LeaseLost, is_lease_lost
-from .flows.members import PARENT_TAG, member_create
+from .flows.members import PARENT_TAG, member_admission, member_create
 from .flows.reconciler import reconcile_children
 from .journal import StepJournal
 from .signals import TaskSuspended
@@ -166,7 +167,9 @@ class Children:
             create = member_create(eid, handle.task, handle.args, handle.kwargs,
                                    namespace=namespace, name=f"{handle.name}#{pos}",
                                    tags={PARENT_TAG: self.parent})
-            await self._create(flow_id, eid, create.lane_id, create, handle)
+            admission = member_admission(eid, handle.task,
+                                         inherited_budget_ids=self.lease.budget_ids)
+            await self._create(flow_id, eid, create.lane_id, create, admission, handle)
             if create.lane_id not in self._lanes_registered:
                 await self.backend.add_lanes([create.lane_id])
                 self._lanes_registered.add(create.lane_id)
@@ -184,10 +187,12 @@ class Children:
             await self.backend.publish(WAKE_CHANNEL.format(lane=handle.lane), "1")
 
     async def _create(self, flow_id: str, eid: ExecutionId, lane: str, create: Any,
-                      handle: ChildHandle[Any]) -> None:
+                      admission: AttachAdmission | None, handle: ChildHandle[Any]) -> None:
         now = await self.backend.server_time_ms()
-        calls: list[FCall[Any]] = [create, AddExecutionToFlow(tag=self.tag, flow_id=flow_id,
-                                                              eid=eid)]
+        calls: list[FCall[Any]] = [create]
+        if admission is not None:  # the parent's budgets and the child task's own
+            calls.append(admission)
+        calls.append(AddExecutionToFlow(tag=self.tag, flow_id=flow_id, eid=eid))
         join = handle.join
         if handle.after and join is not None and join.variant != "all_of":
             calls.append(SetEdgeGroupPolicy(

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ... import codec
+from ...budgets import Budget, Quota, attachment
+from ...protocol.budgets import AttachAdmission
 from ...protocol.ids import ExecutionId, partition_of
 from ...protocol.lifecycle import CreateExecution
 from ...task import TaskDefinition, check_priority
 
-__all__ = ["NODE_TAG", "PARENT_TAG", "member_create"]
+__all__ = ["NODE_TAG", "PARENT_TAG", "member_admission", "member_create"]
 
 #: Execution tags naming a member in its flow and, for children, its parent.
 NODE_TAG = "ffw.flow_node"
@@ -47,3 +49,23 @@ def member_create(
         execution_deadline_at=(now_ms + int(deadline * 1000)) if deadline else None,
         partition_id=partition_of(eid),
     )
+
+
+def member_admission(
+    eid: ExecutionId, task: TaskDefinition[Any, Any] | str, *,
+    budgets: Iterable[Budget | str] | None = None, quota: Quota | str | None = None,
+    inherited_budget_ids: str = "",
+) -> AttachAdmission | None:
+    """The ``ffw_attach_admission`` call giving a member its budgets and
+    quota (None when it gets neither): ``budgets`` / ``quota`` when given,
+    else the task's own, plus the budgets passed down (a child is charged to
+    its parent's budgets too). Sent with the create, in the same write."""
+    if isinstance(task, TaskDefinition):
+        budgets = task.budgets if budgets is None else budgets
+        quota = task.quota if quota is None else quota
+    ids = [b for b in inherited_budget_ids.split(",") if b]
+    own, quota_id = attachment(budgets, quota)
+    ids += [b for b in own.split(",") if b and b not in ids]
+    if not ids and not quota_id:
+        return None
+    return AttachAdmission(eid=eid, budget_ids=",".join(ids), quota_policy_id=quota_id)
