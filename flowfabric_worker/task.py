@@ -17,6 +17,7 @@ from .protocol.ids import validate_capability, validate_lane
 if TYPE_CHECKING:
     from .budgets import Budget, Quota
     from .client import Client, RunHandle
+    from .runtime.children import ChildHandle
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -284,6 +285,15 @@ class TaskDefinition(Generic[P, R]):
             self, *args, idempotency_key=idempotency_key, delay=delay,
             priority=priority, tags=tags, budgets=budgets, quota=quota, **kwargs,
         )
+
+    def child(self, *args: Any, **kwargs: Any) -> ChildHandle[R]:
+        """A child execution of this task, spawned by the task running now:
+        ``await summarize.child(doc)``, or ``await ctx.gather(*(summarize.child(d)
+        for d in docs))``. The same as ``ctx.child(summarize, doc)``; raises
+        :class:`~flowfabric_worker.errors.ConfigurationError` outside a task."""
+        from .runtime.context import TaskContext
+
+        return TaskContext.current().child(self, *args, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function directly, in-process (no Redis)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import anyio
@@ -124,6 +125,10 @@ class LeaseLostEvent:
         await self._event.wait()
 
 
+#: The context of the task running in this (async or worker-thread) context.
+_current: ContextVar[TaskContext | None] = ContextVar("ffw_task_context", default=None)
+
+
 class TaskContext:
     """Handed to a task function as its first parameter when annotated.
 
@@ -174,6 +179,26 @@ class TaskContext:
             if self._progress_fn is not None:
                 await self._progress_fn(pct, message)
         return loop_or_thread(send)
+
+    @staticmethod
+    def current() -> TaskContext:
+        """The context of the task running now (also inside a sync task's
+        thread); :class:`~flowfabric_worker.errors.ConfigurationError`
+        outside a task run by a worker."""
+        ctx = _current.get()
+        if ctx is None:
+            raise ConfigurationError(
+                "no task is running here: this needs a task executed by a worker")
+        return ctx
+
+    def activate(self) -> Token[TaskContext | None]:
+        """Make this the :meth:`current` context (the executor does, around
+        the task function); undo with ``_current.reset(token)``."""
+        return _current.set(self)
+
+    @staticmethod
+    def deactivate(token: Token[TaskContext | None]) -> None:
+        _current.reset(token)
 
     @property
     def sync(self) -> SyncContext:

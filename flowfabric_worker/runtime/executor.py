@@ -126,12 +126,16 @@ class Executor:
                 limit = _time_limit(task, lease)
                 if limit is not None and limit <= 0:
                     raise TimeoutError("execution deadline already passed")
-                with anyio.fail_after(limit) if limit is not None else _null():
-                    if task.is_async:
-                        value = await task.fn(*args, **kwargs)
-                    else:
-                        value = await anyio.to_thread.run_sync(
-                            lambda: task.fn(*args, **kwargs), abandon_on_cancel=True)
+                active = ctx.activate()  # TaskContext.current(), task.child(...)
+                try:
+                    with anyio.fail_after(limit) if limit is not None else _null():
+                        if task.is_async:
+                            value = await task.fn(*args, **kwargs)
+                        else:
+                            value = await anyio.to_thread.run_sync(
+                                lambda: task.fn(*args, **kwargs), abandon_on_cancel=True)
+                finally:
+                    ctx.deactivate(active)
             except TaskSuspended as exc:
                 suspended = exc
             except PayloadError as exc:
