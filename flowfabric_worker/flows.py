@@ -137,6 +137,8 @@ class FlowNode(Generic[R]):
     join: Join
     create: CreateExecution = field(repr=False)
     admission: AttachAdmission | None = field(default=None, repr=False)
+    #: The upstream whose result is this member's argument (``input_from``).
+    input_from: FlowNode[Any] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,13 +179,24 @@ class FlowBuilder:
         tags: Mapping[str, str] | None = None,
         budgets: Iterable[Budget | str] | None = None,
         quota: Quota | str | None = None,
+        input_from: FlowNode[Any] | None = None,
         **kwargs: Any,
     ) -> FlowNode[R]:
         """Add one execution of ``task(*args, **kwargs)`` that runs after the
         ``after`` members, combined by ``join`` (default :func:`all_of`).
-        ``budgets`` / ``quota`` replace the task's own (docs/budgets.md)."""
+        ``budgets`` / ``quota`` replace the task's own (docs/budgets.md).
+
+        ``input_from=node`` (one of ``after``): the member takes ``node``'s
+        result as its one argument instead of ``args`` — the edge passes it
+        along (spec 04 ``data_passing_ref``)::
+
+            text = flow.add(fetch, url)
+            words = flow.add(count_words, after=[text], input_from=text)
+        """
         if self.submitted:
             raise InvalidInput("this flow was already submitted")
+        if input_from is not None:
+            self._check_input_from(task, input_from, after, args, kwargs)
         upstreams = tuple(after)
         seen: set[str] = set()
         for up in upstreams:
@@ -206,12 +219,29 @@ class FlowBuilder:
         self._names.add(label)
         eid = mint_execution_id(flow_id=self.flow_id, config=self.client.backend.partitions)
         create = member_create(eid, task, args, kwargs, namespace=self.client.namespace,
-                               name=label, lane=lane, priority=priority, tags=tags)
+                               name=label, lane=lane, priority=priority, tags=tags,
+                               input_from=input_from.id if input_from is not None else None)
         admission = member_admission(eid, task, budgets=budgets, quota=quota)
         node: FlowNode[R] = FlowNode(eid, label, task if isinstance(task, TaskDefinition)
-                                     else None, upstreams, join, create, admission)
+                                     else None, upstreams, join, create, admission, input_from)
         self.nodes.append(node)
         return node
+
+    @staticmethod
+    def _check_input_from(task: TaskDefinition[Any, Any] | str, source: FlowNode[Any],
+                          after: Sequence[FlowNode[Any]], args: tuple[Any, ...],
+                          kwargs: Mapping[str, Any]) -> None:
+        if not any(source is up for up in after):
+            raise InvalidInput(f"input_from={source.name!r} must also be listed in after=")
+        if args or kwargs:
+            raise InvalidInput("a member with input_from takes no other arguments")
+        if isinstance(task, TaskDefinition):
+            try:
+                task.bind_check(1)
+            except TypeError as exc:
+                raise InvalidInput(
+                    f"task {task.name} cannot take {source.name!r}'s result as its one "
+                    f"argument: {exc}") from exc
 
     async def submit(self) -> FlowHandle:
         """Write the flow; equivalent to ``await client.submit_flow(builder)``."""
@@ -244,12 +274,14 @@ class FlowBuilder:
             for edge_id, up in edges:
                 calls.append(StageDependencyEdge(
                     tag=self.tag, flow_id=self.flow_id, edge_id=edge_id, upstream=up.id,
-                    downstream=node.id, expected_graph_revision=revision, now_ms=now))
+                    downstream=node.id, expected_graph_revision=revision, now_ms=now,
+                    data_passing_ref=_passing(node, up)))
                 revision += 1
             for edge_id, up in edges:
                 calls.append(ApplyDependencyToChild(
                     eid=node.id, lane=node.create.lane_id, flow_id=self.flow_id,
-                    edge_id=edge_id, upstream=up.id, graph_revision=revision, now_ms=now))
+                    edge_id=edge_id, upstream=up.id, graph_revision=revision, now_ms=now,
+                    data_passing_ref=_passing(node, up)))
             # One transaction: the member is never claimable before its edges.
             for reply in await backend.call_atomic(calls):
                 if isinstance(reply, Exception):
@@ -258,6 +290,12 @@ class FlowBuilder:
         for lane in sorted({n.create.lane_id for n in self.nodes if not n.after}):
             await backend.publish(WAKE_CHANNEL.format(lane=lane), "1")
         return FlowHandle(self.client, self.flow_id, list(self.nodes))
+
+
+def _passing(node: FlowNode[Any], upstream: FlowNode[Any]) -> str:
+    """The edge's ``data_passing_ref``: non-empty copies the upstream's result
+    over the member's payload when the edge is satisfied (spec 04 §4.3)."""
+    return "result" if node.input_from is upstream else ""
 
 
 # ---------------------------------------------------------------- handle

@@ -228,6 +228,16 @@ class TaskDefinition(Generic[P, R]):
             )
         return self._check(self._bind(tuple(args), kwargs))
 
+    def bind_check(self, n_args: int) -> None:
+        """Raise ``TypeError`` unless the function takes ``n_args`` positional
+        arguments (besides its context) and nothing else is required."""
+        self._signature.bind(*([None] * n_args))
+
+    def decode_input(self, value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Typed ``(args, kwargs)`` when ``value`` (an upstream flow member's
+        result) is the function's one argument."""
+        return self._check(self._bind((value,), {}))
+
     def encode_result(self, value: Any) -> bytes:
         return codec.dumps(codec.to_builtins(value))
 

@@ -15,6 +15,7 @@ from .context import JOURNAL_EXTENSION, TaskContext
 from .engine import Claimed, Engine, LeaseLost, TaskLike, is_lease_lost
 from .failures import FailureDecision, classify, describe
 from .frames import FrameWriter
+from .passed_input import INPUT_TAG, decode_passed_input
 from .renewer import Renewals, Renewer
 from .signals import TaskSuspended
 from .task_streams import FRAMES_EXTENSION
@@ -120,7 +121,11 @@ class Executor:
         suspended: TaskSuspended | None = None
         with body:
             try:
-                args, kwargs = task.decode_args(lease.payload)
+                upstream = lease.tags.get(INPUT_TAG)
+                if upstream:  # an upstream's result is the argument
+                    args, kwargs = decode_passed_input(task, lease.payload, upstream)
+                else:
+                    args, kwargs = task.decode_args(lease.payload)
                 if task.wants_context:
                     args = (ctx, *args)
                 limit = _time_limit(task, lease)

@@ -14,6 +14,7 @@ from ...protocol.budgets import AttachAdmission
 from ...protocol.ids import ExecutionId, partition_of
 from ...protocol.lifecycle import CreateExecution
 from ...task import TaskDefinition, check_priority
+from ..passed_input import INPUT_TAG, placeholder
 
 __all__ = ["NODE_TAG", "PARENT_TAG", "member_admission", "member_create"]
 
@@ -26,21 +27,29 @@ def member_create(
     eid: ExecutionId, task: TaskDefinition[Any, Any] | str, args: tuple[Any, ...],
     kwargs: Mapping[str, Any], *, namespace: str, name: str, lane: str | None = None,
     priority: int | None = None, tags: Mapping[str, str] | None = None,
+    input_from: ExecutionId | None = None,
 ) -> CreateExecution:
     """``ff_create_execution`` for ``task(*args, **kwargs)`` with id ``eid``
-    (minted on the flow's partition by the caller)."""
+    (minted on the flow's partition by the caller). With ``input_from`` the
+    payload is a placeholder naming that upstream: the data-passing edge
+    replaces it with the upstream's result when it resolves."""
     deadline: float | None = None
     if isinstance(task, TaskDefinition):
-        kind, payload, policy = task.name, task.encode_args(*args, **kwargs), task.policy_json()
+        payload = (placeholder(input_from) if input_from
+                   else task.encode_args(*args, **kwargs))
+        kind, policy = task.name, task.policy_json()
         lane_id, prio, all_tags = lane or task.lane, task.priority, dict(task.tags)
         deadline = task.deadline
     else:
         kind, policy, lane_id, prio, all_tags = task, "{}", lane or "default", 0, {}
-        payload = codec.dumps({"args": [codec.to_builtins(a) for a in args],
-                               "kwargs": {k: codec.to_builtins(v) for k, v in kwargs.items()}})
+        payload = placeholder(input_from) if input_from else codec.dumps(
+            {"args": [codec.to_builtins(a) for a in args],
+             "kwargs": {k: codec.to_builtins(v) for k, v in kwargs.items()}})
     prio = check_priority(prio if priority is None else priority)
     all_tags.update(tags or {})
     all_tags[NODE_TAG] = name
+    if input_from:
+        all_tags[INPUT_TAG] = input_from
     now_ms = int(time.time() * 1000)
     return CreateExecution(
         eid=eid, namespace=namespace, lane_id=lane_id, execution_kind=kind,
