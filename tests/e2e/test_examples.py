@@ -50,3 +50,16 @@ def test_approval_waits_without_a_slot_and_resumes_on_signal_or_timeout(
     assert "api 1.4.0: deployed api-1.4.0.tar.gz (lgtm from ana)" in lines
     assert "web 2.0.1: not approved in time, nothing deployed" in lines
     assert lines[-1] == "ok"
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_pipeline_passes_results_along_edges(backend: str,
+                                             request: pytest.FixtureRequest) -> None:
+    args = [] if backend == "memory" else [request.getfixturevalue("redis_server_url")]
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "pipeline.py"), *args],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "summary:  https://example.com/post: 14 words, mostly the, worker, task"
+    assert lines[2] == "parse:    progress 90% (counting)"
+    assert lines[-1] == "ok"
