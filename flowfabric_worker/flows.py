@@ -393,47 +393,45 @@ class FlowHandle:
         2 s) covers lost ones. Raises :class:`ResultTimeout` after ``timeout``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        pubsub = self.client.backend.redis.pubsub()
-        try:
-            try:
-                await pubsub.subscribe(DAG_COMPLETIONS)
-            except Exception:
-                pass  # polling alone still gets there
+        news = anyio.Event()
+
+        async def listen() -> None:
+            async for data in self.client.backend.messages(DAG_COMPLETIONS):
+                text = data.decode() if isinstance(data, bytes) else str(data)
+                if self.id in text:
+                    news.set()
+
+        finished: FlowState | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listen)
             poll = _POLL_FIRST
-            while True:
+            while finished is None:
+                news = anyio.Event()  # set from here on means: look again
                 st = await self.state()
                 if st.state in FLOW_DONE:
-                    return st
+                    finished = st
+                    break
                 wait = poll
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        counts: dict[str, int] = {}
-                        for member_state in st.members.values():
-                            counts[member_state] = counts.get(member_state, 0) + 1
-                        seen = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                        raise ResultTimeout(f"flow {self.id} not finished after {timeout}s "
-                                            f"(state {st.state}; members: {seen})")
+                        break
                     wait = min(wait, left)
                 with anyio.move_on_after(wait):
-                    while True:
-                        try:
-                            msg = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                           timeout=wait)
-                        except Exception:
-                            await anyio.sleep(wait)
-                            break
-                        data = msg.get("data", b"") if msg is not None else b""
-                        text = data.decode() if isinstance(data, bytes) else str(data)
-                        if self.id in text:
-                            break
+                    await news.wait()
                 poll = min(poll * 2, _POLL_CAP)
-        finally:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await pubsub.aclose()
-                except Exception:
-                    pass
+            tg.cancel_scope.cancel()
+        if finished is None:  # raised here, not in the task group (no exception group)
+            raise ResultTimeout(self._timeout_message(st, timeout))
+        return finished
+
+    def _timeout_message(self, st: FlowState, timeout: float | None) -> str:
+        counts: dict[str, int] = {}
+        for member_state in st.members.values():
+            counts[member_state] = counts.get(member_state, 0) + 1
+        seen = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        return (f"flow {self.id} not finished after {timeout}s "
+                f"(state {st.state}; members: {seen})")
 
     async def cancel(self, policy: CancelPolicy = "cancel_all", reason: str = "",
                      grace: float | None = None) -> FlowCancelResult:

@@ -8,6 +8,7 @@ import pytest
 from signal_support import seed_keystore
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.client import Client
 
 
 @pytest.fixture
@@ -20,3 +21,11 @@ async def keyed_backend(url: str) -> AsyncIterator[Backend]:
         yield b
     finally:
         await b.close()
+
+
+@pytest.fixture
+async def keyed_client(url: str) -> AsyncIterator[Client]:
+    """A client on ``url`` whose waitpoint keystore is installed."""
+    async with Client.connect(url) as c:
+        await seed_keystore(c.backend)
+        yield c

@@ -4,11 +4,8 @@ memory://)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import pytest
-from signal_support import seed_keystore
 from worker_support import core, run_until, state
 
 from flowfabric_worker import Client, Limit, TaskContext, task
@@ -25,10 +22,8 @@ RAN: list[str] = []
 
 
 @pytest.fixture
-async def client(url: str) -> AsyncIterator[Client]:
-    async with Client.connect(url) as c:
-        await seed_keystore(c.backend)
-        yield c
+def client(keyed_client: Client) -> Client:
+    return keyed_client
 
 
 @task(name="bq.work", lane=LANE)

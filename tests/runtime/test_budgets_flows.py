@@ -5,16 +5,13 @@ its own task's."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import pytest
-from signal_support import seed_keystore
+from worker_support import lane_worker
 
 from flowfabric_worker import Client, Limit, TaskContext, flow, task
 from flowfabric_worker.errors import TaskFailed
 from flowfabric_worker.protocol.keys import ExecKeys
-from flowfabric_worker.runtime.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -35,10 +32,8 @@ async def parent(ctx: TaskContext, n: int) -> int:
 
 
 @pytest.fixture
-async def client(url: str) -> AsyncIterator[Client]:
-    async with Client.connect(url) as c:
-        await seed_keystore(c.backend)
-        yield c
+def client(keyed_client: Client) -> Client:
+    return keyed_client
 
 
 async def test_flow_members_are_charged_to_the_budgets_they_are_given(client: Client) -> None:
@@ -48,8 +43,7 @@ async def test_flow_members_are_charged_to_the_budgets_they_are_given(client: Cl
     a = builder.add(spend, 3, budgets=[shared])
     builder.add(spend, 4, after=[a], budgets=[shared, other])
     c = builder.add(spend, 5, after=[a])  # the task has no budget: none attached
-    worker = Worker(client, [spend], lanes=[LANE], lease_ttl=2.0,
-                    scanner_interval_scale=0.05, grace_period=1.0)
+    worker = lane_worker(client, [spend], LANE)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         handle = await builder.submit()
@@ -65,8 +59,7 @@ async def test_flow_members_are_charged_to_the_budgets_they_are_given(client: Cl
 async def test_children_are_charged_to_the_parents_budgets(client: Client) -> None:
     budget = await client.create_budget({"tokens": Limit(hard=1000)})
     run = await parent.submit(client, 10, budgets=[budget])
-    worker = Worker(client, [parent, spend], lanes=[LANE], lease_ttl=2.0,
-                    scanner_interval_scale=0.05, grace_period=1.0)
+    worker = lane_worker(client, [parent, spend], LANE)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         assert await run.result(timeout=20) == 21
@@ -78,8 +71,7 @@ async def test_children_are_charged_to_the_parents_budgets(client: Client) -> No
 async def test_a_child_is_held_to_the_parents_hard_limit(client: Client) -> None:
     budget = await client.create_budget({"tokens": Limit(hard=5)})
     run = await parent.submit(client, 10, budgets=[budget])
-    worker = Worker(client, [parent, spend], lanes=[LANE], lease_ttl=2.0,
-                    scanner_interval_scale=0.05, grace_period=1.0)
+    worker = lane_worker(client, [parent, spend], LANE)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         with pytest.raises(TaskFailed) as info:

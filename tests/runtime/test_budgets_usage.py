@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-from signal_support import deliver, seed_keystore
+from signal_support import deliver
 from worker_support import attempts, core, run_until, state
 
 from flowfabric_worker import BudgetExceeded, Client, Limit, Retry, TaskContext, task
@@ -26,10 +25,8 @@ SEEN: dict[str, object] = {}
 
 
 @pytest.fixture
-async def client(url: str) -> AsyncIterator[Client]:
-    async with Client.connect(url) as c:
-        await seed_keystore(c.backend)
-        yield c
+def client(keyed_client: Client) -> Client:
+    return keyed_client
 
 
 def worker(c: Client, *tasks: object) -> Worker:

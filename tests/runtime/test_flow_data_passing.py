@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import anyio
 import msgspec
 import pytest
+from worker_support import lane_worker
 
 from flowfabric_worker import Client, task
 from flowfabric_worker.errors import InvalidInput, TaskFailed
@@ -59,8 +60,7 @@ async def client(url: str) -> AsyncIterator[Client]:
 
 
 def worker(client: Client) -> Worker:
-    return Worker(client, [fetch, count_words, double, slow], lanes=[LANE], lease_ttl=2.0,
-                  scanner_interval_scale=0.05, grace_period=1.0)
+    return lane_worker(client, [fetch, count_words, double, slow], LANE)
 
 
 async def test_a_chain_passes_typed_results_along(client: Client) -> None:

@@ -13,7 +13,7 @@ from flow_support import core, running_worker, wait_for
 from flow_tasks import await_go, boom, slow, step
 
 from flowfabric_worker import Client
-from flowfabric_worker.errors import InvalidInput, TaskSkipped
+from flowfabric_worker.errors import InvalidInput, ResultTimeout, TaskSkipped
 from flowfabric_worker.flows import any_of, completions, quorum
 from flowfabric_worker.protocol.flows import CancelFlow
 from flowfabric_worker.protocol.ids import new_uuid
@@ -266,3 +266,12 @@ async def test_builder_refuses_bad_graphs(client: Client) -> None:
         flow.add(step, "x", join=any_of())
     with pytest.raises(InvalidInput):
         await client.flow().submit()
+
+
+async def test_waiting_for_an_unfinished_flow_times_out_with_a_typed_error(client: Client) -> None:
+    flow = client.flow()
+    flow.add(step, "never-run")  # no worker: it stays waiting
+    handle = await flow.submit()
+    with anyio.fail_after(5), pytest.raises(ResultTimeout, match=r"1 waiting"):
+        await handle.wait(timeout=0.3)
+    assert (await handle.state()).state == "running"

@@ -5,12 +5,12 @@ memory://). A wait suspends exactly as in an async task."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
-from signal_support import deliver, seed_keystore
-from worker_support import core, run_until, state
+from signal_support import deliver
+from worker_support import core, lane_worker, run_until, state
 
 from flowfabric_worker import Client, Limit, TaskContext, task
 from flowfabric_worker.errors import ConfigurationError
@@ -75,15 +75,12 @@ async def misuse(ctx: TaskContext) -> str:
 
 
 @pytest.fixture
-async def client(url: str) -> AsyncIterator[Client]:
-    async with Client.connect(url) as c:
-        await seed_keystore(c.backend)
-        yield c
+def client(keyed_client: Client) -> Client:
+    return keyed_client
 
 
 def worker(c: Client, *tasks: object) -> Worker:
-    return Worker(c, list(tasks), lanes=[LANE], lease_ttl=2.0,  # type: ignore[arg-type]
-                  scanner_interval_scale=0.05, grace_period=1.0)
+    return lane_worker(c, tasks, LANE)
 
 
 def ended(c: Client, eid: str) -> Callable[[], Awaitable[bool]]:

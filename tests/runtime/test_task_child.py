@@ -4,15 +4,12 @@ memory://, async and sync parents)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import anyio
 import pytest
-from signal_support import seed_keystore
+from worker_support import lane_worker
 
 from flowfabric_worker import Client, TaskContext, flow, task
 from flowfabric_worker.errors import ConfigurationError
-from flowfabric_worker.runtime.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -42,18 +39,15 @@ def squares(ctx: TaskContext, n: int) -> list[int]:
 
 
 @pytest.fixture
-async def client(url: str) -> AsyncIterator[Client]:
-    async with Client.connect(url) as c:
-        await seed_keystore(c.backend)
-        yield c
+def client(keyed_client: Client) -> Client:
+    return keyed_client
 
 
 async def test_children_spawned_as_task_child(client: Client) -> None:
     docs = ["alpha", "beta", "gamma"]
     async_run = await review_all.submit(client, docs)
     sync_run = await squares.submit(client, 4)
-    worker = Worker(client, [review_all, squares, summarize, square], lanes=[LANE],
-                    lease_ttl=2.0, scanner_interval_scale=0.05, grace_period=1.0)
+    worker = lane_worker(client, [review_all, squares, summarize, square], LANE)
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         assert await async_run.result(timeout=20) == ["alp", "bet", "gam"]

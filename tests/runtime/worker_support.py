@@ -3,7 +3,7 @@ read outcomes, run a worker until a condition holds."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import anyio
@@ -52,3 +52,12 @@ async def run_until(worker: Worker, cond: Callable[[], Awaitable[bool]],
             while not await cond():  # noqa: ASYNC110 - polling Redis state
                 await anyio.sleep(0.02)
         worker.stop()
+
+
+def lane_worker(client: Any, tasks: Sequence[Any], lane: str, **kw: Any) -> Worker:
+    """A worker on one lane with the settings the in-process tests share:
+    short leases, scanners at 1/20 of their intervals, a short drain."""
+    kw.setdefault("lease_ttl", 2.0)
+    kw.setdefault("scanner_interval_scale", 0.05)
+    kw.setdefault("grace_period", 1.0)
+    return Worker(client, list(tasks), lanes=[lane], **kw)
