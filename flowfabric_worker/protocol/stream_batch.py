@@ -10,7 +10,6 @@ nothing (every frame is validated before the first write).
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar, NamedTuple
 
 import msgspec
@@ -22,9 +21,8 @@ from .keys import ExecKeys
 from .streams import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_RETENTION_MAXLEN,
-    MAX_PATCH_DEPTH,
     StreamMode,
-    _object_depth,
+    check_summary_patch,
 )
 
 __all__ = [
@@ -68,19 +66,6 @@ class AppendFramesResult(msgspec.Struct, frozen=True):
     frame_count: int
     #: Summary version after the batch's last summary frame, if it had one.
     summary_version: int | None
-
-
-def check_summary_patch(payload: bytes) -> None:
-    """Raise :class:`InvalidInput` unless ``payload`` is a summary patch the
-    server accepts (a JSON object nested at most 16 levels)."""
-    try:
-        doc = json.loads(payload)
-    except ValueError as exc:
-        raise InvalidInput("patch payload is not valid JSON") from exc
-    if not isinstance(doc, dict):
-        raise InvalidInput("patch must be a JSON object")
-    if _object_depth(doc) > MAX_PATCH_DEPTH:
-        raise InvalidInput("patch_depth_exceeded")
 
 
 class AppendFrames(FCall[AppendFramesResult], frozen=True, kw_only=True):

@@ -35,6 +35,7 @@ __all__ = [
     "StreamMeta",
     "StreamMode",
     "Summary",
+    "check_summary_patch",
     "decode_entry",
     "merge_patch",
 ]
@@ -70,6 +71,19 @@ def _object_depth(value: dict[str, Any]) -> int:
         if isinstance(child, dict) and child:
             deepest = max(deepest, 1 + _object_depth(child))
     return deepest
+
+
+def check_summary_patch(payload: bytes) -> None:
+    """Raise :class:`InvalidInput` unless ``payload`` is a summary patch the
+    server accepts (a JSON object nested at most 16 levels)."""
+    try:
+        doc = json.loads(payload)
+    except ValueError as exc:
+        raise InvalidInput("patch payload is not valid JSON") from exc
+    if not isinstance(doc, dict):
+        raise InvalidInput("patch must be a JSON object")
+    if _object_depth(doc) > MAX_PATCH_DEPTH:
+        raise InvalidInput("patch_depth_exceeded")
 
 
 def _resolve_sentinel(value: Any, depth: int) -> Any:
@@ -280,14 +294,7 @@ class AppendFrame(FCall[AppendFrameResult], frozen=True, kw_only=True):
                 f"payload of {len(self.payload_bytes())} bytes exceeds "
                 f"max_payload_bytes={self.max_payload_bytes}")
         if self.mode is StreamMode.SUMMARY:
-            try:
-                doc = json.loads(self.payload_bytes())
-            except ValueError as exc:
-                raise InvalidInput("patch payload is not valid JSON") from exc
-            if not isinstance(doc, dict):
-                raise InvalidInput("patch must be a JSON object")
-            if _object_depth(doc) > MAX_PATCH_DEPTH:
-                raise InvalidInput("patch_depth_exceeded")
+            check_summary_patch(self.payload_bytes())
 
     def payload_bytes(self) -> bytes:
         p = self.payload

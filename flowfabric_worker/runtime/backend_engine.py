@@ -186,7 +186,6 @@ class BackendEngine:
         pre: dict[int, tuple[dict[str, str], bytes, dict[str, str]]] = {}
         for i, eid in enumerate(eids):
             vals, payload, flat_tags = raw[3 * i: 3 * i + 3]
-            tags = dict(zip(flat_tags[::2], flat_tags[1::2], strict=True))
             core = {n: (_text(v) if v is not None else "")
                     for n, v in zip(_PRE_READ, vals, strict=True)}
             if core["lifecycle_phase"] != "runnable" or core["eligibility_state"] != "eligible_now":
@@ -198,7 +197,9 @@ class BackendEngine:
                 except Exception as exc:
                     log.info("could not block %s for capabilities: %s", eid, exc)
                 continue
-            pre[i] = (core, payload or b"", {_text(a): _text(b) for a, b in (tags or {}).items()})
+            tags = {_text(a): _text(b)
+                    for a, b in zip(flat_tags[::2], flat_tags[1::2], strict=True)}
+            pre[i] = (core, payload or b"", tags)
         if not pre:
             return out
         fresh = await self._admit(lane, eids, pre, out)

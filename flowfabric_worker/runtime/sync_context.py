@@ -22,12 +22,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio.from_thread
-
 from ..budgets import UsageReport
 from ..errors import ConfigurationError
 from .signals import DEFAULT_WAITPOINT_TTL, OnTimeout, Waitpoint
-from .thread_bridge import on_event_loop
+from .thread_bridge import on_event_loop, run_from_thread
 
 if TYPE_CHECKING:
     from ..task import TaskDefinition
@@ -44,21 +42,7 @@ def _blocking(call: Callable[[], Awaitable[T]], what: str) -> T:
     if on_event_loop():
         raise ConfigurationError(
             f"ctx.sync.{what} blocks: in an async task use `await ctx.{what}(...)`")
-    started = False
-
-    async def run() -> T:
-        nonlocal started
-        started = True
-        return await call()
-
-    try:
-        return anyio.from_thread.run(run)
-    except RuntimeError as exc:
-        if started:
-            raise  # the call's own error
-        raise ConfigurationError(
-            f"ctx.sync.{what} needs the worker's event loop: call it from the sync "
-            "task function itself, not from a thread it started") from exc
+    return run_from_thread(call, f"ctx.sync.{what}")
 
 
 class SyncContext:

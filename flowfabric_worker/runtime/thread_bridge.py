@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.from_thread
 
 from ..errors import ConfigurationError
 
-__all__ = ["DONE", "loop_or_thread", "on_event_loop"]
+__all__ = ["DONE", "loop_or_thread", "on_event_loop", "run_from_thread"]
+
+T = TypeVar("T")
 
 
 class _Done:
@@ -45,25 +47,32 @@ def on_event_loop() -> bool:
     return True
 
 
+def run_from_thread(call: Callable[[], Awaitable[T]], needs: str) -> T:
+    """Run ``call()`` on the worker's event loop from a task's worker thread,
+    wait for it and return its value (its own errors re-raised). Any other
+    thread gets :class:`ConfigurationError` saying ``needs``."""
+    started = False
+
+    async def run() -> T:
+        nonlocal started
+        started = True
+        return await call()
+
+    try:
+        return anyio.from_thread.run(run)
+    except RuntimeError as exc:
+        if started:
+            raise  # the call's own error
+        raise ConfigurationError(
+            f"{needs} needs the worker's event loop: make it from the task itself "
+            "(an async task, or a sync task the worker runs in its thread), not from "
+            "a thread the task started") from exc
+
+
 def loop_or_thread(make: Callable[[], Coroutine[Any, Any, None]]) -> Awaitable[None]:
     """``make()`` to await on the event loop; run to completion from a worker
     thread. Any other thread gets :class:`ConfigurationError`."""
     if on_event_loop():
         return make()
-    started = False
-
-    async def run() -> None:
-        nonlocal started
-        started = True
-        await make()
-
-    try:
-        anyio.from_thread.run(run)
-    except RuntimeError as exc:
-        if started:
-            raise  # the call's own error
-        raise ConfigurationError(
-            "this call needs the worker's event loop: make it from the task itself "
-            "(an async task, or a sync task the worker runs in its thread), not from "
-            "a thread the task started") from exc
+    run_from_thread(make, "this call")
     return DONE

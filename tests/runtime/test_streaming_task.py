@@ -232,9 +232,22 @@ async def stream_then_wait(ctx: TaskContext, n: int) -> str:
     return "never"
 
 
-async def test_lease_loss_keeps_flushed_frames_and_refuses_later_ones(client: Client) -> None:
+async def revoke_after_frames(client: Client, run: Any, n: int) -> None:
+    """Once ``n`` frames of ``run`` are stored, revoke its lease (an operator's
+    revoke: the worker learns of it at its next renewal)."""
     from flowfabric_worker.protocol.lifecycle_admin import RevokeLease
 
+    seen = [f async for f in run.frames(follow=False)]
+    while len(seen) < n:
+        await anyio.sleep(0.02)
+        seen = [f async for f in run.frames(follow=False)]
+    core = await run.info()
+    await client.backend.call(RevokeLease(
+        eid=run.id, worker_instance_id=core.current_worker_instance_id or "",
+        revoke_reason="operator"))
+
+
+async def test_lease_loss_keeps_flushed_frames_and_refuses_later_ones(client: Client) -> None:
     LOST.clear()
     run = await stream_then_wait.submit(client, 10)
     worker = Worker(client, tasks=[stream_then_wait], lanes=[LANE], lease_ttl=5,
@@ -242,14 +255,7 @@ async def test_lease_loss_keeps_flushed_frames_and_refuses_later_ones(client: Cl
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         with anyio.fail_after(10):
-            seen = [f async for f in run.frames(follow=False)]
-            while len(seen) < 10:
-                await anyio.sleep(0.02)
-                seen = [f async for f in run.frames(follow=False)]
-            core = await run.info()
-            await client.backend.call(RevokeLease(
-                eid=run.id, worker_instance_id=core.current_worker_instance_id or "",
-                revoke_reason="operator"))
+            await revoke_after_frames(client, run, 10)
             while not worker.outcomes:  # noqa: ASYNC110 - the renewer notices on its tick
                 await anyio.sleep(0.02)
         worker.stop()
@@ -347,8 +353,6 @@ def sync_stream_then_wait(ctx: TaskContext, n: int) -> str:
 
 
 async def test_sync_task_lease_loss_refuses_later_frames(client: Client) -> None:
-    from flowfabric_worker.protocol.lifecycle_admin import RevokeLease
-
     SYNC_LOST.clear()
     run = await sync_stream_then_wait.submit(client, 10)
     worker = Worker(client, tasks=[sync_stream_then_wait], lanes=[LANE], lease_ttl=5,
@@ -356,14 +360,7 @@ async def test_sync_task_lease_loss_refuses_later_frames(client: Client) -> None
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         with anyio.fail_after(10):
-            seen = [f async for f in run.frames(follow=False)]
-            while len(seen) < 10:
-                await anyio.sleep(0.02)
-                seen = [f async for f in run.frames(follow=False)]
-            core = await run.info()
-            await client.backend.call(RevokeLease(
-                eid=run.id, worker_instance_id=core.current_worker_instance_id or "",
-                revoke_reason="operator"))
+            await revoke_after_frames(client, run, 10)
             while not worker.outcomes or not SYNC_LOST:  # noqa: ASYNC110 - other tasks' progress
                 await anyio.sleep(0.02)
         worker.stop()

@@ -58,18 +58,12 @@ redis.register_function("ffw_append_frames", function(keys, args)
   local eid, attempt_index, lease_id, lease_epoch = args[1], args[2], args[3], args[4]
   local attempt_id, encoding, source = args[6] or "", args[8] or "", args[9] or ""
 
-  local retention = parse_uint(args[5])
-  if retention == nil then
-    return err("invalid_input", "retention_maxlen must be a non-negative integer")
-  end
-  local max_payload = parse_uint(args[7])
-  if max_payload == nil then
-    return err("invalid_input", "max_payload_bytes must be a non-negative integer")
-  end
-  local ttl_ms = parse_uint(args[10])
-  if ttl_ms == nil then
-    return err("invalid_input", "ttl_ms must be a non-negative integer")
-  end
+  local retention, bad = uint_arg(args[5], "retention_maxlen")
+  if bad then return bad end
+  local max_payload, bad_max = uint_arg(args[7], "max_payload_bytes")
+  if bad_max then return bad_max end
+  local ttl_ms, bad_ttl = uint_arg(args[10], "ttl_ms")
+  if bad_ttl then return bad_ttl end
   local n = parse_uint(args[14])
   if n == nil or n < 1 or n > MAX_BATCH_FRAMES then
     return err("invalid_input", "frame count must be within 1.." .. MAX_BATCH_FRAMES)

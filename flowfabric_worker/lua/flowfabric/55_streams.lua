@@ -63,20 +63,15 @@ redis.register_function("ff_append_frame", function(keys, args)
 
   -- Our Lua answers typed errors where 0.15 crashes (spec 03 §0.3), before
   -- any write.
-  local max_payload = parse_uint(args[13])
-  if max_payload == nil then
-    return err("invalid_input", "max_payload_bytes must be a non-negative integer")
-  end
-  local retention = parse_uint(args[11])
-  if retention == nil then
-    return err("invalid_input", "retention_maxlen must be a non-negative integer")
-  end
+  local max_payload, bad = uint_arg(args[13], "max_payload_bytes")
+  if bad then return bad end
+  local retention, bad_ret = uint_arg(args[11], "retention_maxlen")
+  if bad_ret then return bad_ret end
   local ttl_ms = 0
   if args[16] ~= nil then
-    ttl_ms = parse_uint(args[16])
-    if ttl_ms == nil then
-      return err("invalid_input", "ttl_ms must be a non-negative integer")
-    end
+    local bad_ttl
+    ttl_ms, bad_ttl = uint_arg(args[16], "ttl_ms")
+    if bad_ttl then return bad_ttl end
   end
 
   if #payload > max_payload then

@@ -45,6 +45,16 @@ local function parse_uint(s)
   return n
 end
 
+-- A non-negative integer argument: (n), or (nil, an invalid_input reply
+-- naming it) for the caller to return.
+local function uint_arg(s, name)
+  local n = parse_uint(s)
+  if n == nil then
+    return nil, err("invalid_input", name .. " must be a non-negative integer")
+  end
+  return n
+end
+
 -- Any Lua-parseable finite number or nil.
 local function parse_number(s)
   if s == nil or s == "" then return nil end
