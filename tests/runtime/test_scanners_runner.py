@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.errors import ConfigurationError
+from flowfabric_worker.errors import ConfigurationError, TransportError
 from flowfabric_worker.protocol.keys import LANES_INDEX, PartitionKeys
 from flowfabric_worker.protocol.partitions import tag
 from flowfabric_worker.runtime.scanners import Candidate, Scanner, ScanRunner, run_scanners
@@ -171,3 +171,34 @@ async def test_a_disabled_scanner_does_not_run_and_unknown_names_are_refused(url
         assert dropped.seen == []
         with pytest.raises(ConfigurationError, match="no_such_scanner"):
             await run_scanners(backend, stop=stop, disabled=["no_such_scanner"])
+
+
+@pytest.mark.parametrize("failure", ["transport", "bug"])
+async def test_a_lost_server_is_one_warning_line_and_a_bug_a_traceback(
+        url: str, failure: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with await Backend.open(url) as backend:
+        failed = anyio.Event()
+
+        async def handle(b: Backend, found: Sequence[Candidate], now: int) -> int:
+            failed.set()
+            if failure == "transport":
+                raise TransportError("pipeline on redis://x: Connection closed by server.",
+                                     sent=True)
+            raise RuntimeError("boom")
+
+        pk = PartitionKeys(tag("fp", 1))
+        await backend.redis.zadd(pk.lease_expiry, {"x": await backend.server_time_ms() - 1})
+        runner = ScanRunner(backend, [Scanner("failing", 0.1, 10,
+                                              lambda p, _l: [p.lease_expiry], handle)])
+        stop = anyio.Event()
+        with caplog.at_level("INFO", logger="flowfabric_worker.scanners"), anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(runner.run, stop)
+                await failed.wait()
+                stop.set()
+    (record,) = [r for r in caplog.records if "cycle failed" in r.getMessage()]
+    if failure == "transport":
+        assert record.levelname == "WARNING" and record.exc_info is None
+        assert "Connection closed by server" in record.getMessage()
+    else:
+        assert record.levelname == "ERROR" and record.exc_info is not None
