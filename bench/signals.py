@@ -40,7 +40,7 @@ async def wait_once(ctx: TaskContext) -> int:
 
 
 async def _worker(url: str) -> None:
-    from flowfabric_worker.runtime.worker import Worker
+    from flowfabric_worker.worker.worker import Worker
 
     async with Client.connect(url) as client:
         worker = Worker(client, tasks=[wait_once], lanes=[LANE], concurrency=4, lease_ttl=30)

@@ -32,11 +32,11 @@ from local_redis import local_redis  # bench/ is on sys.path when run as a scrip
 
 from flowfabric_worker import Client, TaskContext, Worker, task
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.client.stream_reader import frames
+from flowfabric_worker.context.frame_writer import FrameWriter
 from flowfabric_worker.protocol.ids import mint_execution_id
 from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.streams import AppendFrame
-from flowfabric_worker.runtime.frames import FrameWriter
-from flowfabric_worker.streams import frames
 
 LEASE = "11111111-1111-4111-8111-111111111111"
 PAYLOAD = "x" * 64

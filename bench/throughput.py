@@ -55,7 +55,7 @@ async def arq_noop(ctx: Any) -> int:
 
 
 def _ffw_task() -> Any:
-    from flowfabric_worker.task import task
+    from flowfabric_worker.authoring.decorators import task
 
     @task(name="bench.noop")
     async def noop() -> int:
@@ -87,8 +87,8 @@ async def _worker_arq(url: str) -> None:
 
 
 async def _worker_ffw(url: str) -> None:
-    from flowfabric_worker.client import Client
-    from flowfabric_worker.runtime.worker import Worker
+    from flowfabric_worker.client.client import Client
+    from flowfabric_worker.worker.worker import Worker
 
     noop = _ffw_task()
     async with Client.connect(url) as client:
@@ -151,7 +151,7 @@ class ArqProducer(Producer):
 
 class FfwProducer(Producer):
     async def open(self, url: str) -> None:
-        from flowfabric_worker.client import Client
+        from flowfabric_worker.client.client import Client
 
         self.noop = _ffw_task()
         self.cm = Client.connect(url)

@@ -21,7 +21,7 @@ import anyio
 import msgspec
 
 from flowfabric_worker import Client, Permanent, SignalTimeout, TaskContext, task
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.worker.worker import Worker
 
 #: Side effects of the steps, to show that a resumed run does not redo them.
 BUILDS: list[str] = []

@@ -22,7 +22,7 @@ import sys
 import anyio
 
 from flowfabric_worker import Client, TaskContext, flow, task
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.worker.worker import Worker
 
 ANGLES = 20
 

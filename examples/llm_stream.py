@@ -22,7 +22,7 @@ import anyio
 
 from flowfabric_worker import Client, TaskContext, task
 from flowfabric_worker.protocol.streams import StreamMode
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.worker.worker import Worker
 
 WORDS = ("the quick brown fox jumps over the lazy dog while durable streams "
          "carry every token from worker to reader in order").split()

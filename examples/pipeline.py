@@ -24,7 +24,7 @@ import anyio
 import msgspec
 
 from flowfabric_worker import Client, TaskContext, task
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.worker.worker import Worker
 
 LANE = "pipeline"
 

@@ -18,9 +18,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .budgets import Budget, BudgetInfo, Limit, Quota, QuotaInfo, UsageReport
-from .client import Client, RunHandle
-from .errors import (
+from flowfabric_worker.authoring.decorators import TaskDefinition, flow, task
+from flowfabric_worker.client.client import Client
+from flowfabric_worker.client.flow_builder import FlowBuilder
+from flowfabric_worker.client.flow_graph import FlowNode, Join, all_of, any_of, quorum
+from flowfabric_worker.client.flow_handle import FlowCancelResult, FlowHandle, FlowState
+from flowfabric_worker.client.run_handle import RunHandle
+from flowfabric_worker.client.signal_sender import SignalOutcome, WaitpointInfo
+from flowfabric_worker.context.task_context import TaskContext
+from flowfabric_worker.context.waits import Signal, Waitpoint
+from flowfabric_worker.errors import (
     AmbiguousWaitpoint,
     BudgetExceeded,
     ChildFailed,
@@ -32,6 +39,7 @@ from .errors import (
     KeystoreInconsistent,
     KeystoreNotInitialized,
     KidInUse,
+    LeaseLost,
     NonDeterminismError,
     NoWaitpoint,
     PayloadError,
@@ -48,19 +56,7 @@ from .errors import (
     UnknownTask,
     UnknownWaitpoint,
 )
-from .flows import (
-    FlowBuilder,
-    FlowCancelResult,
-    FlowHandle,
-    FlowNode,
-    FlowState,
-    Join,
-    all_of,
-    any_of,
-    flow,
-    quorum,
-)
-from .protocol.errors import (
+from flowfabric_worker.protocol.errors import (
     HmacSecretNotInitialized,
     InvalidToken,
     TargetNotSignalable,
@@ -68,14 +64,19 @@ from .protocol.errors import (
     TokenMismatch,
     WaitpointClosed,
 )
-from .runtime.context import TaskContext
-from .runtime.signals import Signal, Waitpoint
-from .settings import Settings
-from .signals import SignalOutcome, WaitpointInfo
-from .task import Retry, TaskDefinition, task
+from flowfabric_worker.settings import Settings
+from flowfabric_worker.tasks.budgets import (
+    Budget,
+    BudgetInfo,
+    Limit,
+    Quota,
+    QuotaInfo,
+    UsageReport,
+)
+from flowfabric_worker.tasks.retry import Retry
 
 if TYPE_CHECKING:
-    from .runtime.worker import Worker
+    from flowfabric_worker.worker.worker import Worker
 
 __version__ = "0.1.0"
 
@@ -102,6 +103,7 @@ __all__ = [
     "KeystoreInconsistent",
     "KeystoreNotInitialized",
     "KidInUse",
+    "LeaseLost",
     "Limit",
     "NoWaitpoint",
     "NonDeterminismError",
@@ -146,7 +148,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The worker pulls in the whole runtime; import it only when asked for.
     if name == "Worker":
-        from .runtime.worker import Worker
+        from flowfabric_worker.worker.worker import Worker
 
         return Worker
     raise AttributeError(f"module 'flowfabric_worker' has no attribute {name!r}")

@@ -291,3 +291,16 @@ class BudgetExceeded(Permanent):
         self.used = used
         self.limit = limit
         self.requested = requested
+
+
+class LeaseLost(FlowFabricError):
+    """This worker's claim on an execution is gone (stale, revoked or expired).
+
+    Raised by :meth:`TaskContext.ensure_lease` and by a terminal call made
+    after the lease was lost; it never means the outcome was recorded.
+    """
+
+    def __init__(self, execution_id: str, reason: str) -> None:
+        self.execution_id = execution_id
+        self.reason = reason
+        super().__init__(f"lease lost for {execution_id}: {reason}")

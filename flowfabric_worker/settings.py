@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from .errors import ConfigurationError
+from flowfabric_worker.errors import ConfigurationError
 
 ENV_PREFIX = "FLOWFABRIC_"
 _LIST_FIELDS = {"lanes", "capabilities", "disabled_scanners"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flowfabric_worker.client import Client
+from flowfabric_worker.client.client import Client
 from flowfabric_worker.protocol import conditions as C
 from flowfabric_worker.protocol.ids import ExecutionId, new_uuid
 from flowfabric_worker.protocol.keys import ExecKeys

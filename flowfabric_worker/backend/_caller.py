@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from ..protocol.function import FCall
+from flowfabric_worker.protocol.function import FCall
 
 R = TypeVar("R")
 

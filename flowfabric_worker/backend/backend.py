@@ -12,25 +12,25 @@ from typing import Any, Literal, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..errors import LibraryError, ScriptError, TransportError
-from ..protocol.function import FCall
-from ..protocol.keys import CONFIG_PARTITIONS
-from ..protocol.partitions import PartitionConfig
-from ._caller import Caller
-from .connection import is_memory_url, open_redis
-from .library import FFW, FLOWFABRIC, LibrarySpec, library_text
-from .multiplex import Multiplexer
-from .ops_budgets import BudgetOps
-from .ops_flows import FlowOps
-from .ops_journal import JournalOps
-from .ops_lifecycle import LifecycleOps
-from .ops_scan import ScanOps
-from .ops_signals import SignalOps
-from .ops_streams import StreamOps
-from .read_client import ReadClient
-from .reads import Reads
-from .subscriptions import Subscriptions
-from .transport import RetryPolicy, with_retries
+from flowfabric_worker.backend._caller import Caller
+from flowfabric_worker.backend.connection import is_memory_url, open_redis
+from flowfabric_worker.backend.library import FFW, FLOWFABRIC, LibrarySpec, library_text
+from flowfabric_worker.backend.multiplex import Multiplexer
+from flowfabric_worker.backend.ops_budgets import BudgetOps
+from flowfabric_worker.backend.ops_flows import FlowOps
+from flowfabric_worker.backend.ops_journal import JournalOps
+from flowfabric_worker.backend.ops_lifecycle import LifecycleOps
+from flowfabric_worker.backend.ops_scan import ScanOps
+from flowfabric_worker.backend.ops_signals import SignalOps
+from flowfabric_worker.backend.ops_streams import StreamOps
+from flowfabric_worker.backend.read_client import ReadClient
+from flowfabric_worker.backend.reads import Reads
+from flowfabric_worker.backend.subscriptions import Subscriptions
+from flowfabric_worker.backend.transport import RetryPolicy, with_retries
+from flowfabric_worker.errors import LibraryError, ScriptError, TransportError
+from flowfabric_worker.protocol.function import FCall
+from flowfabric_worker.protocol.keys import CONFIG_PARTITIONS
+from flowfabric_worker.protocol.partitions import PartitionConfig
 
 __all__ = ["Backend", "Mode", "execute"]
 

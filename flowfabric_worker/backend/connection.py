@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ..errors import ConfigurationError
+from flowfabric_worker.errors import ConfigurationError
 
 __all__ = ["is_memory_url", "open_redis"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..protocol.ids import ExecutionId
-from ..protocol.keys import ExecKeys, FlowKeys
+from flowfabric_worker.protocol.ids import ExecutionId
+from flowfabric_worker.protocol.keys import ExecKeys, FlowKeys
 
 __all__ = ["FlowReads"]
 

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..protocol.budgets import (
+from flowfabric_worker.backend._caller import Caller
+from flowfabric_worker.protocol.budgets import (
     CLAIM_WINDOW,
     AdmissionResult,
     BudgetReply,
@@ -22,9 +23,8 @@ from ..protocol.budgets import (
     ResetBudget,
     ResetResult,
 )
-from ..protocol.keys import BudgetKeys, QuotaKeys
-from ..protocol.partitions import PartitionConfig, budget_tag, quota_tag
-from ._caller import Caller
+from flowfabric_worker.protocol.keys import BudgetKeys, QuotaKeys
+from flowfabric_worker.protocol.partitions import PartitionConfig, budget_tag, quota_tag
 
 __all__ = ["BudgetOps", "BudgetState", "QuotaLimits", "QuotaState"]
 
@@ -227,7 +227,7 @@ class BudgetOps(Caller):
         """Quota reconciler (spec 05 §7.2 #14): trim the windows, keep in
         ``admitted_set`` only ids whose guard key still exists, rewrite the
         concurrency counter to that count when it drifted. ``True`` on a fix."""
-        from ..protocol.budgets import CLAIM_WINDOW
+        from flowfabric_worker.protocol.budgets import CLAIM_WINDOW
 
         qk = self.quota_keys(quota_id)
         cutoff = now_ms - window_seconds * 1000

@@ -6,7 +6,9 @@ from typing import Any
 
 import msgspec
 
-from ..protocol.budgets import (
+from flowfabric_worker.backend._caller import Caller
+from flowfabric_worker.backend.flow_reads import FlowReads
+from flowfabric_worker.protocol.budgets import (
     AdmissionResult,
     BudgetReply,
     CheckAdmissionAndRecord,
@@ -21,8 +23,12 @@ from ..protocol.budgets import (
     ResetBudget,
     ResetResult,
 )
-from ..protocol.errors import DependencyAlreadyExists, FlowAlreadyTerminal, StaleGraphRevision
-from ..protocol.flows import (
+from flowfabric_worker.protocol.errors import (
+    DependencyAlreadyExists,
+    FlowAlreadyTerminal,
+    StaleGraphRevision,
+)
+from flowfabric_worker.protocol.flows import (
     AckCancelMember,
     AddExecutionToFlow,
     AddMemberResult,
@@ -49,9 +55,7 @@ from ..protocol.flows import (
     StageDependencyEdge,
     StageEdgeResult,
 )
-from ..protocol.keys import FlowKeys, PartitionKeys
-from ._caller import Caller
-from .flow_reads import FlowReads
+from flowfabric_worker.protocol.keys import FlowKeys, PartitionKeys
 
 _MAX_STAGE_ATTEMPTS = 16
 _CANCEL_REPLY_CAP = 1000

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from ..protocol.journal import AppendResult, JournalAppend, JournalEntry, JournalRead
-from ._caller import Caller
+from flowfabric_worker.backend._caller import Caller
+from flowfabric_worker.protocol.journal import (
+    AppendResult,
+    JournalAppend,
+    JournalEntry,
+    JournalRead,
+)
 
 
 class JournalOps(Caller):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..protocol.lifecycle import (
+from flowfabric_worker.backend._caller import Caller
+from flowfabric_worker.protocol.lifecycle import (
     CancelExecution,
     CancelResult,
     ClaimExecution,
@@ -25,27 +26,30 @@ from ..protocol.lifecycle import (
     RenewLeaseResult,
     UpdateProgress,
 )
-from ..protocol.lifecycle_admin import (
+from flowfabric_worker.protocol.maintenance import (
     BlockExecutionForAdmission,
-    ChangePriority,
-    ChangePriorityResult,
     ExpireExecution,
     ExpireResult,
-    HeartbeatResult,
-    HeartbeatWorker,
     IssueReclaimGrant,
     MarkLeaseExpiredIfDue,
     PromoteDelayed,
     ReclaimExecution,
-    RegisterWorker,
+    UnblockExecution,
+)
+from flowfabric_worker.protocol.operator import (
+    ChangePriority,
+    ChangePriorityResult,
     ReplayExecution,
     RevokeLease,
     RevokeResult,
     SetExecutionTags,
-    UnblockExecution,
+)
+from flowfabric_worker.protocol.worker_registry import (
+    HeartbeatResult,
+    HeartbeatWorker,
+    RegisterWorker,
     Version,
 )
-from ._caller import Caller
 
 
 class LifecycleOps(Caller):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..protocol.keys import LANES_INDEX, ExecKeys
+from flowfabric_worker.protocol.keys import LANES_INDEX, ExecKeys
 
 # Release only our own lock: a lock that expired and was taken by another
 # process must not be deleted by the late previous holder.

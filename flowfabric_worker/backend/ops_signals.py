@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..protocol.signals import (
+from flowfabric_worker.backend._caller import Caller
+from flowfabric_worker.protocol.signals import (
     BufferSignal,
     ClaimResumedExecution,
     ClaimResumedResult,
@@ -23,7 +24,6 @@ from ..protocol.signals import (
     SuspendExecution,
     SuspendResult,
 )
-from ._caller import Caller
 
 
 class SignalOps(Caller):

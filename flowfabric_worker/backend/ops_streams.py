@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidInput
-from ..protocol.ids import ExecutionId
-from ..protocol.keys import ExecKeys
-from ..protocol.stream_batch import AppendFrames, AppendFramesResult
-from ..protocol.streams import (
+from flowfabric_worker.backend._caller import Caller
+from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.protocol.ids import ExecutionId
+from flowfabric_worker.protocol.keys import ExecKeys
+from flowfabric_worker.protocol.stream_batch import AppendFrames, AppendFramesResult
+from flowfabric_worker.protocol.streams import (
     READ_HARD_CAP,
     AppendFrame,
     AppendFrameResult,
@@ -20,7 +21,6 @@ from ..protocol.streams import (
     Summary,
     decode_entry,
 )
-from ._caller import Caller
 
 
 class StreamOps(Caller):

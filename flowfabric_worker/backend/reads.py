@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..protocol.ids import ExecutionId, execution_tag
-from ..protocol.journal import JournalEntry, entries_from_hash
-from ..protocol.keys import ExecKeys, PartitionKeys
-from ..protocol.records import (
+from flowfabric_worker.protocol.ids import ExecutionId, execution_tag
+from flowfabric_worker.protocol.journal import JournalEntry, entries_from_hash
+from flowfabric_worker.protocol.keys import ExecKeys, PartitionKeys
+from flowfabric_worker.protocol.records import (
     Attempt,
     ClaimGrant,
     Condition,
@@ -24,7 +24,7 @@ from ..protocol.records import (
     Waitpoint,
     decode_hash,
 )
-from ..protocol.tokens import Token
+from flowfabric_worker.protocol.tokens import Token
 
 __all__ = ["Reads"]
 

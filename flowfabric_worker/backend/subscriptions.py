@@ -1,7 +1,7 @@
 """Pub/sub for the layers above: one subscription loop, written once.
 
 The worker's wake-ups, the flow completion dispatcher and
-``flowfabric_worker.flows.completions`` all listen to channels the same way;
+``client.flow_handle.completions`` all listen to channels the same way;
 :meth:`Subscriptions.messages` is that loop.
 """
 

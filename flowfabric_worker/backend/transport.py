@@ -17,7 +17,7 @@ from redis.exceptions import BusyLoadingError, InvalidResponse, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import TransportError
+from flowfabric_worker.errors import TransportError
 
 __all__ = ["RetryPolicy", "classify", "with_retries"]
 

@@ -14,10 +14,10 @@ from typing import Any, ClassVar, Literal, cast
 
 import msgspec
 
-from ..errors import InvalidInput, ScriptError
-from .function import FCall, as_str
-from .ids import ExecutionId, parse_execution_id, validate_uuid
-from .keys import BudgetKeys, ExecKeys, QuotaKeys
+from flowfabric_worker.errors import InvalidInput, ScriptError
+from flowfabric_worker.protocol.function import FCall, as_str
+from flowfabric_worker.protocol.ids import ExecutionId, parse_execution_id, validate_uuid
+from flowfabric_worker.protocol.keys import BudgetKeys, ExecKeys, QuotaKeys
 
 __all__ = [
     "MAX_DIMENSIONS",

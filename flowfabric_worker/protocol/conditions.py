@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from ..errors import InvalidInput
+from flowfabric_worker.errors import InvalidInput
 
 __all__ = [
     "TIMEOUT_BEHAVIORS",

@@ -15,10 +15,15 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from ..errors import InvalidInput
-from .function import FCall
-from .ids import ExecutionId, execution_tag, parse_execution_id, validate_uuid
-from .keys import ExecKeys, FlowKeys, PartitionKeys
+from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.protocol.function import FCall
+from flowfabric_worker.protocol.ids import (
+    ExecutionId,
+    execution_tag,
+    parse_execution_id,
+    validate_uuid,
+)
+from flowfabric_worker.protocol.keys import ExecKeys, FlowKeys, PartitionKeys
 
 __all__ = [
     "COMPLETION_KIND",

@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
-from ..errors import ScriptError
-from .errors import error_for
+from flowfabric_worker.errors import ScriptError
+from flowfabric_worker.protocol.errors import error_for
 
 __all__ = ["Envelope", "FCall", "as_str", "decode_envelope"]
 

@@ -6,8 +6,13 @@ from __future__ import annotations
 import re
 import uuid
 
-from ..errors import InvalidInput
-from .partitions import DEFAULT_PARTITIONS, PartitionConfig, flow_partition, solo_partition
+from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.protocol.partitions import (
+    DEFAULT_PARTITIONS,
+    PartitionConfig,
+    flow_partition,
+    solo_partition,
+)
 
 __all__ = [
     "ExecutionId",

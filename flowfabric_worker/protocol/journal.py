@@ -13,10 +13,10 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from ..errors import InvalidInput
-from .function import FCall, as_str
-from .ids import ExecutionId
-from .keys import ExecKeys
+from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.protocol.function import FCall, as_str
+from flowfabric_worker.protocol.ids import ExecutionId
+from flowfabric_worker.protocol.keys import ExecKeys
 
 __all__ = ["AppendResult", "JournalAppend", "JournalEntry", "JournalRead", "StepKind",
            "entries_from_hash"]

@@ -7,7 +7,7 @@ different data.
 
 from __future__ import annotations
 
-from .ids import ExecutionId, execution_tag
+from flowfabric_worker.protocol.ids import ExecutionId, execution_tag
 
 __all__ = [
     "CONFIG_PARTITIONS",

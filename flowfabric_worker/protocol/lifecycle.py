@@ -1,8 +1,9 @@
 """Function-call structs for execution creation, claiming, leases and the
 terminal / self-parking operations (spec 02 §3.1–§3.12).
 
-Scanner, operator and registry functions live in :mod:`.lifecycle_admin`; the
-terminal and parking calls in :mod:`.lifecycle_terminal` (re-exported here).
+Scanner calls live in :mod:`.maintenance`, operator actions in
+:mod:`.operator`, the worker registry in :mod:`.worker_registry`; the
+terminal and parking calls in :mod:`.terminal` (re-exported here).
 Every struct validates client-side the inputs spec 02 §9 lists as crashing
 or misbehaving in the reference library, so they never reach Redis.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ..errors import InvalidInput
-from .function import FCall
-from .ids import ExecutionId
-from .keys import ExecKeys
-from .lifecycle_checks import (
+from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.protocol.checks import check_eid, check_int, check_json_object, opt
+from flowfabric_worker.protocol.function import FCall
+from flowfabric_worker.protocol.ids import ExecutionId
+from flowfabric_worker.protocol.keys import ExecKeys
+from flowfabric_worker.protocol.lifecycle_results import (
     AttemptResult,
     CancelResult,
     ClaimResult,
@@ -27,12 +29,8 @@ from .lifecycle_checks import (
     GrantResult,
     OkResult,
     RenewLeaseResult,
-    check_eid,
-    check_int,
-    check_json_object,
-    opt,
 )
-from .lifecycle_terminal import (
+from flowfabric_worker.protocol.terminal import (
     CancelExecution,
     CompleteExecution,
     DelayExecution,

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from .tokens import Token
+from flowfabric_worker.protocol.tokens import Token
 
 __all__ = [
     "Attempt",

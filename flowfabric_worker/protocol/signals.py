@@ -12,11 +12,11 @@ from typing import Any, ClassVar, Literal
 
 import msgspec
 
-from ..errors import InvalidInput
-from .function import Envelope, FCall
-from .ids import ExecutionId, execution_tag
-from .keys import ExecKeys, PartitionKeys
-from .tokens import Token
+from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.protocol.function import Envelope, FCall
+from flowfabric_worker.protocol.ids import ExecutionId, execution_tag
+from flowfabric_worker.protocol.keys import ExecKeys, PartitionKeys
+from flowfabric_worker.protocol.tokens import Token
 
 __all__ = [
     "SUSPEND_REASONS",

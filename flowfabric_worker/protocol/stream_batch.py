@@ -1,11 +1,14 @@
 """Batched frame appends: ``ffw_append_frames`` (our ``ffw`` library).
 
 One call appends N frames of one attempt with one lease check and one
-``stream_meta`` read. The stream entries, ``stream_meta`` counters, trims,
-best-effort estimator and summary document end up exactly as after N
-consecutive ``ff_append_frame`` calls (spec 03 §8), so FlowFabric consumers
-cannot tell the difference; unlike N single calls, a refused batch appends
-nothing (every frame is validated before the first write).
+``stream_meta`` read. The stream entries, ``stream_meta`` counters,
+best-effort estimator and summary document end up as after N consecutive
+``ff_append_frame`` calls (spec 03 §8), so FlowFabric consumers cannot tell
+the difference; unlike N single calls, a refused batch appends nothing (every
+frame is validated before the first write). One deliberate difference: once
+the stream has held a durable frame, summary and best-effort appends trim to
+the durable retention instead of ~64 / the best-effort cap, so they never cut
+a durable frame (docs/streams.md, "What the stream keeps").
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from typing import Any, ClassVar, NamedTuple
 
 import msgspec
 
-from ..errors import InvalidInput
-from .function import FCall
-from .ids import ExecutionId
-from .keys import ExecKeys
-from .streams import (
+from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.protocol.function import FCall
+from flowfabric_worker.protocol.ids import ExecutionId
+from flowfabric_worker.protocol.keys import ExecKeys
+from flowfabric_worker.protocol.streams import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_RETENTION_MAXLEN,
     StreamMode,

@@ -19,7 +19,7 @@ from flowfabric_worker.backend.connection import open_redis
 from flowfabric_worker.backend.library import FLOWFABRIC
 from flowfabric_worker.backend.multiplex import Multiplexer
 from flowfabric_worker.backend.transport import classify
-from flowfabric_worker.protocol.lifecycle_admin import Version
+from flowfabric_worker.protocol.worker_registry import Version
 
 pytestmark = pytest.mark.anyio
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import anyio
 
+from flowfabric_worker.authoring.decorators import flow, task
+from flowfabric_worker.client.flow_graph import any_of
+from flowfabric_worker.context.task_context import TaskContext
 from flowfabric_worker.errors import ChildFailed, Permanent
-from flowfabric_worker.flows import any_of, flow
-from flowfabric_worker.runtime.context import TaskContext
-from flowfabric_worker.task import task
 
 LANE = "flows"
 

@@ -7,8 +7,8 @@ import os
 
 import anyio
 
-from flowfabric_worker.runtime.context import TaskContext
-from flowfabric_worker.task import task
+from flowfabric_worker.authoring.decorators import task
+from flowfabric_worker.context.task_context import TaskContext
 
 
 @task(name="e2e.echo")

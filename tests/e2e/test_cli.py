@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flowfabric_worker.cli import main
+from flowfabric_worker.cli.parser import main
 from flowfabric_worker.errors import ConfigurationError
 from flowfabric_worker.settings import Settings
 
@@ -77,7 +77,7 @@ async def test_run_serves_tasks_and_drains_on_sigterm(redis_server_url: str,
 
     import anyio
 
-    from flowfabric_worker.client import Client
+    from flowfabric_worker.client.client import Client
 
     (tmp_path / "cli_tasks_mod.py").write_text(CLI_TASKS)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]))

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 import redis
-from waitpoint_support import running, suspend
+from waitpoint_support import LANE, running, suspend
 
-from flowfabric_worker.client import Client
+from flowfabric_worker.client.client import Client
 
 pytestmark = pytest.mark.anyio
 
@@ -69,8 +69,27 @@ async def test_signal_and_inspect(client: Client, redis_server_url: str) -> None
     assert none.returncode == 2 and "no open waitpoint" in none.stderr
 
 
+@pytest.mark.parametrize(("behaviour", "state"), [("cancel", "cancelled"),
+                                                ("expire", "expired")])
+async def test_inspect_shows_why_a_suspension_timed_out(
+        client: Client, redis_server_url: str, behaviour: str, state: str) -> None:
+    # Issue 12, hole 7: only `fail` recorded suspension_timeout:<behaviour>.
+    from flowfabric_worker.protocol.signals import ExpireSuspension
+
+    eid, c = await running(client)
+    s = await suspend(client, eid, c, ["a"], timeout_at=1, timeout_behavior=behaviour)
+    r = await client.backend.call(ExpireSuspension(
+        eid=eid, lane=LANE, current_waitpoint_id=s.primary.waitpoint_id,
+        current_attempt_index=c.attempt_index))
+    assert (r.outcome, r.public_state) == (behaviour, state)
+    shown = cli("inspect", eid, url=redis_server_url)
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert (doc["state"], doc["reason"]) == (state, f"suspension_timeout:{behaviour}")
+
+
 def test_signal_bad_json_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
-    from flowfabric_worker.cli import main
+    from flowfabric_worker.cli.parser import main
 
     eid = "{fp:1}:6f1c2d3e-0000-4000-8000-000000000000"
     assert main(["signal", eid, "a", "--json", "{nope", "--url", "memory://"]) == 2

@@ -12,12 +12,13 @@ import time
 import anyio
 import pytest
 
-from flowfabric_worker.cli import _TailPrinter, main
-from flowfabric_worker.client import Client
+from flowfabric_worker.authoring.decorators import task
+from flowfabric_worker.cli.execution_commands import _TailPrinter
+from flowfabric_worker.cli.parser import main
+from flowfabric_worker.client.client import Client
+from flowfabric_worker.context.task_context import TaskContext
 from flowfabric_worker.protocol.streams import Frame, StreamMode
-from flowfabric_worker.runtime.context import TaskContext
-from flowfabric_worker.runtime.worker import Worker
-from flowfabric_worker.task import task
+from flowfabric_worker.worker.worker import Worker
 
 STARTED: dict[str, float] = {}
 

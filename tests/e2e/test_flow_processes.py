@@ -17,8 +17,8 @@ import pytest
 from process_support import stop_processes
 
 from flowfabric_worker import Client
-from flowfabric_worker.cli import main
-from flowfabric_worker.flows import FlowNode, any_of, quorum
+from flowfabric_worker.cli.parser import main
+from flowfabric_worker.client.flow_graph import FlowNode, any_of, quorum
 from flowfabric_worker.protocol.keys import DAG_COMPLETIONS, ExecKeys, PartitionKeys
 
 HERE = Path(__file__).parent

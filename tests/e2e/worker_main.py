@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from sample_tasks import TASKS
 
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.worker.worker import Worker
 
 
 class _Client:

@@ -3,7 +3,10 @@
 Two executions get the same frames: one through single ``ff_append_frame``
 calls, one through ``ffw_append_frames`` batches. Everything a consumer can
 read must match, apart from the server clock (entry ids, ``ts`` of frames sent
-without one, timestamps in stream_meta and the summary hash).
+without one, timestamps in stream_meta and the summary hash) and one deliberate
+difference: in a stream holding durable frames, summary and best-effort
+appends trim to the durable retention instead of ~64 / ~K (issue 12), so a
+batch never loses durable frames that the single calls would.
 """
 
 from __future__ import annotations
@@ -100,6 +103,10 @@ async def assert_same_state(raw: Any, backend: Backend, a: str, b: str,
         sent_ts = by_payload.get(fa[fa.index(b"payload") + 1], False)
         assert without_clock(fa, sent_ts) == without_clock(fb, sent_ts)
     ma, mb = await meta_of(raw, a), await meta_of(raw, b)
+    # Our one extra field: the batch records that a durable-mode frame was
+    # appended (it switches off the trims that would cut it, see below).
+    holds_durable = any(f.mode not in ("summary", "best_effort") for f in frames)
+    assert mb.pop("ffw_durable_frame", None) == ("1" if holds_durable else None)
     assert {k: v for k, v in ma.items() if k not in CLOCK_META} == \
         {k: v for k, v in mb.items() if k not in CLOCK_META}
     assert mb["last_sequence"] == eb[-1][0].decode()
@@ -172,6 +179,79 @@ async def test_summary_only_batch_keeps_approximate_trim(backend: Backend, raw: 
     sb = await backend.read_summary(ReadSummary(eid=b, attempt_index=0))
     assert sb.version == 250 and (sa.document, sa.version) == (sb.document, sb.version)
     assert sb.document == {"i": 249}
+
+
+def payloads(es: list[tuple[bytes, list[bytes]]], *modes: bytes) -> list[bytes]:
+    """Payloads of the entries whose mode is one of ``modes``."""
+    return [f[f.index(b"payload") + 1] for _, f in es if f[f.index(b"mode") + 1] in modes]
+
+
+async def test_summary_and_best_effort_appends_keep_every_durable_frame(
+        backend: Backend, raw: Any) -> None:
+    # Issue 12, hole 1: 0.15 trims the whole stream to ~64 entries on every
+    # summary append (and to ~K on a best-effort one), deleting the tokens a
+    # task streamed before. Our append never cuts a durable frame below the
+    # stream's retention.
+    tokens = [OutFrame("stdout", f"tok-{i} ".encode()) for i in range(300)]
+    want = [f.payload for f in tokens]
+    summary = OutFrame("summary", b'{"tokens":300}', mode="summary")
+    # The tightest best-effort cap there is: floor = ceiling = 1.
+    tight = dict(ttl_ms=1000, maxlen_floor=1, maxlen_ceiling=1)
+    live = OutFrame("tick", b"1", mode="best_effort")
+
+    eid = await active(raw)
+    await backend.append_frames(batch(eid, tokens))
+    await backend.append_frames(batch(eid, [summary]))
+    assert payloads(await entries(raw, eid), b"durable") == want
+    await backend.append_frames(batch(eid, [live], **tight))
+    es = await entries(raw, eid)
+    assert payloads(es, b"durable") == want and len(es) == 302
+    assert await raw.pttl(ExecKeys(eid).stream(0)) == -1
+    # Many summary and best-effort appends after the tokens, one per call.
+    for i in range(150):
+        await backend.append_frames(batch(eid, [OutFrame("p", b'{"i":%d}' % i,
+                                                         mode="summary")]))
+        await backend.append_frames(batch(eid, [live], **tight))
+    es = await entries(raw, eid)
+    assert payloads(es, b"durable") == want and len(es) == 602
+
+    # All in one batch: tokens, summaries, best-effort, more tokens.
+    more = [OutFrame("stdout", f"more-{i}".encode()) for i in range(10)]
+    one = await active(raw)
+    await backend.append_frames(batch(one, tokens + [summary] * 3 + [live] + more, **tight))
+    assert payloads(await entries(raw, one), b"durable") == want + [f.payload for f in more]
+
+    # The contract function keeps 0.15's trim: the same frames one by one
+    # through ff_append_frame lose the start of the text.
+    single_eid = await active(raw)
+    for f in [*tokens, summary]:
+        await send_single(raw, single(single_eid, f), f.mode)
+    kept = payloads(await entries(raw, single_eid), b"durable")
+    assert len(kept) < 300 and kept == want[-len(kept):]
+
+
+async def test_mixed_stream_stays_within_the_retention_cap(backend: Backend, raw: Any) -> None:
+    # In a stream holding durable frames, summary and best-effort appends trim
+    # to the durable retention (never below): the stream stays bounded, and
+    # only the cap the durable frames themselves are under removes them.
+    eid = await active(raw)
+    tokens = [OutFrame("stdout", f"t{i}".encode()) for i in range(10)]
+    await backend.append_frames(batch(eid, tokens, retention_maxlen=50))
+    for i in range(30):
+        await backend.append_frames(batch(eid, [OutFrame("p", b'{"i":%d}' % i,
+                                                         mode="summary")],
+                                          retention_maxlen=50))
+    es = await entries(raw, eid)
+    assert len(es) == 40 and payloads(es, b"durable") == [f.payload for f in tokens]
+    for _ in range(30):
+        await backend.append_frames(batch(eid, [OutFrame("tick", b"1", mode="best_effort")],
+                                          retention_maxlen=50, ttl_ms=1000))
+    # 70 entries over a cap of 50: the 20 oldest go, as 20 more durable
+    # appends would have removed them; here they are the tokens.
+    es = await entries(raw, eid)
+    assert len(es) == 50 and payloads(es, b"durable") == []
+    # A summary-only stream keeps 0.15's ~64 (no durable frame to protect):
+    # see test_summary_only_batch_keeps_approximate_trim.
 
 
 def expected_rates(prev: tuple[float, int] | None, now: int, n: int, *, floor: float,

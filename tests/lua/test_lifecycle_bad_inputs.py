@@ -20,11 +20,8 @@ from flowfabric_worker.protocol.lifecycle import (
     FailExecution,
     IssueClaimGrant,
 )
-from flowfabric_worker.protocol.lifecycle_admin import (
-    IssueReclaimGrant,
-    ReclaimExecution,
-    RevokeLease,
-)
+from flowfabric_worker.protocol.maintenance import IssueReclaimGrant, ReclaimExecution
+from flowfabric_worker.protocol.operator import RevokeLease
 
 pytestmark = pytest.mark.anyio
 __all__ = ["b"]

@@ -26,13 +26,15 @@ from flowfabric_worker.protocol.lifecycle import (
     RenewLease,
     UpdateProgress,
 )
-from flowfabric_worker.protocol.lifecycle_admin import (
-    ChangePriority,
+from flowfabric_worker.protocol.maintenance import (
     ExpireExecution,
     IssueReclaimGrant,
     MarkLeaseExpiredIfDue,
     PromoteDelayed,
     ReclaimExecution,
+)
+from flowfabric_worker.protocol.operator import (
+    ChangePriority,
     ReplayExecution,
     RevokeLease,
     SetExecutionTags,

@@ -22,18 +22,15 @@ from flowfabric_worker.protocol.lifecycle import (
     RenewLease,
     UpdateProgress,
 )
-from flowfabric_worker.protocol.lifecycle_admin import (
+from flowfabric_worker.protocol.maintenance import (
     BlockExecutionForAdmission,
-    HeartbeatWorker,
     IssueReclaimGrant,
     MarkLeaseExpiredIfDue,
     PromoteDelayed,
-    RegisterWorker,
-    RevokeLease,
-    SetExecutionTags,
     UnblockExecution,
-    Version,
 )
+from flowfabric_worker.protocol.operator import RevokeLease, SetExecutionTags
+from flowfabric_worker.protocol.worker_registry import HeartbeatWorker, RegisterWorker, Version
 
 pytestmark = pytest.mark.anyio
 __all__ = ["b"]

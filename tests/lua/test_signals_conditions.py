@@ -100,6 +100,7 @@ async def test_composite_resume_via_extra_closes_primary(b: Backend) -> None:
     ("expire", "expired", "terminal", "timed_out_expire"),
     ("auto_resume_with_timeout_signal", "waiting", "runnable", "timed_out_auto_resume"),
     ("escalate", "suspended", "suspended", ""),
+    ("made_up", "failed", "terminal", "timed_out_fail"),  # unknown strings act as fail
 ])
 async def test_timeout_behaviours(
     b: Backend, behavior: str, outcome: str, phase: str, reason: str
@@ -118,9 +119,13 @@ async def test_timeout_behaviours(
     assert await b.redis.zscore(k.suspension_timeout, eid) is None
     susp = await hall(b, k.suspension_current)
     assert susp["close_reason"] == reason
-    if behavior == "fail":
-        assert st["failure_reason"] == "suspension_timeout:fail"
-        assert (await hall(b, k.attempt(c.attempt_index)))["attempt_state"] == "ended_failure"
+    if phase == "terminal":
+        # Every terminal behaviour records why on exec_core, the unknown
+        # string echoed as given (spec 03 §3.5; issue 12, hole 7).
+        assert st["failure_reason"] == f"suspension_timeout:{behavior}"
+        assert (st["terminal_outcome"], st["public_state"]) == (outcome, outcome)
+        att_state = "ended_cancelled" if behavior == "cancel" else "ended_failure"
+        assert (await hall(b, k.attempt(c.attempt_index)))["attempt_state"] == att_state
     if behavior == "escalate":
         assert st["blocking_reason"] == "paused_by_operator"
         assert susp["reason_code"] == "waiting_for_operator_review"

@@ -22,22 +22,22 @@ from flowfabric_worker.protocol.lifecycle import (
     RenewLease,
     UpdateProgress,
 )
-from flowfabric_worker.protocol.lifecycle_admin import (
+from flowfabric_worker.protocol.maintenance import (
     BlockExecutionForAdmission,
-    ChangePriority,
     ExpireExecution,
-    HeartbeatWorker,
     IssueReclaimGrant,
     MarkLeaseExpiredIfDue,
     PromoteDelayed,
     ReclaimExecution,
-    RegisterWorker,
+    UnblockExecution,
+)
+from flowfabric_worker.protocol.operator import (
+    ChangePriority,
     ReplayExecution,
     RevokeLease,
     SetExecutionTags,
-    UnblockExecution,
-    Version,
 )
+from flowfabric_worker.protocol.worker_registry import HeartbeatWorker, RegisterWorker, Version
 
 EID = "{fp:7}:0b6d1234-1234-4234-8234-123456789abc"
 K = ExecKeys(EID)

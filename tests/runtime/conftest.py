@@ -8,7 +8,7 @@ import pytest
 from signal_support import seed_keystore
 
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.client import Client
+from flowfabric_worker.client.client import Client
 
 
 @pytest.fixture

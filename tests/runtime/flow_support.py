@@ -11,9 +11,9 @@ from typing import Any
 
 import anyio
 
-from flowfabric_worker.client import Client
+from flowfabric_worker.client.client import Client
 from flowfabric_worker.protocol.keys import ExecKeys
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.worker.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
 

@@ -8,11 +8,11 @@ import time
 import anyio
 import pytest
 
-from flowfabric_worker.client import Client
+from flowfabric_worker.authoring.decorators import task
+from flowfabric_worker.client.client import Client
 from flowfabric_worker.protocol.ids import execution_tag
 from flowfabric_worker.protocol.keys import PartitionKeys
-from flowfabric_worker.runtime.worker import ATTEMPT_TIMEOUT_GRACE_MS, Worker
-from flowfabric_worker.task import task
+from flowfabric_worker.worker.worker import ATTEMPT_TIMEOUT_GRACE_MS, Worker
 
 pytestmark = pytest.mark.anyio
 

@@ -9,11 +9,11 @@ import pytest
 from worker_support import core, run_until, state
 
 from flowfabric_worker import Client, Limit, TaskContext, task
+from flowfabric_worker.engine.roles import default_scanners
+from flowfabric_worker.engine.runner import ScanRunner
 from flowfabric_worker.protocol.budgets import ReportUsageAndCheck
 from flowfabric_worker.protocol.keys import ExecKeys
-from flowfabric_worker.runtime.scanners.catalogue import default_scanners
-from flowfabric_worker.runtime.scanners.core import ScanRunner
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -145,7 +145,7 @@ async def test_budget_and_quota_scanners(client: Client) -> None:
 
 
 async def test_admission_released_when_the_grant_is_refused(client: Client) -> None:
-    from flowfabric_worker.runtime.backend_engine import BackendEngine
+    from flowfabric_worker.worker.backend_port import BackendEngine
 
     quota = await client.create_quota(concurrency=5, rate=10)
     run = await work.submit(client, "refused", quota=quota)

@@ -16,7 +16,7 @@ from flowfabric_worker import BudgetExceeded, Client, Limit, Retry, TaskContext,
 from flowfabric_worker.errors import InvalidInput
 from flowfabric_worker.protocol.budgets import ReportUsageAndCheck
 from flowfabric_worker.protocol.partitions import budget_tag
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -158,7 +158,7 @@ async def test_report_input_is_validated_and_no_budget_is_a_noop(client: Client)
 
 def test_budget_exceeded_is_permanent() -> None:
     from flowfabric_worker.errors import Permanent
-    from flowfabric_worker.runtime.failures import classify
+    from flowfabric_worker.worker.failures import classify
 
     exc = BudgetExceeded("x", budget_id="b", dimension="tokens", used=1, limit=1)
     assert isinstance(exc, Permanent)

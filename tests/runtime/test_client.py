@@ -5,7 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from flowfabric_worker.client import Client
+from flowfabric_worker.authoring.decorators import task
+from flowfabric_worker.client.client import Client
 from flowfabric_worker.errors import (
     InvalidInput,
     Permanent,
@@ -13,8 +14,7 @@ from flowfabric_worker.errors import (
     TaskCancelled,
     TaskFailed,
 )
-from flowfabric_worker.runtime.worker import Worker
-from flowfabric_worker.task import task
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 

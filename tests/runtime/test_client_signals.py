@@ -10,8 +10,9 @@ import anyio
 import pytest
 from waitpoint_support import complete, pending, running, suspend
 
-from flowfabric_worker import signals as client_signals
-from flowfabric_worker.client import Client
+from flowfabric_worker.client import signal_sender as client_signals
+from flowfabric_worker.client.client import Client
+from flowfabric_worker.client.keystore import init_secrets, rotate_secrets
 from flowfabric_worker.errors import (
     AmbiguousWaitpoint,
     InvalidInput,
@@ -31,7 +32,6 @@ from flowfabric_worker.protocol.errors import (
 from flowfabric_worker.protocol.ids import execution_tag, mint_execution_id, new_uuid
 from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.signals import BufferSignal, CloseWaitpoint, DeliverSignal
-from flowfabric_worker.secrets import init_secrets, rotate_secrets
 
 pytestmark = pytest.mark.anyio
 

@@ -10,13 +10,14 @@ import pytest
 from signal_support import deliver
 from worker_support import attempts, core, run_until, state, submit
 
+from flowfabric_worker.authoring.decorators import task
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.client import Client
+from flowfabric_worker.client.client import Client
+from flowfabric_worker.context.task_context import TaskContext
 from flowfabric_worker.errors import InvalidInput, NonDeterminismError, Transient
 from flowfabric_worker.protocol.journal import JournalRead
-from flowfabric_worker.runtime.context import TaskContext
-from flowfabric_worker.runtime.worker import Worker
-from flowfabric_worker.task import Retry, task
+from flowfabric_worker.tasks.retry import Retry
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -217,9 +218,9 @@ async def test_a_replay_that_ends_early_is_nondeterministic(backend: Backend) ->
 
 async def test_a_concurrent_journal_write_is_reported_as_nondeterminism(
         backend: Backend) -> None:
+    from flowfabric_worker.context.step_journal import StepJournal
     from flowfabric_worker.protocol.journal import JournalAppend
-    from flowfabric_worker.runtime.backend_engine import BackendEngine
-    from flowfabric_worker.runtime.journal import StepJournal
+    from flowfabric_worker.worker.backend_port import BackendEngine
 
     eid = await submit(backend, shortcut)
     lease = await BackendEngine(backend).claim(

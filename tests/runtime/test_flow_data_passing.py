@@ -12,9 +12,9 @@ import pytest
 from worker_support import lane_worker
 
 from flowfabric_worker import Client, task
+from flowfabric_worker.client.flow_graph import any_of
 from flowfabric_worker.errors import InvalidInput, TaskFailed
-from flowfabric_worker.flows import any_of
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 

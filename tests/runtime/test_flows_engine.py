@@ -13,14 +13,15 @@ from flow_support import core, running_worker, wait_for
 from flow_tasks import await_go, boom, slow, step
 
 from flowfabric_worker import Client
+from flowfabric_worker.client.flow_graph import any_of, quorum
+from flowfabric_worker.client.flow_handle import completions
+from flowfabric_worker.client.keystore import init_secrets
+from flowfabric_worker.engine.flows import flow_scanners
+from flowfabric_worker.engine.runner import ScanRunner
 from flowfabric_worker.errors import InvalidInput, ResultTimeout, TaskSkipped
-from flowfabric_worker.flows import any_of, completions, quorum
 from flowfabric_worker.protocol.flows import CancelFlow
 from flowfabric_worker.protocol.ids import new_uuid
 from flowfabric_worker.protocol.keys import DAG_COMPLETIONS, PartitionKeys
-from flowfabric_worker.runtime.flows import flow_scanners
-from flowfabric_worker.runtime.scanners import ScanRunner
-from flowfabric_worker.secrets import init_secrets
 
 pytestmark = pytest.mark.anyio
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.client.stream_reader import frames
+from flowfabric_worker.context.frame_writer import FrameWriter
 from flowfabric_worker.errors import ContractError, InvalidInput
 from flowfabric_worker.protocol.ids import mint_execution_id
 from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.streams import ReadAttemptStream, ReadSummary, StreamMode
-from flowfabric_worker.runtime.frames import FrameWriter
-from flowfabric_worker.streams import frames
 
 pytestmark = pytest.mark.anyio
 

@@ -6,9 +6,9 @@ import anyio
 import pytest
 import redis.asyncio
 
-from flowfabric_worker.client import Client
-from flowfabric_worker.runtime.worker import Worker
-from flowfabric_worker.task import task
+from flowfabric_worker.authoring.decorators import task
+from flowfabric_worker.client.client import Client
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from flowfabric_worker.errors import InvalidInput, Permanent, Transient
-from flowfabric_worker.task import Retry
+from flowfabric_worker.tasks.retry import Retry
 
 
 def test_should_retry_classes() -> None:

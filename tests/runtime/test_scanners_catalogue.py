@@ -9,12 +9,13 @@ from typing import Any
 import anyio
 import pytest
 
-from flowfabric_worker.client import Client
+from flowfabric_worker.authoring.decorators import task
+from flowfabric_worker.client.client import Client
+from flowfabric_worker.engine.roles import default_scanners
+from flowfabric_worker.engine.runner import Scanner, ScanRunner
 from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.lifecycle import ClaimExecution, IssueClaimGrant
-from flowfabric_worker.runtime.backend_engine import BackendEngine
-from flowfabric_worker.runtime.scanners import Scanner, ScanRunner, default_scanners
-from flowfabric_worker.task import task
+from flowfabric_worker.worker.backend_port import BackendEngine
 
 pytestmark = pytest.mark.anyio
 

@@ -9,10 +9,11 @@ import anyio
 import pytest
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.engine.roles import run_scanners
+from flowfabric_worker.engine.runner import Candidate, Scanner, ScanRunner
 from flowfabric_worker.errors import ConfigurationError, TransportError
 from flowfabric_worker.protocol.keys import LANES_INDEX, PartitionKeys
 from flowfabric_worker.protocol.partitions import tag
-from flowfabric_worker.runtime.scanners import Candidate, Scanner, ScanRunner, run_scanners
 
 pytestmark = pytest.mark.anyio
 

@@ -8,16 +8,17 @@ from typing import Any
 import anyio
 import pytest
 
+from flowfabric_worker.authoring.decorators import task
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.client import Client
+from flowfabric_worker.client.client import Client
+from flowfabric_worker.context.attempt import Claimed
+from flowfabric_worker.engine.roles import default_scanners
+from flowfabric_worker.engine.runner import Scanner, ScanRunner
 from flowfabric_worker.protocol import conditions as C
 from flowfabric_worker.protocol.ids import new_uuid
 from flowfabric_worker.protocol.keys import ExecKeys, PartitionKeys
 from flowfabric_worker.protocol.signals import CreatePendingWaitpoint, SuspendExecution
-from flowfabric_worker.runtime.backend_engine import BackendEngine
-from flowfabric_worker.runtime.engine import Claimed
-from flowfabric_worker.runtime.scanners import Scanner, ScanRunner, default_scanners
-from flowfabric_worker.task import task
+from flowfabric_worker.worker.backend_port import BackendEngine
 
 pytestmark = pytest.mark.anyio
 

@@ -7,6 +7,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.client.keystore import (
+    ensure_secrets,
+    init_secrets,
+    keystore_ready,
+    list_secrets,
+    read_keystores,
+    rotate_secrets,
+)
 from flowfabric_worker.errors import (
     InvalidInput,
     KeystoreInconsistent,
@@ -16,14 +24,6 @@ from flowfabric_worker.errors import (
 from flowfabric_worker.protocol.keys import PartitionKeys
 from flowfabric_worker.protocol.partitions import tag
 from flowfabric_worker.protocol.signals import RotateHmacSecret
-from flowfabric_worker.secrets import (
-    ensure_secrets,
-    init_secrets,
-    keystore_ready,
-    list_secrets,
-    read_keystores,
-    rotate_secrets,
-)
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from flowfabric_worker.context.waits import ON_TIMEOUT, _condition, _names
 from flowfabric_worker.errors import InvalidInput
-from flowfabric_worker.runtime.signals import ON_TIMEOUT, _condition, _names
 
 
 def doc(names: list[str], mode: str | int, behaviour: str = "fail") -> tuple[dict[str, object],
@@ -60,7 +60,7 @@ def test_all_without_names_and_reserved_names_are_refused() -> None:
 
 
 def test_buffered_signals_are_evaluated_like_the_library() -> None:
-    from flowfabric_worker.runtime.signals import _satisfied_by
+    from flowfabric_worker.context.waits import _satisfied_by
 
     any_text, _, _ = _condition(["paid", "failed"], "any", "fail")
     assert _satisfied_by(any_text, []) is None

@@ -16,16 +16,17 @@ import redis
 from signal_support import buffer, deliver
 from worker_support import attempts, state, submit
 
+from flowfabric_worker.authoring.decorators import task
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.client import Client
-from flowfabric_worker.errors import SignalTimeout, Transient
+from flowfabric_worker.client.client import Client
+from flowfabric_worker.client.keystore import keystore_ready
+from flowfabric_worker.context.task_context import TaskContext
+from flowfabric_worker.context.waits import Signal, Waitpoint
+from flowfabric_worker.errors import ExecutionError, SignalTimeout, Transient
 from flowfabric_worker.protocol.journal import JournalRead
 from flowfabric_worker.protocol.signals import ResumeExecution
-from flowfabric_worker.runtime.context import TaskContext
-from flowfabric_worker.runtime.signals import Signal, Waitpoint
-from flowfabric_worker.runtime.worker import Worker
-from flowfabric_worker.secrets import keystore_ready
-from flowfabric_worker.task import Retry, task
+from flowfabric_worker.tasks.retry import Retry
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -206,13 +207,19 @@ async def strict(ctx: TaskContext, behaviour: str) -> str:
 @pytest.mark.parametrize(("behaviour", "final"), [
     ("fail", "failed"), ("cancel", "cancelled"), ("expire", "expired")])
 async def test_terminal_timeout_behaviours(backend: Backend, behaviour: str, final: str) -> None:
-    eid = await submit(backend, strict, behaviour)
+    run = await strict.submit(Client(backend), behaviour)
+    eid = run.id
     async with serving(backend, strict):
         await until(in_state(backend, eid, final))
     atts = await attempts(backend, eid)
     assert len(atts) == 1  # ended by the timeout, never retried
     if behaviour == "fail":
         assert atts[0]["failure_reason"] == "suspension_timeout:fail"
+    # The client sees why, whatever the behaviour (issue 12, hole 7).
+    assert (await run.info()).failure_reason == f"suspension_timeout:{behaviour}"
+    with pytest.raises(ExecutionError) as ei:
+        await run.result(timeout=5)
+    assert ei.value.reason == f"suspension_timeout:{behaviour}"
 
 
 SLEEP_EFFECTS: list[str] = []
@@ -290,7 +297,7 @@ async def chatty(ctx: TaskContext) -> str:
 
 
 async def test_a_resumed_run_does_not_stream_its_frames_twice(backend: Backend) -> None:
-    from flowfabric_worker.client import Client as RealClient
+    from flowfabric_worker.client.client import Client as RealClient
 
     eid = await submit(backend, chatty)
     async with serving(backend, chatty):

@@ -11,15 +11,16 @@ from typing import Any
 import anyio
 import pytest
 
-from flowfabric_worker.client import Client, RunHandle
+from flowfabric_worker.authoring.decorators import task
+from flowfabric_worker.client.client import Client
+from flowfabric_worker.client.run_handle import RunHandle
+from flowfabric_worker.context.attempt import Claimed
+from flowfabric_worker.context.frame_writer import FrameWriter
+from flowfabric_worker.context.task_context import TaskContext
 from flowfabric_worker.errors import ConfigurationError, InvalidInput, Permanent, TaskFailed
 from flowfabric_worker.protocol.streams import Frame, StreamMode
-from flowfabric_worker.runtime.backend_engine import BackendEngine
-from flowfabric_worker.runtime.context import TaskContext
-from flowfabric_worker.runtime.engine import Claimed
-from flowfabric_worker.runtime.frames import FrameWriter
-from flowfabric_worker.runtime.worker import Worker
-from flowfabric_worker.task import task
+from flowfabric_worker.worker.backend_port import BackendEngine
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -182,6 +183,33 @@ async def test_summary_merge_visible_from_run_summary(client: Client) -> None:
     assert [f.summary_version for f in patches] == [1, 2]
 
 
+@task(name="s.tokens_then_summary", lane=LANE)
+async def tokens_then_summary(ctx: TaskContext, n: int) -> int:
+    for i in range(n):
+        await ctx.stream(f"tok-{i} ")
+    await ctx.summary({"tokens": n})
+    return n
+
+
+async def test_summary_after_tokens_keeps_every_token(client: Client) -> None:
+    # Issue 12, hole 1: a summary append trimmed the attempt stream to ~64
+    # entries, so a replay after the fact lost the start of the text.
+    n = 300
+    run = await tokens_then_summary.submit(client, n)
+    worker = Worker(client, tasks=[tokens_then_summary], lanes=[LANE], lease_ttl=5,
+                    grace_period=1, scanner_interval_scale=0.05)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        with anyio.fail_after(10):
+            assert await run.result() == n
+        worker.stop()
+    expected = [f"tok-{i} " for i in range(n)]
+    for replay in ([f async for f in run.frames()], [f async for f in run.frames(follow=False)]):
+        assert [f.text for f in replay if f.mode is StreamMode.DURABLE] == expected
+        assert replay[-1].mode is StreamMode.SUMMARY and len(replay) == n + 1
+    assert (await run.summary()).document == {"tokens": n}
+
+
 async def test_stream_outside_a_worker_and_bad_arguments_are_refused() -> None:
     ctx = TaskContext(execution_id="e", attempt_index=0, attempt_type="initial",
                       lane="l", tags={})
@@ -193,7 +221,7 @@ async def test_stream_outside_a_worker_and_bad_arguments_are_refused() -> None:
     class Dummy:
         pass
 
-    from flowfabric_worker.runtime.task_streams import emit_event, emit_stream, emit_summary
+    from flowfabric_worker.context.streaming import emit_event, emit_stream, emit_summary
 
     fw = FrameWriter(Dummy(), eid="e", attempt_index=0, lease_id="l",  # type: ignore[arg-type]
                      lease_epoch=1, max_delay_s=60)
@@ -235,7 +263,7 @@ async def stream_then_wait(ctx: TaskContext, n: int) -> str:
 async def revoke_after_frames(client: Client, run: Any, n: int) -> None:
     """Once ``n`` frames of ``run`` are stored, revoke its lease (an operator's
     revoke: the worker learns of it at its next renewal)."""
-    from flowfabric_worker.protocol.lifecycle_admin import RevokeLease
+    from flowfabric_worker.protocol.operator import RevokeLease
 
     seen = [f async for f in run.frames(follow=False)]
     while len(seen) < n:

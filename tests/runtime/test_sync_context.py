@@ -14,7 +14,7 @@ from worker_support import core, lane_worker, run_until, state
 
 from flowfabric_worker import Client, Limit, TaskContext, task
 from flowfabric_worker.errors import ConfigurationError
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 

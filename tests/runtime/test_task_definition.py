@@ -9,9 +9,11 @@ import msgspec
 import pydantic
 import pytest
 
+from flowfabric_worker import TaskDefinition
+from flowfabric_worker.authoring.decorators import task
+from flowfabric_worker.context.task_context import TaskContext
 from flowfabric_worker.errors import InvalidInput, PayloadError
-from flowfabric_worker.runtime.context import TaskContext
-from flowfabric_worker.task import Retry, TaskDefinition, task
+from flowfabric_worker.tasks.retry import Retry
 
 
 @dataclasses.dataclass

@@ -7,10 +7,10 @@ import pytest
 import redis.asyncio
 from worker_support import run_until, state
 
-from flowfabric_worker.client import Client
-from flowfabric_worker.runtime.scheduler import Backoff
-from flowfabric_worker.runtime.worker import Worker
-from flowfabric_worker.task import task
+from flowfabric_worker.authoring.decorators import task
+from flowfabric_worker.client.client import Client
+from flowfabric_worker.worker.scheduler import Backoff
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 

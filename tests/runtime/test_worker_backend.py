@@ -9,16 +9,17 @@ import msgspec
 import pytest
 from worker_support import attempts, core, run_until, state, submit
 
+from flowfabric_worker.authoring.decorators import task
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.errors import Permanent, Transient
+from flowfabric_worker.context.attempt import Claimed
+from flowfabric_worker.context.task_context import TaskContext
+from flowfabric_worker.errors import LeaseLost, Permanent, Transient
 from flowfabric_worker.protocol.ids import new_uuid
 from flowfabric_worker.protocol.keys import worker_alive
 from flowfabric_worker.protocol.lifecycle import ClaimExecution, IssueClaimGrant
-from flowfabric_worker.runtime.backend_engine import BackendEngine
-from flowfabric_worker.runtime.context import TaskContext
-from flowfabric_worker.runtime.engine import Claimed, LeaseLost
-from flowfabric_worker.runtime.worker import Worker
-from flowfabric_worker.task import Retry, task
+from flowfabric_worker.tasks.retry import Retry
+from flowfabric_worker.worker.backend_port import BackendEngine
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
@@ -181,7 +182,7 @@ async def test_dead_worker_lease_is_reclaimed_and_stale_complete_refused(
     # The dead worker's late terminal call is refused, typed, nothing changes.
     stale = Claimed(eid, "default", old.attempt_index, old.attempt_id, old.lease_id,
                     old.lease_epoch, old.lease_expires_at, worker_instance_id="dead-1")
-    from flowfabric_worker.runtime.executor import Executor
+    from flowfabric_worker.worker.executor import Executor
 
     with pytest.raises(LeaseLost):
         await Executor(BackendEngine(backend), {}, 1000)._terminal(stale, "complete", b"99")
@@ -217,7 +218,7 @@ async def revoked_job(ctx: TaskContext) -> str:
 
 
 async def test_operator_revoke_sets_lease_lost_and_cancels_task(backend: Backend) -> None:
-    from flowfabric_worker.protocol.lifecycle_admin import RevokeLease
+    from flowfabric_worker.protocol.operator import RevokeLease
 
     REVOKED.clear()
     eid = await submit(backend, revoked_job)

@@ -17,12 +17,13 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from flowfabric_worker.errors import ContractError, PayloadError, Permanent, Transient
-from flowfabric_worker.runtime.context import TaskContext
-from flowfabric_worker.runtime.engine import Claimed, FailOutcome, LeaseLost
-from flowfabric_worker.runtime.failures import MAX_REASON_CHARS, classify
-from flowfabric_worker.runtime.scheduler import Backoff, PartitionWindow, Permits
-from flowfabric_worker.runtime.worker import Worker
+from flowfabric_worker.context.attempt import Claimed
+from flowfabric_worker.context.task_context import TaskContext
+from flowfabric_worker.errors import ContractError, LeaseLost, PayloadError, Permanent, Transient
+from flowfabric_worker.worker.failures import MAX_REASON_CHARS, classify
+from flowfabric_worker.worker.port import FailOutcome
+from flowfabric_worker.worker.scheduler import Backoff, PartitionWindow, Permits
+from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 

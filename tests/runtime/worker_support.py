@@ -8,12 +8,12 @@ from typing import Any
 
 import anyio
 
+from flowfabric_worker import TaskDefinition
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.protocol.ids import mint_execution_id
 from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.lifecycle import CreateExecution
-from flowfabric_worker.runtime.worker import Worker
-from flowfabric_worker.task import TaskDefinition
+from flowfabric_worker.worker.worker import Worker
 
 
 async def submit(b: Backend, t: TaskDefinition[Any, Any], *args: Any, **kw: Any) -> str:

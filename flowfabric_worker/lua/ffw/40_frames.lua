@@ -1,10 +1,29 @@
 -- Batched frame appends (our extension): ffw_append_frames writes N frames of
 -- one attempt in one call, with one lease/fence check and one stream_meta
--- read, and leaves exactly the state N consecutive ff_append_frame calls made
--- at the same server instant would leave (spec 03 §8): the same entry fields
--- in the same order, the same stream_meta counters, best-effort MAXLEN
--- estimator, trims, TTL/PERSIST and summary document and versions. A
--- FlowFabric consumer cannot tell the difference.
+-- read, and leaves the state N consecutive ff_append_frame calls made at the
+-- same server instant would leave (spec 03 §8): the same entry fields in the
+-- same order, the same stream_meta counters, best-effort MAXLEN estimator,
+-- TTL/PERSIST and summary document and versions. A FlowFabric consumer
+-- cannot tell the difference, except for one deliberate one, the trim of a
+-- stream that holds durable frames (below).
+--
+-- Trims (spec 03 §8.2 "Mixed streams", issue 12): ff_append_frame trims a
+-- summary append to ~64 entries and a best-effort one to ~K, and XTRIM cuts
+-- the oldest entries whatever their mode, so 300 tokens then a summary keep
+-- only the last ~100: the SDK, which streams tokens and summaries into one
+-- stream, would lose the start of the text. Here, once the stream has held a
+-- durable-mode frame (stream_meta.ffw_durable_frame = "1", written by this
+-- function only), summary and best-effort appends trim to the durable cap
+-- instead (MAXLEN = retention_maxlen, ~ 10000 when 0), exactly what a durable
+-- append trims to. So a durable frame is only ever removed by the stream's
+-- retention cap (counted over all entries, as for durable appends), never by
+-- a summary or best-effort append cutting below it, and the stream stays
+-- bounded by that cap. XTRIM cannot skip entries by type, so keeping only the
+-- last 64 summaries or K best-effort frames of a mixed stream would need an
+-- XDEL per entry and a record of their ids; the cap is the bound instead.
+-- Streams without a durable frame (summary-only, best-effort-only) keep the
+-- 0.15 trims. Every mode other than summary and best_effort is durable here,
+-- as readers treat it (spec 03 §8.1).
 --
 -- Unlike N single calls, the batch is all-or-nothing: every frame is
 -- validated (size, summary patch) before anything is written, so a refusal
@@ -98,7 +117,7 @@ redis.register_function("ffw_append_frames", function(keys, args)
   if refusal then return refusal end
 
   local meta = hmget(meta_key, {"stream_id", "closed_at", "has_durable_frame",
-    "ema_rate_hz", "last_append_ts_ms"})
+    "ema_rate_hz", "last_append_ts_ms", "ffw_durable_frame"})
   local meta_exists = meta.stream_id ~= "" or redis.call("EXISTS", meta_key) == 1
   if meta_exists and meta.closed_at ~= "" then return err("stream_closed") end
 
@@ -157,6 +176,8 @@ redis.register_function("ffw_append_frames", function(keys, args)
   local k_last = nil
 
   local durable = meta.has_durable_frame == "1"
+  -- Durable-mode frames only (has_durable_frame counts summaries too).
+  local holds_durable = meta.ffw_durable_frame == "1"
   local expire_after = false
   -- Trims of consecutive frames with the same fixed target coalesce into one
   -- (same end state); a pending trim runs before any frame with another one.
@@ -190,9 +211,9 @@ redis.register_function("ffw_append_frames", function(keys, args)
     entry[2] = sub(blob, pos, e1 - 1)
     pos = e5
     local trim, limit
-    if mode == "best_effort" then
+    if mode == "best_effort" and not holds_durable then
       trim = "be"
-    elseif mode == "summary" then
+    elseif mode == "summary" and not holds_durable then
       trim, limit = "~", "64"
     elseif retention > 0 then
       trim, limit = "=", ret_str
@@ -226,20 +247,25 @@ redis.register_function("ffw_append_frames", function(keys, args)
     if first_id == nil then first_id = id end
     bytes = bytes + #payload
 
-    if trim == "be" then
+    if mode == "best_effort" then
+      -- The estimator runs in a mixed stream too (its fields stay as 0.15
+      -- leaves them, maxlen_applied_last included); only its trim is
+      -- replaced by the durable cap there.
       local rate, k = best_effort_limit(ema, last, now, ttl_s, floor, ceiling, alpha)
-      redis.call("XTRIM", data_key, "MAXLEN", "~", istr(k))
+      if trim == "be" then redis.call("XTRIM", data_key, "MAXLEN", "~", istr(k)) end
       -- The single call stores tostring(rate) and the next one re-reads it.
       ema, last, k_last = tonumber(tostring(rate)), now, k
       if ttl_ms > 0 and not durable then expire_after = true end
-    else
-      pending_trim, pending_limit = trim, limit
-      if (mode == "durable" or mode == "summary" or mode == "") and not durable then
-        durable = true
-        expire_after = false
-        redis.call("HSET", meta_key, "has_durable_frame", "1")
-        redis.call("PERSIST", data_key)
-      end
+    elseif (mode == "durable" or mode == "summary" or mode == "") and not durable then
+      durable = true
+      expire_after = false
+      redis.call("HSET", meta_key, "has_durable_frame", "1")
+      redis.call("PERSIST", data_key)
+    end
+    if trim ~= "be" then pending_trim, pending_limit = trim, limit end
+    if mode ~= "summary" and mode ~= "best_effort" and not holds_durable then
+      holds_durable = true
+      redis.call("HSET", meta_key, "ffw_durable_frame", "1")
     end
   end
   trim_now()

@@ -100,11 +100,9 @@ redis.register_function("ff_expire_suspension", function(keys, args)
     "eligibility_state", "not_applicable", "blocking_reason", "none", "blocking_detail", "",
     "terminal_outcome", outcome, "attempt_state", "attempt_terminal",
     "public_state", outcome, "completed_at", n, "current_suspension_id", "",
-    "current_waitpoint_id", "", "last_transition_at", n, "last_mutation_at", n}
-  if outcome == "failed" then
-    fields[#fields + 1] = "failure_reason"
-    fields[#fields + 1] = failure
-  end
+    "current_waitpoint_id", "", "last_transition_at", n, "last_mutation_at", n,
+    -- Every terminal behaviour, cancel and expire included (spec 03 §3.5).
+    "failure_reason", failure}
   redis.call("HSET", core_key, unpack(fields))
   local af = {"attempt_state", att_state, "ended_at", n, "suspended_at", "",
     "suspension_id", ""}

@@ -1,0 +1,2 @@
+"""Task authoring: the ``@task`` / ``@flow`` decorators and the
+:class:`TaskDefinition` they return."""

@@ -1,0 +1,1 @@
+"""The ``flowfabric-worker`` command line."""

@@ -1,0 +1,5 @@
+"""``python -m flowfabric_worker.cli``: the same command line as ``flowfabric-worker``."""
+
+from flowfabric_worker.cli.parser import main
+
+raise SystemExit(main())

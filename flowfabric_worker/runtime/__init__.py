@@ -1,1 +1,0 @@
-"""Worker runtime: claiming, lease renewal, scanners and task contexts."""

@@ -1,0 +1,80 @@
+"""Building the creation call of a flow member (shared by the client's flow
+builder and the in-task child spawner)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flowfabric_worker.protocol.budgets import AttachAdmission
+from flowfabric_worker.protocol.ids import ExecutionId, partition_of
+from flowfabric_worker.protocol.lifecycle import CreateExecution
+from flowfabric_worker.tasks import codec
+from flowfabric_worker.tasks.budgets import Budget, Quota, attachment
+from flowfabric_worker.tasks.passed_input import INPUT_TAG, placeholder
+from flowfabric_worker.tasks.spec import TaskSpec, check_priority
+
+__all__ = ["NODE_TAG", "PARENT_TAG", "member_admission", "member_create"]
+
+#: Execution tags naming a member in its flow and, for children, its parent.
+NODE_TAG = "ffw.flow_node"
+PARENT_TAG = "ffw.parent"
+
+
+def member_create(
+    eid: ExecutionId, task: TaskSpec[Any, Any] | str, args: tuple[Any, ...],
+    kwargs: Mapping[str, Any], *, namespace: str, name: str, lane: str | None = None,
+    priority: int | None = None, tags: Mapping[str, str] | None = None,
+    input_from: ExecutionId | None = None,
+) -> CreateExecution:
+    """``ff_create_execution`` for ``task(*args, **kwargs)`` with id ``eid``
+    (minted on the flow's partition by the caller). With ``input_from`` the
+    payload is a placeholder naming that upstream: the data-passing edge
+    replaces it with the upstream's result when it resolves."""
+    deadline: float | None = None
+    if isinstance(task, TaskSpec):
+        payload = (placeholder(input_from) if input_from
+                   else task.encode_args(*args, **kwargs))
+        kind, policy = task.name, task.policy_json()
+        lane_id, prio, all_tags = lane or task.lane, task.priority, dict(task.tags)
+        deadline = task.deadline
+    else:
+        kind, policy, lane_id, prio, all_tags = task, "{}", lane or "default", 0, {}
+        payload = placeholder(input_from) if input_from else codec.dumps(
+            {"args": [codec.to_builtins(a) for a in args],
+             "kwargs": {k: codec.to_builtins(v) for k, v in kwargs.items()}})
+    prio = check_priority(prio if priority is None else priority)
+    all_tags.update(tags or {})
+    all_tags[NODE_TAG] = name
+    if input_from:
+        all_tags[INPUT_TAG] = input_from
+    now_ms = int(time.time() * 1000)
+    return CreateExecution(
+        eid=eid, namespace=namespace, lane_id=lane_id, execution_kind=kind,
+        priority=prio, creator_identity="flowfabric-worker", policy_json=policy,
+        input_payload=payload, tags_json=json.dumps(all_tags, separators=(",", ":")),
+        execution_deadline_at=(now_ms + int(deadline * 1000)) if deadline else None,
+        partition_id=partition_of(eid),
+    )
+
+
+def member_admission(
+    eid: ExecutionId, task: TaskSpec[Any, Any] | str, *,
+    budgets: Iterable[Budget | str] | None = None, quota: Quota | str | None = None,
+    inherited_budget_ids: str = "",
+) -> AttachAdmission | None:
+    """The ``ffw_attach_admission`` call giving a member its budgets and
+    quota (None when it gets neither): ``budgets`` / ``quota`` when given,
+    else the task's own, plus the budgets passed down (a child is charged to
+    its parent's budgets too). Sent with the create, in the same write."""
+    if isinstance(task, TaskSpec):
+        budgets = task.budgets if budgets is None else budgets
+        quota = task.quota if quota is None else quota
+    ids = [b for b in inherited_budget_ids.split(",") if b]
+    own, quota_id = attachment(budgets, quota)
+    ids += [b for b in own.split(",") if b and b not in ids]
+    if not ids and not quota_id:
+        return None
+    return AttachAdmission(eid=eid, budget_ids=",".join(ids), quota_policy_id=quota_id)

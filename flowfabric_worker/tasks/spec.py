@@ -1,0 +1,234 @@
+"""The task spec: a function plus its routing, retry and payload rules, as
+every role (client, context, worker) sees it."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from flowfabric_worker.errors import InvalidInput, PayloadError
+from flowfabric_worker.protocol.ids import validate_capability, validate_lane
+from flowfabric_worker.tasks import codec
+from flowfabric_worker.tasks.retry import Retry
+
+if TYPE_CHECKING:
+    from flowfabric_worker.tasks.budgets import Budget, Quota
+
+
+P = TypeVar("P")
+
+
+R = TypeVar("R")
+
+
+MAX_PRIORITY = 9000
+
+
+def check_priority(priority: int) -> int:
+    """Priorities are integers in [0, 9000] (the library would silently clamp)."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidInput("priority must be an integer")
+    if not 0 <= priority <= MAX_PRIORITY:
+        raise InvalidInput(f"priority must be between 0 and {MAX_PRIORITY}, not {priority}")
+    return priority
+
+
+#: Set on :class:`~flowfabric_worker.TaskContext`: a first parameter annotated
+#: with a class carrying it receives the context. A marker rather than an
+#: import, because the context layer sits above this one.
+CONTEXT_MARKER = "__ffw_task_context__"
+
+
+def _wants_context(fn: Callable[..., Any], hints: Mapping[str, Any]) -> str | None:
+    params = list(inspect.signature(fn).parameters.values())
+    if not params:
+        return None
+    first = params[0]
+    hint = hints.get(first.name, first.annotation)
+    if getattr(hint, CONTEXT_MARKER, False) or hint == "TaskContext":
+        return first.name
+    return None
+
+
+@dataclass(eq=False)
+class TaskSpec(Generic[P, R]):
+    """A registered task: the function plus its routing and retry options.
+
+    What the client, the context and the worker need of a task. The
+    decorator returns a :class:`~flowfabric_worker.TaskDefinition`, which
+    adds the calling conveniences (``submit``, ``child``, plain calls).
+    """
+
+    fn: Callable[..., Any]
+    name: str
+    lane: str = "default"
+    retry: Retry = field(default_factory=Retry)
+    timeout: float | None = None
+    deadline: float | None = None
+    priority: int = 0
+    capabilities: frozenset[str] = frozenset()
+    tags: dict[str, str] = field(default_factory=dict)
+    #: Attached to every submission unless ``submit(budgets=..., quota=...)``
+    #: says otherwise (docs/budgets.md).
+    budgets: tuple[Budget | str, ...] = ()
+    quota: Quota | str | None = None
+
+    def __post_init__(self) -> None:
+        validate_lane(self.lane)
+        for cap in self.capabilities:
+            validate_capability(cap)
+        if not self.name:
+            raise InvalidInput("task name must not be empty")
+        check_priority(self.priority)
+        for what, value in (("timeout", self.timeout), ("deadline", self.deadline)):
+            if value is not None and value <= 0:
+                raise InvalidInput(f"task {what} must be > 0 seconds")
+        self.is_async: bool = inspect.iscoroutinefunction(self.fn)
+        try:
+            hints = typing.get_type_hints(self.fn)
+        except Exception:  # unresolvable forward refs: fall back to raw annotations
+            hints = {}
+        self._hints = hints
+        ctx = _wants_context(self.fn, hints)
+        self.wants_context: bool = ctx is not None
+        sig = inspect.signature(self.fn)
+        params = list(sig.parameters.values())
+        if ctx is not None:
+            params = params[1:]
+        self._signature = sig.replace(parameters=params)
+        self._return_type: Any = hints.get("return", inspect.Parameter.empty)
+
+    # --- payloads ---------------------------------------------------------
+
+    def _param_type(self, name: str) -> Any:
+        param = self._signature.parameters[name]
+        fallback = Any if isinstance(param.annotation, str) else param.annotation
+        return self._hints.get(name, fallback)
+
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        try:
+            return self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PayloadError(f"task {self.name}: {exc}") from exc
+
+    def _check(self, bound: inspect.BoundArguments) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Convert each bound argument to its annotated type."""
+        for pname, value in list(bound.arguments.items()):
+            param = self._signature.parameters[pname]
+            tp = self._param_type(pname)
+            where = f"task {self.name}: argument {pname!r}"
+            if param.kind is inspect.Parameter.VAR_POSITIONAL:
+                bound.arguments[pname] = tuple(codec.convert(v, tp, where=where) for v in value)
+            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+                bound.arguments[pname] = {
+                    k: codec.convert(v, tp, where=where) for k, v in value.items()
+                }
+            else:
+                bound.arguments[pname] = codec.convert(value, tp, where=where)
+        return tuple(bound.args), dict(bound.kwargs)
+
+    def encode_args(self, *args: Any, **kwargs: Any) -> bytes:
+        """Validate the call against the signature and encode it as the payload."""
+        bound = self._bind(args, kwargs)
+        plain = inspect.BoundArguments(self._signature, bound.arguments.copy())
+        for pname, value in plain.arguments.items():
+            plain.arguments[pname] = codec.to_builtins(value)
+        # Validate by decoding exactly what the worker will decode.
+        self._check(inspect.BoundArguments(self._signature, dict(plain.arguments)))
+        return codec.dumps({"args": list(plain.args), "kwargs": plain.kwargs})
+
+    def decode_args(self, payload: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Decode a payload into typed ``(args, kwargs)`` for the function."""
+        data = codec.loads(payload) if payload else {"args": [], "kwargs": {}}
+        if not isinstance(data, dict):
+            raise PayloadError(f"task {self.name}: payload must be a JSON object with args/kwargs")
+        args = data.get("args", [])
+        kwargs = data.get("kwargs", {})
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise PayloadError(
+                f"task {self.name}: payload args must be a list and kwargs an object"
+            )
+        return self._check(self._bind(tuple(args), kwargs))
+
+    def bind_check(self, n_args: int) -> None:
+        """Raise ``TypeError`` unless the function takes ``n_args`` positional
+        arguments (besides its context) and nothing else is required."""
+        self._signature.bind(*([None] * n_args))
+
+    def decode_input(self, value: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Typed ``(args, kwargs)`` when ``value`` (an upstream flow member's
+        result) is the function's one argument."""
+        return self._check(self._bind((value,), {}))
+
+    def encode_result(self, value: Any) -> bytes:
+        return codec.dumps(codec.to_builtins(value))
+
+    def decode_result(self, data: bytes) -> R:
+        value = codec.loads(data) if data else None
+        where = f"task {self.name}: result"
+        return typing.cast(R, codec.convert(value, self._return_type, where=where))
+
+    # --- policy -----------------------------------------------------------
+
+    def policy_dict(self) -> dict[str, Any]:
+        policy: dict[str, Any] = {
+            "priority": self.priority,
+            "max_reclaim_count": 100,
+            "max_replay_count": 10,
+            "budget_ids": [],
+            "max_signals_per_execution": 10000,
+        }
+        if self.retry.max_retries > 0:
+            policy["retry_policy"] = self.retry.policy_dict()
+        timeout: dict[str, Any] = {}
+        if self.timeout is not None:
+            timeout["attempt_timeout_ms"] = int(self.timeout * 1000)
+        if self.deadline is not None:
+            timeout["execution_deadline_ms"] = int(self.deadline * 1000)
+        if timeout:
+            timeout["max_reclaim_count"] = 100
+            policy["timeout_policy"] = timeout
+        if self.capabilities:
+            caps = sorted(set(self.capabilities))
+            policy["routing_requirements"] = {"required_capabilities": caps}
+        return policy
+
+    def policy_json(self) -> str:
+        """The ExecutionPolicy JSON (spec 01 §6.1) stored with each execution."""
+        return json.dumps(self.policy_dict(), separators=(",", ":"), sort_keys=True)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} lane={self.lane}>"
+
+
+class TaskLike(Protocol):
+    """What the runtime needs of a registered task (a :class:`TaskSpec`, or a test double).
+
+    Read-only members, so a frozen ``TaskDefinition`` satisfies it and
+    ``Worker(client, tasks=[my_task])`` type-checks in user code.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def lane(self) -> str: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def capabilities(self) -> Any: ...
+    @property
+    def fn(self) -> Callable[..., Any]: ...
+    @property
+    def is_async(self) -> bool: ...
+    @property
+    def wants_context(self) -> bool: ...
+    @property
+    def retry(self) -> Any: ...
+
+    def decode_args(self, payload: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
+
+    def encode_result(self, value: Any) -> bytes: ...

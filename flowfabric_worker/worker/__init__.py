@@ -1,0 +1,2 @@
+"""The process that claims and runs: claim loop and scheduler, executor,
+lease renewal, drain."""

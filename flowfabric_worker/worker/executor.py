@@ -1,0 +1,276 @@
+"""Runs one claimed task to its terminal call (spec 05 §4, design.md §3)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from flowfabric_worker.context.attempt import Claimed, is_lease_lost
+from flowfabric_worker.context.frame_writer import FrameWriter
+from flowfabric_worker.context.streaming import FRAMES_EXTENSION
+from flowfabric_worker.context.task_context import JOURNAL_EXTENSION, TaskContext
+from flowfabric_worker.context.waits import TaskSuspended
+from flowfabric_worker.errors import ContractError, LeaseLost, PayloadError, TransportError
+from flowfabric_worker.tasks.passed_input import INPUT_TAG, decode_passed_input
+from flowfabric_worker.tasks.spec import TaskLike
+from flowfabric_worker.worker.failures import FailureDecision, classify, describe
+from flowfabric_worker.worker.port import Engine
+from flowfabric_worker.worker.renewer import Renewals, Renewer
+
+log = logging.getLogger("flowfabric_worker.executor")
+
+#: Terminal calls are retried on transport errors (spec 05 §4.2).
+TERMINAL_RETRIES = 5
+
+
+class Executor:
+    """Executes claimed leases with the registered task functions."""
+
+    def __init__(self, engine: Engine, tasks: Mapping[str, TaskLike], lease_ttl_ms: int) -> None:
+        self.engine = engine
+        self.tasks = dict(tasks)
+        self.lease_ttl_ms = lease_ttl_ms
+        #: Frame writers of the attempts running now, by execution id (the
+        #: worker flushes them itself before a drain hand-back).
+        self.frames: dict[str, FrameWriter] = {}
+        #: The worker's shared renewal loop, once it runs (see _renewal).
+        self.renewals: Renewals | None = None
+        #: Contexts of the attempts running now, by execution id (the worker
+        #: fences them before a drain hand-back).
+        self.contexts: dict[str, TaskContext] = {}
+
+    async def run(self, lease: Claimed, shutdown: anyio.Event | None = None) -> str:
+        """Run ``lease`` to completion; returns the outcome label (for tests/metrics)."""
+        ctx = TaskContext(
+            execution_id=lease.execution_id, attempt_index=lease.attempt_index,
+            attempt_type=lease.attempt_type, lane=lease.lane, tags=lease.tags,
+            progress_fn=lambda pct, msg: self.engine.update_progress(lease, pct, msg),
+        )
+        # The fence counts from when the claim was sent (an engine that does
+        # not say: from now, just after its answer arrived).
+        ctx.confirm_lease(lease.claim_sent_at or time.monotonic(), self.lease_ttl_ms / 1000)
+        self.contexts[lease.execution_id] = ctx
+        opener = getattr(self.engine, "frame_writer", None)
+        if callable(opener):
+            def open_frames() -> FrameWriter:
+                fw: FrameWriter = opener(lease)
+                self.frames[lease.execution_id] = fw
+                return fw
+
+            ctx.extensions.lazy(FRAMES_EXTENSION, open_frames)
+        durable = getattr(self.engine, "install_durable", None)
+        if callable(durable):
+            durable(ctx, lease, lambda: self.flush_frames(lease))
+        task = self.tasks.get(lease.execution_kind)
+        outcome = "not_run"
+        body = anyio.CancelScope()
+        async with self._renewal(lease, ctx, body):
+            try:
+                if task is None:
+                    outcome = await self._fail(lease, FailureDecision(
+                        "unknown_task",
+                        f"no task registered for {lease.execution_kind!r} on this worker",
+                        retry=False))
+                else:
+                    outcome = await self._execute(task, lease, ctx, body)
+            finally:
+                if lease.quota_policy_id and outcome not in ("not_run", "lease_lost"):
+                    await self._release_quota(lease)
+                fw = self.frames.pop(lease.execution_id, None)
+                if fw is not None and (ctx.lease_gone
+                                       or outcome in ("lease_lost", "suspended")):
+                    fw.discard()  # the server refuses appends without the lease
+                self.contexts.pop(lease.execution_id, None)
+                # Whatever happened, this attempt is over: a sync body still
+                # running in its abandoned thread must not pass ensure_lease.
+                ctx.end_attempt(f"attempt ended ({outcome})")
+        return outcome
+
+    @asynccontextmanager
+    async def _renewal(self, lease: Claimed, ctx: TaskContext, body: anyio.CancelScope
+                       ) -> AsyncIterator[None]:
+        """Renew ``lease`` while the block runs; renewal stops only once the
+        terminal call has answered (spec 05 §4.2). A worker shares one
+        renewal loop (:attr:`renewals`) between its attempts; without one
+        (an executor used on its own) each attempt runs its own renewer."""
+        renewer = Renewer(self.engine, lease, ctx, body, self.lease_ttl_ms)
+        if self.renewals is not None:
+            self.renewals.add(renewer)
+            try:
+                yield
+            finally:
+                renewer.stopped = True
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(renewer.run)
+            try:
+                yield
+            finally:
+                renewer.stopped = True
+                tg.cancel_scope.cancel()
+
+    async def _release_quota(self, lease: Claimed) -> None:
+        """The attempt no longer runs: its quota concurrency slot is free
+        (docs/budgets.md). A lost lease keeps it; the reconciler repairs."""
+        release = getattr(self.engine, "release_admission", None)
+        if not callable(release):
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await release(lease)
+            except Exception as exc:
+                log.warning("quota slot of %s not released: %s", lease.execution_id, exc)
+
+    async def _execute(
+        self, task: TaskLike, lease: Claimed, ctx: TaskContext, body: anyio.CancelScope
+    ) -> str:
+        value: Any = None
+        error: BaseException | None = None
+        suspended: TaskSuspended | None = None
+        with body:
+            try:
+                upstream = lease.tags.get(INPUT_TAG)
+                if upstream:  # an upstream's result is the argument
+                    args, kwargs = decode_passed_input(task, lease.payload, upstream)
+                else:
+                    args, kwargs = task.decode_args(lease.payload)
+                if task.wants_context:
+                    args = (ctx, *args)
+                limit = _time_limit(task, lease)
+                if limit is not None and limit <= 0:
+                    raise TimeoutError("execution deadline already passed")
+                if limit is not None:
+                    # Also checked by ensure_lease: a body that runs on past
+                    # the limit (shielded, or a sync one in its abandoned
+                    # thread) is fenced, not only cancelled.
+                    ctx.set_time_limit(time.monotonic() + limit)
+                active = ctx.activate()  # TaskContext.current(), task.child(...)
+                try:
+                    with anyio.fail_after(limit) if limit is not None else _null():
+                        if task.is_async:
+                            value = await task.fn(*args, **kwargs)
+                        else:
+                            value = await anyio.to_thread.run_sync(
+                                lambda: task.fn(*args, **kwargs), abandon_on_cancel=True)
+                finally:
+                    ctx.deactivate(active)
+            except TaskSuspended as exc:
+                suspended = exc
+            except PayloadError as exc:
+                error = exc
+            except Exception as exc:
+                error = exc
+            except BaseExceptionGroup as group:
+                # A wait inside the task's own task group arrives wrapped.
+                match, _rest = group.split(TaskSuspended)
+                if match is None:
+                    raise
+                suspended = TaskSuspended(lease.execution_id, "")
+        if suspended is not None:
+            # The lease is released and the execution parked: no terminal
+            # call; a signal (or the timeout) makes it claimable again.
+            log.info("task %s suspended", lease.execution_id)
+            return "suspended"
+        if ctx.timed_out and (error is None or isinstance(error, LeaseLost)):
+            # Fenced by its time limit: the body raised the fence's LeaseLost
+            # or swallowed it, but the attempt timed out and fails as such.
+            error = TimeoutError("attempt time limit passed")
+        if body.cancelled_caught or ctx.lease_gone:
+            log.warning("task %s stopped: %s", lease.execution_id,
+                        ctx.lease_lost_reason or "cancelled")
+            return "lease_lost"
+        # A resumed run is checked even if it never used its journal; any
+        # other run only if it did (StepJournal.check_finished).
+        journal = (ctx.extensions.get(JOURNAL_EXTENSION) if lease.resumed
+                   else ctx.extensions.peek(JOURNAL_EXTENSION))
+        if journal is not None and error is None:
+            await journal.check_finished()
+        violation = getattr(journal, "violation", None)
+        if violation is not None:
+            # Even when the task caught it: its journal no longer describes it.
+            return await self._fail(lease, classify(violation))
+        if error is not None:
+            decision = classify(error, getattr(task, "retry", None))
+            return await self._fail(lease, decision, getattr(task, "retry", None))
+        try:
+            result = task.encode_result(value)
+        except Exception as exc:
+            return await self._fail(lease, FailureDecision(
+                "result_encode", describe(exc), retry=False))
+        await self._terminal(lease, "complete", result)
+        return "completed"
+
+    async def _fail(self, lease: Claimed, decision: FailureDecision, retry: Any = None) -> str:
+        policy = ""
+        if decision.retry:
+            fn = getattr(retry, "fail_policy_json", None)
+            policy = fn(lease.retry_count) if callable(fn) else ""
+        await self._terminal(lease, "fail", (decision, policy))
+        return f"failed:{decision.category}"
+
+    async def _terminal(self, lease: Claimed, op: str, arg: Any) -> None:
+        """Terminal call with bounded transport retries; replays are reconciled
+        by the engine adapter (spec 05 §4.4). Lease loss → :class:`LeaseLost`."""
+        await self.flush_frames(lease)
+        delay = 0.1
+        for attempt in range(TERMINAL_RETRIES):
+            try:
+                if op == "complete":
+                    await self.engine.complete(lease, arg)
+                elif op == "fail":
+                    decision, policy = arg
+                    await self.engine.fail(lease, decision.reason, decision.category, policy)
+                else:
+                    await self.engine.cancel(lease, str(arg))
+                break
+            except (TransportError, OSError):
+                if attempt == TERMINAL_RETRIES - 1:
+                    raise
+                await anyio.sleep(delay)
+                delay *= 2
+            except ContractError as exc:
+                if is_lease_lost(exc):
+                    raise LeaseLost(lease.execution_id, exc.code) from exc
+                raise
+        if not getattr(self.engine, "publishes_done", False):
+            await self.engine.publish_done(lease.execution_id)
+
+
+    async def flush_frames(self, lease: Claimed, fw: FrameWriter | None = None) -> None:
+        """Send the attempt's queued frames. Must precede every terminal or
+        hand-back call: those close the stream (or move the lease) and later
+        appends are refused. A refusal here is logged, never fatal: the
+        outcome matters more than the frames, and a lost lease is reported by
+        the terminal call itself."""
+        fw = fw or self.frames.get(lease.execution_id)
+        if fw is None:
+            return
+        try:
+            await fw.aclose()
+        except Exception as exc:
+            log.warning("frames of %s not all written: %s", lease.execution_id, exc)
+
+
+def _time_limit(task: TaskLike, lease: Claimed) -> float | None:
+    """Seconds this attempt may run: the per-attempt timeout, capped by what is
+    left of the whole-execution deadline (counted from creation)."""
+    limits: list[float] = []
+    if task.timeout:
+        limits.append(task.timeout)
+    deadline = getattr(task, "deadline", None)
+    if deadline and lease.created_at_ms:
+        limits.append(lease.created_at_ms / 1000 + deadline - time.time())
+    return min(limits) if limits else None
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,317 @@
+"""Embedded scheduler: which execution this worker claims next (spec 05 §2, §6).
+
+Order per call: a permit is taken first (never consume a grant without one);
+lanes are served round-robin, one lane per call; for the lane, its solo
+partition (where every non-flow execution of the lane lives) is probed first,
+then a rotating window of ``min(32, N)`` other partitions starting at a
+per-worker offset. Expired leases of the lane are looked for first on a
+timer (so crashed work is not queued behind a backlog that may never drain)
+and, more often, whenever a round finds no fresh work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowfabric_worker.context.attempt import Claimed
+from flowfabric_worker.errors import ContractError
+from flowfabric_worker.protocol.partitions import solo_partition
+from flowfabric_worker.worker.port import SKIPPABLE_CLAIM_CODES, Engine
+
+log = logging.getLogger("flowfabric_worker.scheduler")
+
+WINDOW = 32
+GRANT_TTL_MS = 5_000
+#: Eligible heads read per partition (a few, so racing workers can spread).
+HEADS = 4
+#: Seconds between looks for expired leases when idle.
+RECLAIM_EVERY = 0.25
+#: Longest gap between looks for expired leases while fresh work keeps every
+#: round busy (shorter with a short lease: half its TTL, not under
+#: RECLAIM_EVERY). A crashed execution is then reclaimed about one lease TTL
+#: plus this after the crash, whatever the backlog; a look that finds nothing
+#: costs two reads (server time, one pipelined index read) per lane.
+BUSY_RECLAIM_EVERY = 1.0
+
+
+def fnv1a_64(data: bytes) -> int:
+    """FNV-1a 64-bit: the per-worker partition offset seed (spec 05 §6.2)."""
+    h = 0xCBF29CE484222325
+    for b in data:
+        h ^= b
+        h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+class Permits:
+    """The worker's single in-flight pool, with a non-blocking acquire (§2.6)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.size = size
+        self.in_use = 0
+
+    def try_acquire(self) -> bool:
+        if self.in_use >= self.size:
+            return False
+        self.in_use += 1
+        return True
+
+    def release(self) -> None:
+        if self.in_use <= 0:
+            raise RuntimeError("permit released twice")
+        self.in_use -= 1
+
+
+class Backoff:
+    """Idle backoff: 50 ms, ×2 per empty poll, capped at 1 s, reset on work (§2.5)."""
+
+    def __init__(self, initial: float = 0.05, cap: float = 1.0) -> None:
+        self.initial = initial
+        self.cap = cap
+        self.current = initial
+
+    def next(self) -> float:
+        delay = self.current
+        self.current = min(self.current * 2, self.cap)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.initial
+
+
+class PartitionWindow:
+    """Rotating window of partitions; covers all N every ``ceil(N/32)`` calls."""
+
+    def __init__(self, num_partitions: int, instance_id: str) -> None:
+        if num_partitions <= 0:
+            raise ValueError("num_flow_partitions must be positive")
+        self.n = num_partitions
+        self.cursor = (fnv1a_64(instance_id.encode()) & 0xFFFF) % num_partitions
+
+    def next_window(self) -> list[int]:
+        chunk = min(WINDOW, self.n)
+        start = self.cursor % self.n
+        self.cursor = (self.cursor + chunk) % self.n
+        return [(start + i) % self.n for i in range(chunk)]
+
+
+@dataclass
+class ClaimIdentity:
+    worker_id: str
+    instance_id: str
+    capabilities: frozenset[str]
+    lease_ttl_ms: int
+    #: Attempt timeout (ms) per execution kind, passed at claim so the
+    #: attempt-timeout scanner can expire hung attempts (spec 05 §2.4 note).
+    attempt_timeouts: Mapping[str, int] = field(default_factory=dict)
+
+
+class Scheduler:
+    """Finds and claims the next execution for this worker."""
+
+    def __init__(self, engine: Engine, lanes: list[str], ident: ClaimIdentity,
+                 permits: Permits, *, reclaim: bool = True) -> None:
+        if not lanes:
+            raise ValueError("a worker needs at least one lane")
+        self.engine = engine
+        self.lanes = list(lanes)
+        self.ident = ident
+        self.permits = permits
+        self.reclaim_enabled = reclaim
+        self.window = PartitionWindow(engine.num_partitions, ident.instance_id)
+        self.reclaim_window = PartitionWindow(engine.num_partitions, ident.instance_id)
+        self._lane_rr = 0
+        #: Per lane, so with several lanes each one is looked at on time.
+        self._last_reclaim: dict[str, float] = {}
+        self._busy_reclaim_every = max(
+            RECLAIM_EVERY, min(BUSY_RECLAIM_EVERY, ident.lease_ttl_ms / 2000))
+        self._spread = fnv1a_64(ident.instance_id.encode()) % 97
+        #: Batch claim (``BackendEngine.claim_many``) when the engine has one;
+        #: otherwise one candidate at a time through ``Engine.claim``.
+        self._claim_many: Any = getattr(engine, "claim_many", None)
+        self._solo_backlog: set[str] = set()
+
+    async def claim_batch(self) -> list[Claimed]:
+        """One scheduling round filling as many free permits as it can (all
+        from one lane); empty means nothing claimable here right now.
+
+        Permits are taken before any grant is issued and the unused ones are
+        given back (spec 05 §2.3: never consume a grant without a permit).
+        """
+        if self._claim_many is None:
+            got = await self.claim_next()
+            return [] if got is None else [got]
+        taken = 0
+        while self.permits.try_acquire():
+            taken += 1
+        if not taken:
+            return []
+        claimed: list[Claimed] = []
+        try:
+            lane = self.lanes[self._lane_rr % len(self.lanes)]
+            self._lane_rr += 1
+            if self._reclaim_due(lane, self._busy_reclaim_every):
+                # Crashed work first: it has waited a lease TTL already.
+                got = await self._try_reclaim(lane, self._reclaim_partitions(lane))
+                if got is not None:
+                    claimed.append(got)
+            if len(claimed) < taken:
+                try:
+                    claimed += await self._scan_many(lane, taken - len(claimed))
+                except Exception as exc:
+                    if not claimed:
+                        raise
+                    # The reclaimed lease must still run: report, don't raise.
+                    log.warning("claim failed after a reclaim: %s", exc)
+            if not claimed and self._reclaim_due(lane, RECLAIM_EVERY):
+                got = await self._try_reclaim(lane, self._reclaim_partitions(lane))
+                if got is not None:
+                    claimed = [got]
+        finally:
+            for _ in range(taken - len(claimed)):
+                self.permits.release()
+        return claimed
+
+    async def _scan_many(self, lane: str, want: int) -> list[Claimed]:
+        solo = solo_partition(lane) % self.window.n
+        parts = [solo]
+        if lane not in self._solo_backlog:
+            parts += [p for p in self.window.next_window() if p != solo]
+        # A few more heads than wanted, so racing workers spread over them.
+        heads = await self.engine.candidates(lane, parts, want + HEADS)
+        # The solo partition is probed first anyway (§2.2): while it alone
+        # could fill a round, the next round reads nothing else (the window
+        # is 32 reads per round otherwise, the main cost of a busy claim loop).
+        if len(heads[0]) >= want + HEADS:
+            self._solo_backlog.add(lane)
+        else:
+            self._solo_backlog.discard(lane)
+        picked: list[str] = []
+        for eids in heads:
+            if len(eids) > 1:
+                k = self._spread % len(eids)
+                eids = eids[k:] + eids[:k]
+            picked.extend(eids[: want - len(picked)])
+            if len(picked) >= want:
+                break
+        if not picked:
+            return []
+        assert self._claim_many is not None
+        replies = await self._claim_many(
+            lane, picked, self.ident.worker_id, self.ident.instance_id,
+            self.ident.capabilities, self.ident.lease_ttl_ms, GRANT_TTL_MS,
+            self.ident.attempt_timeouts)
+        claimed: list[Claimed] = []
+        failure: Exception | None = None
+        for reply in replies:
+            if isinstance(reply, Claimed):
+                claimed.append(reply)
+            elif isinstance(reply, ContractError) and (
+                    reply.code in SKIPPABLE_CLAIM_CODES or reply.retryable
+                    or reply.code == "capability_mismatch"):
+                continue
+            elif isinstance(reply, Exception):
+                failure = failure or reply
+        if failure is not None:
+            if not claimed:
+                raise failure
+            # The leases won must still run: report the refusal, don't raise it.
+            log.warning("claim refused: %s", failure)
+        return claimed
+
+    async def claim_next(self) -> Claimed | None:
+        """One scheduling round; ``None`` means nothing claimable here right now."""
+        if not self.permits.try_acquire():
+            return None
+        try:
+            lane = self.lanes[self._lane_rr % len(self.lanes)]
+            self._lane_rr += 1
+            got = None
+            if self._reclaim_due(lane, self._busy_reclaim_every):
+                # Crashed work first, as in claim_batch.
+                got = await self._try_reclaim(lane, self._reclaim_partitions(lane))
+            if got is None:
+                got = await self._scan(lane)
+            if got is None and self._reclaim_due(lane, RECLAIM_EVERY):
+                got = await self._try_reclaim(lane, self._reclaim_partitions(lane))
+        except BaseException:
+            self.permits.release()
+            raise
+        if got is None:
+            self.permits.release()
+        return got
+
+    def _reclaim_due(self, lane: str, every: float) -> bool:
+        """Expired leases are rare: look for the lane's at most every ``every``
+        s (RECLAIM_EVERY when a round found nothing, the busy interval before
+        fresh work); either look restarts the clock."""
+        if not self.reclaim_enabled:
+            return False
+        now = time.monotonic()
+        if now - self._last_reclaim.get(lane, float("-inf")) < every:
+            return False
+        self._last_reclaim[lane] = now
+        return True
+
+    async def _scan(self, lane: str) -> Claimed | None:
+        solo = solo_partition(lane) % self.window.n
+        parts = [solo] + [p for p in self.window.next_window() if p != solo]
+        heads = await self.engine.candidates(lane, parts, HEADS)
+        for eids in heads:
+            # Several workers read the same heads; each starts at its own offset
+            # among them so they rarely race for one grant.
+            if len(eids) > 1:
+                k = self._spread % len(eids)
+                eids = eids[k:] + eids[:k]
+            for eid in eids:
+                got = await self._try_candidate(lane, eid)
+                if got is not None:
+                    return got
+        return None
+
+    async def _try_candidate(self, lane: str, eid: str) -> Claimed | None:
+        needed = await self.engine.required_capabilities(eid)
+        if needed and not needed <= self.ident.capabilities:
+            try:
+                await self.engine.block_for_capability(eid, lane)
+            except Exception as exc:
+                log.info("could not block %s for capabilities: %s", eid, exc)
+            return None
+        try:
+            return await self.engine.claim(
+                eid, lane, self.ident.worker_id, self.ident.instance_id,
+                self.ident.capabilities, self.ident.lease_ttl_ms, GRANT_TTL_MS)
+        except ContractError as exc:
+            if exc.code in SKIPPABLE_CLAIM_CODES or exc.retryable:
+                return None
+            if exc.code == "capability_mismatch":
+                return None
+            raise
+
+    def _reclaim_partitions(self, lane: str) -> list[int]:
+        """The lane's solo partition and a rotating window of the others: flow
+        members live on their flow's partition, and a crashed worker's flow
+        members must be found there too."""
+        solo = solo_partition(lane) % self.window.n
+        return [solo, *(p for p in self.reclaim_window.next_window() if p != solo)]
+
+    async def _try_reclaim(self, lane: str, partitions: list[int]) -> Claimed | None:
+        many = getattr(self.engine, "list_reclaimable_many", None)
+        if callable(many):
+            found: list[str] = await many(lane, partitions, 8)
+        else:
+            found = await self.engine.list_reclaimable(lane, partitions[0], 8)
+        for eid in found:
+            try:
+                return await self.engine.reclaim(
+                    eid, lane, self.ident.worker_id, self.ident.instance_id,
+                    self.ident.capabilities, self.ident.lease_ttl_ms, GRANT_TTL_MS)
+            except ContractError as exc:
+                log.info("reclaim of %s refused: %s", eid, exc)
+        return None

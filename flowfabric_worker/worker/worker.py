@@ -1,0 +1,280 @@
+"""The worker: claim loop, executors and drain in one anyio task group."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from flowfabric_worker.context.attempt import Claimed
+from flowfabric_worker.protocol.keys import WAKE_CHANNEL
+from flowfabric_worker.tasks.spec import TaskLike
+from flowfabric_worker.worker.backend_port import BackendEngine
+from flowfabric_worker.worker.executor import Executor
+from flowfabric_worker.worker.port import Engine
+from flowfabric_worker.worker.renewer import Renewals
+from flowfabric_worker.worker.scheduler import Backoff, ClaimIdentity, Permits, Scheduler
+
+log = logging.getLogger("flowfabric_worker.worker")
+
+#: Added to a task's timeout when indexing its attempts for the scanner.
+ATTEMPT_TIMEOUT_GRACE_MS = 2_000
+
+
+def _attempt_timeouts(tasks: Iterable[TaskLike]) -> dict[str, int]:
+    return {t.name: int(t.timeout * 1000) + ATTEMPT_TIMEOUT_GRACE_MS
+            for t in tasks if t.timeout}
+
+
+class Worker:
+    """Runs registered tasks claimed from the engine.
+
+    ``client`` is a :class:`~flowfabric_worker.client.Client` (anything with a
+    ``.backend``) or directly an :class:`~flowfabric_worker.worker.port.Engine`.
+    ``run()`` returns after :meth:`stop` (or SIGTERM/SIGINT) once in-flight
+    work finished or was handed back.
+
+    ``attempt_timeouts=True`` passes each task's ``timeout`` (plus
+    :data:`ATTEMPT_TIMEOUT_GRACE_MS`) as the claim's ``attempt_timeout_ms``,
+    so the attempt-timeout scanner expires attempts whose worker hangs or
+    vanished without its lease lapsing (spec 05 §2.4 note; off by default,
+    as in 0.15). The grace lets the worker's own timeout — a failure that
+    may be retried — land before the scanner's terminal ``expired``.
+    """
+
+    def __init__(
+        self, client: Any, tasks: Iterable[TaskLike], *, lanes: list[str] | None = None,
+        concurrency: int = 16, capabilities: Iterable[str] = (), lease_ttl: float = 30.0,
+        worker_id: str | None = None, grace_period: float = 30.0, reclaim: bool = True,
+        scanners: bool = True, scanner_interval_scale: float = 1.0,
+        attempt_timeouts: bool = False, disabled_scanners: Iterable[str] = (),
+        init_secrets: bool = True, waitpoint_hmac_secret: str | None = None,
+    ) -> None:
+        engine: Engine = (BackendEngine(client.backend) if hasattr(client, "backend")
+                          else client)
+        self.engine = engine
+        self._backend = getattr(client, "backend", None)
+        self.namespace = str(getattr(client, "namespace", "") or "")
+        self.capabilities = frozenset(capabilities)
+        self.run_scanners = scanners and self._backend is not None
+        self.scanner_interval_scale = scanner_interval_scale
+        self.disabled_scanners = tuple(disabled_scanners)
+        self.init_secrets = init_secrets
+        self._initial_secret = waitpoint_hmac_secret
+        self.tasks = {t.name: t for t in tasks}
+        self.lanes = lanes or sorted({t.lane for t in self.tasks.values()})
+        self.lease_ttl_ms = int(lease_ttl * 1000)
+        self.grace_period = grace_period
+        self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
+        self.instance_id = f"{self.worker_id}-{uuid.uuid4().hex[:8]}"
+        self.permits = Permits(concurrency)
+        self.scheduler = Scheduler(
+            engine, self.lanes,
+            ClaimIdentity(self.worker_id, self.instance_id, self.capabilities,
+                          self.lease_ttl_ms,
+                          _attempt_timeouts(self.tasks.values()) if attempt_timeouts else {}),
+            self.permits, reclaim=reclaim)
+        self.executor = Executor(engine, self.tasks, self.lease_ttl_ms)
+        self._stop = anyio.Event()
+        self._changed = anyio.Event()
+        #: Set when claiming may succeed again (a permit came back, new work
+        #: was announced, stop was asked): the claim loop waits on it.
+        self._wake = anyio.Event()
+        self._at_capacity = False
+        #: Empty-poll backoff. Submitters announce work on the wake channel,
+        #: so the poll is only a fallback (flows, promotions, other
+        #: submitters): it starts low and is capped at 0.5 s.
+        self.idle_backoff = Backoff(0.005, 0.5)
+        self._inflight: dict[str, anyio.CancelScope] = {}
+        self._leases: dict[str, Claimed] = {}
+        self.outcomes: list[tuple[str, str]] = []
+
+    def stop(self) -> None:
+        """Stop claiming and start draining (safe to call from a signal handler)."""
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self, *, install_signals: bool = False) -> None:
+        """Claim and execute until stopped, then drain."""
+        async with anyio.create_task_group() as tg:
+            if install_signals:
+                tg.start_soon(self._signals, tg)
+            if isinstance(self.engine, BackendEngine):
+                await self._check_keystore(self.engine)
+                tg.start_soon(self._registration, self.engine)
+                tg.start_soon(self._wake_listener, self.engine)
+            renewals = Renewals()
+            tg.start_soon(renewals.run)
+            self.executor.renewals = renewals
+            scan_stop = anyio.Event()
+            if self.run_scanners:
+                tg.start_soon(self._scanners, scan_stop)
+            async with anyio.create_task_group() as work:
+                await self._claim_loop(work)
+                with anyio.move_on_after(self.grace_period):
+                    while self._inflight:
+                        self._changed = anyio.Event()
+                        await self._changed.wait()
+                if self._inflight:
+                    await self._hand_back(work)
+            scan_stop.set()
+            tg.cancel_scope.cancel()
+
+    async def _check_keystore(self, engine: BackendEngine) -> None:
+        """Tasks that wait for signals or sleep need the waitpoint HMAC
+        keystore. A standalone worker installs it when it is missing (spec 05
+        §7.3 bootstrap: a random secret, or ``waitpoint_hmac_secret``, as kid
+        ``k1`` on every partition; idempotent and locked, so workers starting
+        together agree). Attached to a FlowFabric deployment, whose server
+        seeds it, or with ``init_secrets=False``, a missing keystore is logged
+        once here and each task fails (permanently, with
+        :class:`~flowfabric_worker.errors.KeystoreNotInitialized`) when it
+        first suspends."""
+        from flowfabric_worker.client.keystore import init_secrets, keystore_ready
+
+        try:
+            ready = await keystore_ready(engine.backend)
+            if not ready and self.init_secrets and engine.backend.mode == "standalone":
+                outcome = await init_secrets(engine.backend, secret_hex=self._initial_secret)
+                log.info("waitpoint HMAC keystore %s (kid %s)", outcome.status, outcome.kid)
+                return
+        except Exception as exc:
+            log.warning("could not check or install the waitpoint keystore: %s", exc)
+            return
+        if not ready:
+            log.error("the waitpoint HMAC keystore is not initialised: tasks that wait for "
+                      "signals or sleep will fail; run `flowfabric-worker secrets init`")
+
+    async def _registration(self, engine: BackendEngine) -> None:
+        """Register, then heartbeat every third of the registration TTL.
+        Failures only cost visibility, never work, so they are logged."""
+        ttl_ms = max(3 * self.lease_ttl_ms, 3000)
+        try:
+            # Lanes this worker serves become known to every scanner process
+            # (a `scan` process or another worker's), even with --no-scanners.
+            await engine.backend.add_lanes(self.lanes)
+        except Exception as exc:
+            log.warning("seeding the lane registry failed: %s", exc)
+        try:
+            await engine.register_worker(self.namespace, self.instance_id, self.worker_id,
+                                         self.lanes, self.capabilities, ttl_ms)
+        except Exception as exc:
+            log.warning("worker registration failed: %s", exc)
+        while True:
+            await anyio.sleep(ttl_ms / 3000)
+            try:
+                await engine.heartbeat(self.namespace, self.instance_id)
+            except Exception as exc:
+                log.info("worker heartbeat failed: %s", exc)
+
+    async def _wake_listener(self, engine: BackendEngine) -> None:
+        """Wake the claim loop when a submitter announces work on one of our
+        lanes (one pub/sub connection for all of them). Best effort: a lost
+        message or connection only leaves the backoff poll to find the work."""
+        channels = [WAKE_CHANNEL.format(lane=lane) for lane in self.lanes]
+        async for _ in engine.backend.messages(*channels):
+            self._wake.set()
+
+    async def _scanners(self, stop: anyio.Event) -> None:
+        """Embedded maintenance (spec 05 §7.3): promotion, expiry marking, flow
+        completion dispatch and the flow scanners, ...
+        Absent scanners module → the worker still runs (another process or a
+        deployment's engine keeps the system live)."""
+        try:
+            from flowfabric_worker.engine.roles import run_scanners
+        except ImportError:
+            log.warning("scanners module not available; not running maintenance")
+            return
+        if self._backend is None:
+            return
+        await run_scanners(self._backend, stop=stop, lanes=self.lanes,
+                           interval_scale=self.scanner_interval_scale,
+                           disabled=self.disabled_scanners)
+
+    async def _signals(self, tg: TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
+            async for _ in sigs:
+                log.info("signal received: draining")
+                self.stop()
+
+    async def _claim_loop(self, work: TaskGroup) -> None:
+        backoff = self.idle_backoff
+        while not self._stop.is_set():
+            # Fresh before looking, so a wake-up during the claim is not lost.
+            self._wake = anyio.Event()
+            if self.permits.in_use >= self.permits.size:
+                # Several permits usually come back while one claim round
+                # runs, so rounds serve several tasks without waiting here.
+                self._at_capacity = True
+                await self._wake.wait()
+                self._at_capacity = False
+                continue
+            try:
+                leases = await self.scheduler.claim_batch()
+            except Exception as exc:
+                log.warning("claim failed: %s", exc)
+                await self._sleep_or_wake(1.0)
+                continue
+            if not leases:
+                await self._sleep_or_wake(backoff.next())
+                continue
+            backoff.reset()
+            for lease in leases:
+                work.start_soon(self._run_one, lease)
+
+    async def _sleep_or_wake(self, delay: float) -> None:
+        with anyio.move_on_after(delay):
+            await self._wake.wait()
+
+    async def _run_one(self, lease: Claimed) -> None:
+        scope = anyio.CancelScope()
+        self._inflight[lease.execution_id] = scope
+        self._leases[lease.execution_id] = lease
+        try:
+            with scope:
+                outcome = await self.executor.run(lease)
+                self.outcomes.append((lease.execution_id, outcome))
+        except Exception as exc:
+            log.error("task %s ended with %s", lease.execution_id, exc)
+            self.outcomes.append((lease.execution_id, f"error:{type(exc).__name__}"))
+        finally:
+            self._inflight.pop(lease.execution_id, None)
+            self._leases.pop(lease.execution_id, None)  # else kept forever
+            self.permits.release()
+            self._changed.set()
+            if self._at_capacity:  # an idle loop is not woken: nothing new to claim
+                self._wake.set()
+
+    async def _hand_back(self, work: TaskGroup) -> None:
+        """Grace period over: cancel what still runs and release each lease
+        with ``ff_delay_execution`` to *now*, so another worker resumes the same
+        attempt right away (no retry consumed, no failure recorded) instead of
+        waiting for lease expiry. If that call fails the lease simply lapses
+        and expiry + reclaim recover it: nothing is lost either way."""
+        pending = [self._leases[eid] for eid in list(self._inflight)]
+        # Taken before cancelling: a cancelled executor forgets its writer.
+        writers = {lease.execution_id: self.executor.frames.get(lease.execution_id)
+                   for lease in pending}
+        # Fenced before the lease moves: a body still running (shielded, or
+        # a sync one in its thread) must fail ensure_lease from here on.
+        for lease in pending:
+            ctx = self.executor.contexts.get(lease.execution_id)
+            if ctx is not None:
+                ctx.end_attempt("handed back on drain")
+        for scope in list(self._inflight.values()):
+            scope.cancel()
+        for lease in pending:
+            try:
+                # Queued frames first: after the hand-back they would be refused.
+                await self.executor.flush_frames(lease, writers[lease.execution_id])
+                await self.engine.hand_back(lease)
+                await self.engine.publish_done(lease.execution_id)
+                self.outcomes.append((lease.execution_id, "handed_back"))
+            except Exception as exc:
+                log.warning("hand-back of %s failed (lease will expire): %s",
+                            lease.execution_id, exc)
