@@ -33,6 +33,8 @@ from flowfabric_worker.errors import (
     ChildFailed,
     ConfigurationError,
     ContractError,
+    DurabilityNotConfirmed,
+    DurabilityUnavailable,
     FlowFabricError,
     InvalidInput,
     KeystoreError,
@@ -43,6 +45,7 @@ from flowfabric_worker.errors import (
     NonDeterminismError,
     NoWaitpoint,
     PayloadError,
+    PayloadTooLarge,
     Permanent,
     ResultTimeout,
     SignalTimeout,
@@ -64,7 +67,7 @@ from flowfabric_worker.protocol.errors import (
     TokenMismatch,
     WaitpointClosed,
 )
-from flowfabric_worker.settings import Settings
+from flowfabric_worker.settings import Limits, Settings
 from flowfabric_worker.tasks.budgets import (
     Budget,
     BudgetInfo,
@@ -89,6 +92,8 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "ContractError",
+    "DurabilityNotConfirmed",
+    "DurabilityUnavailable",
     "FlowBuilder",
     "FlowCancelResult",
     "FlowFabricError",
@@ -105,9 +110,11 @@ __all__ = [
     "KidInUse",
     "LeaseLost",
     "Limit",
+    "Limits",
     "NoWaitpoint",
     "NonDeterminismError",
     "PayloadError",
+    "PayloadTooLarge",
     "Permanent",
     "Quota",
     "QuotaInfo",

@@ -196,7 +196,21 @@ class ResultTimeout(FlowFabricError, TimeoutError):
 
 
 class PayloadError(FlowFabricError):
-    """A payload or result does not match the declared type, or cannot be encoded."""
+    """A payload or result does not match the declared type, or cannot be
+    encoded as JSON (nested deeper than ``Limits.max_depth``, a lone surrogate
+    in a string, a NaN or infinite float)."""
+
+
+class PayloadTooLarge(PayloadError, InvalidInput):
+    """An encoded payload, result or signal payload is over its bound in
+    :class:`~flowfabric_worker.settings.Limits`; ``size`` and ``limit`` are in
+    bytes. Also an :class:`InvalidInput`, which oversize signal payloads and
+    frames raised before."""
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
 
 
 class UnknownTask(FlowFabricError):
@@ -304,3 +318,25 @@ class LeaseLost(FlowFabricError):
         self.execution_id = execution_id
         self.reason = reason
         super().__init__(f"lease lost for {execution_id}: {reason}")
+
+
+# --- durability (docs/operations.md, "Durability") ---------------------------
+
+
+class DurabilityUnavailable(ConfigurationError):
+    """``durability`` asks for a guarantee this server cannot give: ``strict``
+    on ``memory://``, on a server without ``WAITAOF`` (Redis/Valkey < 7.2)
+    or without ``appendonly yes``; ``replicas:N`` with fewer than N replicas
+    connected. Raised when connecting, before anything is acknowledged."""
+
+
+class DurabilityNotConfirmed(TransportError):
+    """The write was applied, but the server did not confirm it durable
+    (fsynced to the AOF, or received by the replicas) within the timeout.
+
+    Like a lost reply (``sent`` is True): the write may or may not survive a
+    crash. A terminal call is retried (a resend is answered idempotently);
+    a submission can be resent with the same ``idempotency_key``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=True)

@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 
 from flowfabric_worker.backend._caller import Caller
 from flowfabric_worker.backend.connection import is_memory_url, open_redis
+from flowfabric_worker.backend.durability import FAST, Durability
 from flowfabric_worker.backend.library import FFW, FLOWFABRIC, LibrarySpec, library_text
 from flowfabric_worker.backend.multiplex import Multiplexer
 from flowfabric_worker.backend.ops_budgets import BudgetOps
@@ -27,7 +28,12 @@ from flowfabric_worker.backend.read_client import ReadClient
 from flowfabric_worker.backend.reads import Reads
 from flowfabric_worker.backend.subscriptions import Subscriptions
 from flowfabric_worker.backend.transport import RetryPolicy, with_retries
-from flowfabric_worker.errors import LibraryError, ScriptError, TransportError
+from flowfabric_worker.errors import (
+    DurabilityUnavailable,
+    LibraryError,
+    ScriptError,
+    TransportError,
+)
 from flowfabric_worker.protocol.function import FCall
 from flowfabric_worker.protocol.keys import CONFIG_PARTITIONS
 from flowfabric_worker.protocol.partitions import PartitionConfig
@@ -67,6 +73,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         retry: RetryPolicy | None = None,
         load_retry: RetryPolicy | None = None,
         multiplex: bool = True,
+        durability: Durability = FAST,
     ) -> None:
         self.redis = redis
         self.url = url
@@ -75,6 +82,9 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         self._mux = (Multiplexer(redis.connection_pool)
                      if multiplex and not is_memory_url(url) else None)
         self.mode: Mode = mode
+        #: What durable calls (:meth:`call_and_send` with ``durable=True``:
+        #: submissions, terminal calls) wait for before they return.
+        self.durability = durability
         self.partitions = PartitionConfig()
         self.retry = retry or RetryPolicy()
         #: ``redis`` for plain reads: retried, typed failures (read_client.py).
@@ -94,6 +104,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         retry: RetryPolicy | None = None,
         load_retry: RetryPolicy | None = None,
         multiplex: bool = True,
+        durability: str | Durability = "fast",
     ) -> Backend:
         """Connect, make sure the libraries are loaded, read the partition counts.
 
@@ -104,7 +115,16 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         unset when the connection also serves blocking reads.
         ``multiplex=False`` sends every call through redis-py's pool instead
         of the shared pipelined connection (for comparison; slower).
+        ``durability`` (``fast``, ``strict``, ``replicas:N``) is checked
+        against the server here: one that cannot give it raises
+        :class:`~flowfabric_worker.errors.DurabilityUnavailable`.
         """
+        wanted = Durability.parse(durability)
+        if wanted.waits and is_memory_url(url):
+            # Refused before connecting: fakeredis has nothing to fsync.
+            raise DurabilityUnavailable(
+                f"durability {str(wanted)!r} is impossible on memory:// (an in-process "
+                f"server without persistence): use 'fast', or a real server")
         backend = cls(
             open_redis(
                 url, socket_connect_timeout=connect_timeout, socket_timeout=request_timeout
@@ -114,8 +134,10 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
             retry=retry,
             load_retry=load_retry,
             multiplex=multiplex,
+            durability=wanted,
         )
         try:
+            await backend.check_durability(wanted)
             await backend.ensure_libraries(force=force_reload)
             counts = await backend._transport(
                 "read partition counts",
@@ -147,6 +169,17 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         return await with_retries(
             op, what=what, url=self.url, idempotent=idempotent, policy=self.retry
         )
+
+    async def check_durability(self, durability: Durability) -> None:
+        """Raise :class:`~flowfabric_worker.errors.DurabilityUnavailable`
+        unless this server can confirm writes as ``durability`` asks."""
+        if not durability.waits:
+            return
+        if self.is_memory:
+            raise DurabilityUnavailable(
+                f"durability {str(durability)!r} is impossible on memory://")
+        await self._transport("durability check",
+                              lambda: durability.check(self.redis, self.url), idempotent=True)
 
     # --- library loading ---------------------------------------------------
 
@@ -290,20 +323,38 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
                 out.append(exc)
         return out
 
-    async def call_and_send(self, fn: FCall[R], *commands: Sequence[Any]) -> R:
+    async def call_and_send(self, fn: FCall[R], *commands: Sequence[Any],
+                            durable: bool = False,
+                            durability: Durability | None = None) -> R:
         """Run ``fn`` followed by plain commands (a ``PUBLISH`` announcing what
         ``fn`` did, say) in one pipeline; the extra commands' replies are
-        ignored. Resent on a lost reply only when ``fn`` is idempotent."""
+        ignored. Resent on a lost reply only when ``fn`` is idempotent.
+
+        ``durable=True`` (submissions, terminal calls) returns only once the
+        write is as durable as ``durability`` (default: the backend's) asks;
+        otherwise :class:`~flowfabric_worker.errors.DurabilityNotConfirmed`."""
+        wanted = (durability or self.durability) if durable else FAST
         batch = [self._command(fn), *(list(c) for c in commands)]
-        reply = (await self._pipeline(batch, idempotent=fn.IDEMPOTENT))[0]
+        if wanted.waits:
+            # Last, so it covers the call and what rides along with it.
+            batch.append(wanted.wait_command())
+        replies = await self._pipeline(batch, idempotent=fn.IDEMPOTENT,
+                                       pooled=wanted.waits)
+        reply = replies[0]
         if isinstance(reply, ResponseError):
             if _NOT_LOADED not in str(reply).lower():
                 raise ScriptError(f"{fn.NAME}: {reply}")
             await self.ensure_libraries()  # the call did not run: load, send again
-            reply = (await self._pipeline(batch, idempotent=fn.IDEMPOTENT))[0]
+            replies = await self._pipeline(batch, idempotent=fn.IDEMPOTENT,
+                                           pooled=wanted.waits)
+            reply = replies[0]
             if isinstance(reply, ResponseError):
                 raise ScriptError(f"{fn.NAME}: {reply}")
-        return fn.decode(reply)
+        # A refusal raises here: nothing was written, nothing to confirm.
+        result = fn.decode(reply)
+        if wanted.waits:
+            wanted.confirm(replies[-1], fn.NAME)
+        return result
 
     async def read_many(self, commands: list[list[Any]]) -> list[Any]:
         """Plain read commands (``HMGET``, ``GET``, ``ZRANGE``...) in one
@@ -318,8 +369,11 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         # callbacks made dicts of hashes.
         return [_flat(r) if isinstance(r, dict) else r for r in replies]
 
-    async def _pipeline(self, commands: list[list[Any]], *, idempotent: bool) -> list[Any]:
-        mux = self._mux
+    async def _pipeline(self, commands: list[list[Any]], *, idempotent: bool,
+                        pooled: bool = False) -> list[Any]:
+        """``pooled``: on a pool connection of its own, never the shared one
+        (a blocking command such as WAITAOF would hold up every caller)."""
+        mux = None if pooled else self._mux
 
         async def once() -> list[Any]:
             if mux is not None and mux.usable():

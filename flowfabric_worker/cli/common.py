@@ -12,7 +12,8 @@ from flowfabric_worker.settings import Settings
 def settings_from(args: argparse.Namespace) -> Settings:
     keys = ("url", "mode", "namespace", "lanes", "concurrency", "capabilities",
             "lease_ttl", "scanners", "worker_id", "log_level", "grace_period",
-            "disabled_scanners", "scanner_interval_scale")
+            "disabled_scanners", "scanner_interval_scale", "attempt_timeouts",
+            "loop_watchdog", "max_abandoned_threads", "durability")
     return Settings.load({k: getattr(args, k, None) for k in keys})
 
 

@@ -32,7 +32,8 @@ def submit_command(args: argparse.Namespace) -> int:
 
     async def go() -> str:
         async with Client.connect(settings.url, mode=settings.mode,
-                                  namespace=settings.namespace) as client:
+                                  namespace=settings.namespace, limits=settings.limits,
+                                  durability=settings.durability) as client:
             run = await client.submit(args.name, *call_args, lane=args.lane or "default",
                                       idempotency_key=args.idempotency_key, **kwargs)
             return str(run.id)
@@ -56,7 +57,7 @@ def _inspect_flow(settings: Settings, flow_id: str) -> int:
 
     async def go() -> dict[str, Any]:
         async with Client.connect(settings.url, mode=settings.mode,
-                                  namespace=settings.namespace) as client:
+                                  namespace=settings.namespace, limits=settings.limits) as client:
             return await client.flow_handle(flow_id).describe()
 
     print(json.dumps(anyio.run(go), indent=2, default=str))
@@ -70,7 +71,7 @@ def flow_cancel_command(args: argparse.Namespace) -> int:
 
     async def go() -> dict[str, Any]:
         async with Client.connect(settings.url, mode=settings.mode,
-                                  namespace=settings.namespace) as client:
+                                  namespace=settings.namespace, limits=settings.limits) as client:
             handle = client.flow_handle(args.flow_id)
             await handle.state()  # fails clearly on an unknown flow
             done = await handle.cancel(args.policy, reason=args.reason or "")
@@ -91,7 +92,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
     async def go() -> dict[str, Any]:
         async with Client.connect(settings.url, mode=settings.mode,
-                                  namespace=settings.namespace) as client:
+                                  namespace=settings.namespace, limits=settings.limits) as client:
             run: RunHandle[Any] = client.run(args.id)
             core = await run.info()
             out: dict[str, Any] = {
@@ -128,7 +129,7 @@ def signal_command(args: argparse.Namespace) -> int:
 
     async def go() -> dict[str, Any]:
         async with Client.connect(settings.url, mode=settings.mode,
-                                  namespace=settings.namespace) as client:
+                                  namespace=settings.namespace, limits=settings.limits) as client:
             out = await client.signal(args.id, args.name, payload,
                                       idempotency_key=args.idempotency_key,
                                       source=args.source, waitpoint=args.waitpoint)
@@ -188,7 +189,7 @@ def tail_command(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         async with Client.connect(settings.url, mode=settings.mode,
-                                  namespace=settings.namespace) as client:
+                                  namespace=settings.namespace, limits=settings.limits) as client:
             run: RunHandle[Any] = client.run(args.id)
             core = await run.info()  # fails clearly on an unknown execution
             attempt = args.attempt

@@ -40,6 +40,14 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", dest="log_level", help="(FLOWFABRIC_LOG_LEVEL)")
 
 
+def _durability_flag(p: argparse.ArgumentParser) -> None:
+    # Only on the commands that submit or complete: nothing else waits.
+    p.add_argument("--durability", metavar="fast|strict|replicas:N",
+                   help="when submissions and completions are acknowledged: fast (applied), "
+                        "strict (AOF fsynced, WAITAOF), replicas:N (WAIT) "
+                        "(FLOWFABRIC_DURABILITY; docs/operations.md)")
+
+
 def _scanner_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scanner-interval-scale", dest="scanner_interval_scale", type=float,
                    help="multiply every scanner interval (FLOWFABRIC_SCANNER_INTERVAL_SCALE)")
@@ -55,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a worker for the tasks in MODULE[:ATTR]...")
     run.add_argument("modules", nargs="+", metavar="MODULE[:ATTR]")
     _connection_flags(run)
+    _durability_flag(run)
     run.add_argument("--lane", dest="lanes", action="append", default=[],
                      help="lane to claim from, repeatable (FLOWFABRIC_LANES=a,b)")
     run.add_argument("--concurrency", type=int, help="(FLOWFABRIC_CONCURRENCY)")
@@ -72,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--worker-id", dest="worker_id", help="(FLOWFABRIC_WORKER_ID)")
     run.add_argument("--grace-period", dest="grace_period", type=float,
                      help="seconds to drain on shutdown (FLOWFABRIC_GRACE_PERIOD)")
+    run.add_argument("--no-attempt-timeouts", dest="attempt_timeouts", action="store_const",
+                     const=False,
+                     help="do not index attempts of tasks with timeout= for the server-side "
+                          "attempt-timeout scanner (0.15 behaviour; "
+                          "FLOWFABRIC_ATTEMPT_TIMEOUTS=false)")
+    run.add_argument("--loop-watchdog", dest="loop_watchdog", type=float, metavar="SECONDS",
+                     help="log the blocking stack when the event loop is blocked this long; "
+                          "0 = off (FLOWFABRIC_LOOP_WATCHDOG, default 1)")
+    run.add_argument("--max-abandoned-threads", dest="max_abandoned_threads", type=int,
+                     metavar="N",
+                     help="stop claiming while N sync task bodies hang past their timeout "
+                          "(FLOWFABRIC_MAX_ABANDONED_THREADS, default: the concurrency)")
     run.set_defaults(handler=run_command)
 
     submit = commands.add_parser("submit", help="submit an execution of a task by name")
@@ -81,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--lane", help="lane (default: default)")
     submit.add_argument("--idempotency-key", dest="idempotency_key")
     _connection_flags(submit)
+    _durability_flag(submit)
     submit.set_defaults(handler=submit_command)
 
     signal = commands.add_parser(

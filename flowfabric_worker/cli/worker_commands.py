@@ -46,7 +46,8 @@ async def _run_worker(settings: Settings, tasks: list[TaskDefinition[Any, Any]])
     from flowfabric_worker.worker.worker import Worker
 
     async with Client.connect(settings.url, mode=settings.mode,
-                              namespace=settings.namespace) as client:
+                              namespace=settings.namespace, limits=settings.limits,
+                              durability=settings.durability) as client:
         worker = Worker(
             client, tasks=cast(list[Any], tasks), lanes=settings.lanes or None,
             concurrency=settings.concurrency, capabilities=settings.capabilities,
@@ -54,6 +55,8 @@ async def _run_worker(settings: Settings, tasks: list[TaskDefinition[Any, Any]])
             grace_period=settings.grace_period, scanners=settings.scanners,
             scanner_interval_scale=settings.scanner_interval_scale,
             disabled_scanners=settings.disabled_scanners,
+            attempt_timeouts=settings.attempt_timeouts, loop_watchdog=settings.loop_watchdog,
+            max_abandoned_threads=settings.max_abandoned_threads,
             waitpoint_hmac_secret=(settings.waitpoint_hmac_secret.get_secret_value()
                                    if settings.waitpoint_hmac_secret else None),
         )

@@ -25,7 +25,14 @@ from flowfabric_worker.protocol.budgets import AttachAdmission
 from flowfabric_worker.protocol.ids import mint_execution_id, parse_execution_id, partition_of
 from flowfabric_worker.protocol.keys import LANES_INDEX, WAKE_CHANNEL
 from flowfabric_worker.protocol.lifecycle import CancelExecution, CreateExecution
-from flowfabric_worker.tasks import codec
+from flowfabric_worker.settings import Limits
+from flowfabric_worker.tasks.bounds import (
+    DEFAULT_LIMITS,
+    check_delay,
+    check_idempotency_key,
+    check_tags,
+    encode_untyped,
+)
 from flowfabric_worker.tasks.budgets import (
     Budget,
     Limit,
@@ -51,9 +58,13 @@ class Client:
     ``async with Client.connect("redis://localhost") as client: ...``
     """
 
-    def __init__(self, backend: Backend, *, namespace: str = "default") -> None:
+    def __init__(self, backend: Backend, *, namespace: str = "default",
+                 limits: Limits | None = None) -> None:
         self.backend = backend
         self.namespace = namespace
+        #: Bounds on what this client sends (payloads, tags, keys, delays,
+        #: signal payloads); a :class:`Worker` built on it bounds results too.
+        self.limits = limits or DEFAULT_LIMITS
         self._done: DoneListener | None = None
 
     def done_listener(self) -> DoneListener:
@@ -64,8 +75,20 @@ class Client:
 
     @classmethod
     def connect(cls, url: str, *, mode: Mode = "standalone", namespace: str = "default",
-                init_secrets: bool = False) -> _Connector:
+                init_secrets: bool = False, limits: Limits | None = None,
+                durability: str = "fast") -> _Connector:
         """An async context manager (or awaitable) yielding a connected client.
+
+        ``durability`` says when a submission is acknowledged: ``"fast"``
+        (once Redis applied it), ``"strict"`` (once the AOF fsynced it;
+        Redis/Valkey >= 7.2 with ``appendonly yes``) or ``"replicas:N"``
+        (once N replicas have it). A server that cannot give it raises
+        :class:`~flowfabric_worker.errors.DurabilityUnavailable` here
+        (docs/operations.md, "Durability"). A worker built on this client
+        uses the same for its terminal calls unless given its own.
+
+        ``limits`` bounds what it sends (default: ``Limits()``; the
+        environment's with ``Limits.load()``, as the CLI does).
 
         ``init_secrets=True`` also makes sure the waitpoint HMAC keystore is
         initialised on every partition (idempotent; see
@@ -73,12 +96,13 @@ class Client:
         flag: its keystore is initialised by the first readiness check (a
         worker serving tasks that can suspend).
         """
-        return _Connector(url, mode, namespace, init_secrets)
+        return _Connector(url, mode, namespace, init_secrets, limits, durability)
 
     @classmethod
     async def open(cls, url: str, *, mode: Mode = "standalone", namespace: str = "default",
-                   init_secrets: bool = False) -> Client:
-        backend = await Backend.open(url, mode=mode)
+                   init_secrets: bool = False, limits: Limits | None = None,
+                   durability: str = "fast") -> Client:
+        backend = await Backend.open(url, mode=mode, durability=durability)
         if init_secrets:
             from flowfabric_worker.client.keystore import init_secrets as _init
 
@@ -87,7 +111,7 @@ class Client:
             except BaseException:
                 await backend.close()
                 raise
-        return cls(backend, namespace=namespace)
+        return cls(backend, namespace=namespace, limits=limits)
 
     async def close(self) -> None:
         if self._done is not None:
@@ -134,14 +158,21 @@ class Client:
         """Create one execution of ``task`` (a definition or a task name).
 
         Submitting by name skips client-side validation: the payload is sent
-        as given and the worker decides. ``budgets`` / ``quota`` (default:
+        as given and the worker decides. Either way the call is checked
+        against :attr:`limits` first (payload size and depth, tags,
+        ``idempotency_key``, ``delay``): a refusal raises
+        :class:`PayloadError` / :class:`InvalidInput` and writes nothing.
+        ``budgets`` / ``quota`` (default:
         the task's own) attach budgets and a quota policy: the scheduler
         checks them before claiming and ``ctx.report_usage`` reports against
         the budgets (docs/budgets.md).
         """
+        limits = self.limits
+        delay_s = check_delay(delay, limits)
+        idem = check_idempotency_key(idempotency_key, limits)
         if isinstance(task, TaskSpec):
             name = task.name
-            payload = task.encode_args(*args, **kwargs)
+            payload = task.encode_call(args, kwargs, limits=limits)
             policy = task.policy_json()
             lane_id = lane or task.lane
             prio = task.priority if priority is None else priority
@@ -154,9 +185,7 @@ class Client:
                 quota = task.quota
         else:
             name = task
-            payload = codec.dumps({"args": [codec.to_builtins(a) for a in args],
-                                   "kwargs": {k: codec.to_builtins(v)
-                                              for k, v in kwargs.items()}})
+            payload = encode_untyped(name, args, kwargs, limits)
             policy = "{}"
             lane_id = lane or "default"
             prio = priority or 0
@@ -166,8 +195,9 @@ class Client:
         check_priority(prio)
         budget_ids, quota_id = attachment(budgets, quota)
         base_tags.update(tags or {})
+        check_tags(base_tags, limits)
         now_ms = int(time.time() * 1000)
-        delay_until = now_ms + int(delay * 1000) if delay and delay > _MIN_DELAY_S else None
+        delay_until = now_ms + int(delay_s * 1000) if delay_s > _MIN_DELAY_S else None
         eid = mint_execution_id(lane_id=lane_id, config=self.backend.partitions)
         create = CreateExecution(
             eid=eid,
@@ -179,7 +209,7 @@ class Client:
             policy_json=policy,
             input_payload=payload,
             delay_until=delay_until,
-            idempotency_key=idempotency_key or "",
+            idempotency_key=idem,
             tags_json=json.dumps(base_tags, separators=(",", ":")) if base_tags else "",
             execution_deadline_at=(now_ms + int(deadline_s * 1000)) if deadline_s else None,
             partition_id=partition_of(eid),
@@ -197,7 +227,9 @@ class Client:
             extra.append(("PUBLISH", WAKE_CHANNEL.format(lane=lane_id), "1"))
         # (a delayed execution is not claimable before delay_until: nobody to wake)
         if extra:
-            result = await self.backend.call_and_send(create, *extra)
+            # durable: with durability "strict" / "replicas:N", acknowledged
+            # only once on disk / on the replicas (Client.connect).
+            result = await self.backend.call_and_send(create, *extra, durable=True)
         else:
             result = await self.backend.create_execution(create)
         return RunHandle(self, parse_execution_id(result.execution_id), definition,
@@ -239,7 +271,8 @@ class Client:
         return await send_signal(
             self.backend, execution_id, name, payload, idempotency_key=idempotency_key,
             source=source, source_type=source_type, category=category,
-            correlation_id=correlation_id, waitpoint=waitpoint, token=token)
+            correlation_id=correlation_id, waitpoint=waitpoint, token=token,
+            limits=self.limits)
 
     async def pending_waitpoints(self, execution_id: str) -> list[WaitpointInfo]:
         """The execution's open waitpoints (``pending`` and ``active``), the
@@ -361,18 +394,22 @@ class Client:
 class _Connector:
     """``Client.connect(...)``: works with ``async with`` and with ``await``."""
 
-    def __init__(self, url: str, mode: Mode, namespace: str, init_secrets: bool) -> None:
-        self._args = (url, mode, namespace, init_secrets)
+    def __init__(self, url: str, mode: Mode, namespace: str, init_secrets: bool,
+                 limits: Limits | None, durability: str = "fast") -> None:
+        self._args = (url, mode, namespace, init_secrets, limits)
+        self._durability = durability
         self._client: Client | None = None
 
     def __await__(self) -> Any:
-        url, mode, namespace, init = self._args
-        return Client.open(url, mode=mode, namespace=namespace, init_secrets=init).__await__()
+        url, mode, namespace, init, limits = self._args
+        return Client.open(url, mode=mode, namespace=namespace, init_secrets=init,
+                           limits=limits, durability=self._durability).__await__()
 
     async def __aenter__(self) -> Client:
-        url, mode, namespace, init = self._args
+        url, mode, namespace, init, limits = self._args
         self._client = await Client.open(url, mode=mode, namespace=namespace,
-                                         init_secrets=init)
+                                         init_secrets=init, limits=limits,
+                                         durability=self._durability)
         return self._client
 
     async def __aexit__(self, *exc: object) -> None:

@@ -100,7 +100,8 @@ class FlowBuilder:
         eid = mint_execution_id(flow_id=self.flow_id, config=self.client.backend.partitions)
         create = member_create(eid, task, args, kwargs, namespace=self.client.namespace,
                                name=label, lane=lane, priority=priority, tags=tags,
-                               input_from=input_from.id if input_from is not None else None)
+                               input_from=input_from.id if input_from is not None else None,
+                               limits=self.client.limits)
         admission = member_admission(eid, task, budgets=budgets, quota=quota)
         node: FlowNode[R] = FlowNode(eid, label, task if isinstance(task, TaskSpec)
                                      else None, upstreams, join, create, admission, input_from)

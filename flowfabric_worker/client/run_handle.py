@@ -27,6 +27,7 @@ from flowfabric_worker.protocol.ids import ExecutionId
 from flowfabric_worker.protocol.keys import DONE_CHANNEL
 from flowfabric_worker.protocol.records import ExecCore, PublicState
 from flowfabric_worker.protocol.streams import Frame, ReadSummary, Summary
+from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks import codec
 from flowfabric_worker.tasks.spec import TaskSpec
 
@@ -51,6 +52,9 @@ class HandleOwner(Protocol):
 
     @property
     def namespace(self) -> str: ...
+
+    @property
+    def limits(self) -> Limits: ...
 
     def done_listener(self) -> DoneListener: ...
 

@@ -39,7 +39,9 @@ from flowfabric_worker.protocol.keys import WAKE_CHANNEL, PartitionKeys
 from flowfabric_worker.protocol.records import ExecCore, Waitpoint
 from flowfabric_worker.protocol.signals import BufferSignal, DeliverSignal, SignalResult
 from flowfabric_worker.protocol.tokens import Token
+from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks import codec
+from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
 
 __all__ = [
     "MAX_SIGNAL_PAYLOAD",
@@ -50,8 +52,9 @@ __all__ = [
 ]
 
 #: Client-side payload cap: 0.15 has none (spec 03 §4.4), a runaway payload
-#: would sit in Redis until the signal expires.
-MAX_SIGNAL_PAYLOAD = 1 << 20
+#: would sit in Redis until the signal expires. The default of
+#: ``Limits.max_signal_payload_bytes``, which a client configures.
+MAX_SIGNAL_PAYLOAD = DEFAULT_LIMITS.max_signal_payload_bytes
 _EFFECT_RESUMED = "resume_condition_satisfied"
 # Workers of a lane listen here (see Client.submit): a delivery that resumes an
 # execution announces it in the same round trip so an idle worker claims it at
@@ -272,16 +275,20 @@ async def send_signal(
     correlation_id: str = "",
     waitpoint: str | None = None,
     token: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> SignalOutcome:
     """Deliver signal ``name`` to the execution's open waitpoint (see
     :meth:`Client.signal <flowfabric_worker.client.Client.signal>`)."""
     if not name:
         raise InvalidInput("a signal needs a name")
     eid = parse_execution_id(execution_id)
-    body = b"" if payload is None else codec.dumps(codec.to_builtins(payload))
-    if len(body) > MAX_SIGNAL_PAYLOAD:
-        raise InvalidInput(f"signal payload is {len(body)} bytes; the limit is "
-                           f"{MAX_SIGNAL_PAYLOAD}")
+    body = b""
+    if payload is not None:
+        plain = codec.to_builtins(payload)
+        codec.check_json(plain, max_depth=limits.max_depth, what="signal payload")
+        # PayloadTooLarge is an InvalidInput, as this refusal always was.
+        body = codec.check_size(codec.dumps(plain), limits.max_signal_payload_bytes,
+                                "signal payload", "max_signal_payload_bytes")
     core = await _core(backend, eid)
     wp = await _target(backend, eid, core, waitpoint)
     presented = wp.token

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import anyio
+import msgspec
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.context.attempt import Claimed, is_lease_lost
@@ -162,11 +163,15 @@ class Children:
                 handle._spawned = True
                 return
             pos = self.journal.cursor
-            flow_id, namespace = await self._ensure_flow()
             eid = f"{self.tag}:{_derived(self.parent, 'child', str(pos))}"
+            # Built before _ensure_flow, the spawn's first write: arguments
+            # and tags over the limits raise here with nothing written. The
+            # namespace is the parent's, known once the flow is looked up.
             create = member_create(eid, handle.task, handle.args, handle.kwargs,
-                                   namespace=namespace, name=f"{handle.name}#{pos}",
-                                   tags={PARENT_TAG: self.parent})
+                                   namespace="", name=f"{handle.name}#{pos}",
+                                   tags={PARENT_TAG: self.parent}, limits=self.ctx.limits)
+            flow_id, namespace = await self._ensure_flow()
+            create = msgspec.structs.replace(create, namespace=namespace)
             admission = member_admission(eid, handle.task,
                                          inherited_budget_ids=self.lease.budget_ids)
             await self._create(flow_id, eid, create.lane_id, create, admission, handle)

@@ -33,7 +33,7 @@ import json
 from typing import Any
 
 from flowfabric_worker.backend._caller import Caller
-from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.errors import InvalidInput, PayloadError
 from flowfabric_worker.protocol.stream_batch import (
     MAX_BATCH_FRAMES,
     AppendFrames,
@@ -110,7 +110,11 @@ class FrameWriter:
         # This runs once per frame: keep it lean (no enum lookups, plain tuples).
         if self._error is not None:
             raise self._error
-        data = payload.encode("utf-8") if isinstance(payload, str) else payload
+        try:
+            data = payload.encode("utf-8") if isinstance(payload, str) else payload
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 to store
+            raise PayloadError("frame text holds a lone surrogate, which is not valid "
+                               "UTF-8") from None
         size = len(data)
         if size > self._max_payload:
             raise InvalidInput(f"payload of {size} bytes exceeds "

@@ -8,13 +8,13 @@ small and lets other front ends (a step journal, a flow spawner) reuse them.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flowfabric_worker.context.frame_writer import FrameWriter
 from flowfabric_worker.errors import ConfigurationError, InvalidInput
 from flowfabric_worker.protocol.streams import FrameKind, StreamMode
 from flowfabric_worker.tasks import codec
+from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
 
 __all__ = ["FRAMES_EXTENSION", "emit_event", "emit_stream", "emit_summary", "writer_of"]
 
@@ -48,9 +48,14 @@ def _mode(mode: StreamMode | str) -> StreamMode:
     return m
 
 
-def _json(value: Any) -> str:
-    # codec.to_builtins also accepts dataclasses, msgspec structs and pydantic models.
-    return json.dumps(codec.to_builtins(value), separators=(",", ":"))
+def _json(value: Any) -> bytes:
+    # codec.to_builtins also accepts dataclasses, msgspec structs and pydantic
+    # models; codec.dumps turns what JSON cannot hold (a lone surrogate, deep
+    # nesting) into PayloadError, and check_json refuses NaN, which json.dumps
+    # wrote as the invalid token NaN. The frame's size bound is the writer's.
+    plain = codec.to_builtins(value)
+    codec.check_json(plain, max_depth=DEFAULT_LIMITS.max_depth, what="event")
+    return codec.dumps(plain)
 
 
 async def emit_stream(
@@ -94,4 +99,5 @@ async def emit_summary(fw: FrameWriter, patch: Any) -> None:
     doc = codec.to_builtins(patch)
     if not isinstance(doc, dict):
         raise InvalidInput("a summary patch must be a JSON object")
+    codec.check_json(doc, max_depth=DEFAULT_LIMITS.max_depth, what="summary patch")
     await fw.summary(doc)

@@ -8,7 +8,6 @@ feature is installed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
@@ -17,16 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 import anyio
 
+from flowfabric_worker.context.extensions import Extensions
+from flowfabric_worker.context.lease_lost_event import LeaseLostEvent
 from flowfabric_worker.context.step_journal import StepJournal
-from flowfabric_worker.errors import ConfigurationError, LeaseLost
-from flowfabric_worker.tasks.budgets import UsageReport, usage_deltas
-
-if TYPE_CHECKING:
-    from flowfabric_worker.context.children import ChildHandle, Children
-    from flowfabric_worker.tasks.spec import TaskSpec
 from flowfabric_worker.context.streaming import emit_event, emit_stream, emit_summary, writer_of
 from flowfabric_worker.context.sync_context import SyncContext
-from flowfabric_worker.context.thread_bridge import loop_or_thread, on_event_loop
+from flowfabric_worker.context.thread_bridge import loop_or_thread
 from flowfabric_worker.context.usage_reporter import USAGE_EXTENSION
 from flowfabric_worker.context.waits import (
     DEFAULT_WAITPOINT_TTL,
@@ -35,18 +30,34 @@ from flowfabric_worker.context.waits import (
     Waitpoint,
     Waits,
 )
+from flowfabric_worker.errors import ConfigurationError, LeaseLost
+from flowfabric_worker.settings import Limits
+from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
+from flowfabric_worker.tasks.budgets import UsageReport, usage_deltas
+
+if TYPE_CHECKING:
+    from flowfabric_worker.context.children import ChildHandle, Children
+    from flowfabric_worker.tasks.spec import TaskSpec
+
 
 T = TypeVar("T")
+
 
 #: ``ctx.extensions`` keys of the durable-execution features (installed by
 #: the worker when its engine is a real backend).
 JOURNAL_EXTENSION = "journal"
+
+
 WAITS_EXTENSION = "waits"
+
+
 CHILDREN_EXTENSION = "children"
+
 
 _base_log = logging.getLogger("flowfabric_worker.task")
 
-_UNSET: Any = object()
+
+
 
 #: Part of the lease TTL that :meth:`TaskContext.ensure_lease` keeps in hand:
 #: it fails once less than this fraction of the TTL remains of the last
@@ -55,47 +66,6 @@ _UNSET: Any = object()
 #: margin covers the time between the check and the side effect it guards
 #: landing (and clock rate drift between worker and server, parts per million).
 LEASE_FENCE_MARGIN = 0.1
-
-
-class Extensions(dict[str, Any]):
-    """``ctx.extensions``: feature hooks by name. A hook registered with
-    :meth:`lazy` is built on first use, since most attempts use none of them
-    and a short task would otherwise spend a good part of its time building
-    writers and journals it never touches."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._factories: dict[str, Callable[[], Any]] = {}
-
-    def lazy(self, key: str, factory: Callable[[], Any]) -> None:
-        self._factories[key] = factory
-
-    def peek(self, key: str) -> Any:
-        """The hook if it exists already (None otherwise); never builds it."""
-        return dict.get(self, key)
-
-    def _build(self, key: str) -> Any:
-        factory = self._factories.pop(key, None)
-        if factory is None:
-            return _UNSET
-        value = factory()
-        self[key] = value
-        return value
-
-    def __missing__(self, key: str) -> Any:
-        value = self._build(key)
-        if value is _UNSET:
-            raise KeyError(key)
-        return value
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if key in self:
-            return self[key]
-        value = self._build(key)
-        return default if value is _UNSET else value
-
-    def __contains__(self, key: object) -> bool:
-        return dict.__contains__(self, key) or key in self._factories
 
 
 class _ExecutionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -108,47 +78,6 @@ class _ExecutionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra
         return f"[{extra['execution_id']}#{extra['attempt_index']}] {msg}", kwargs
-
-
-class LeaseLostEvent:
-    """``ctx.lease_lost``: set once the attempt no longer owns its lease.
-
-    ``is_set()`` works anywhere, a sync task's thread included; ``await
-    wait()`` needs the event loop. Nothing is allocated until someone waits
-    (most attempts never look).
-    """
-
-    __slots__ = ("_event", "_loop", "_set")
-
-    def __init__(self) -> None:
-        self._set = False
-        self._event: anyio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def set(self) -> None:
-        """Set it; callable from a sync task's thread too (``ensure_lease``
-        sets it there), where the waiters' event is set through their loop."""
-        self._set = True
-        event, loop = self._event, self._loop
-        if event is None:
-            return
-        if loop is None or on_event_loop():
-            event.set()
-        else:
-            loop.call_soon_threadsafe(event.set)
-
-    async def wait(self) -> None:
-        if self._set:
-            return
-        if self._event is None:
-            self._loop = asyncio.get_running_loop()
-            self._event = anyio.Event()
-            if self._set:  # set from a thread while the event was being made
-                return
-        await self._event.wait()
 
 
 #: The context of the task running in this (async or worker-thread) context.
@@ -179,8 +108,11 @@ class TaskContext:
         lane: str,
         tags: Mapping[str, str],
         progress_fn: Callable[[float, str], Awaitable[None]] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.execution_id = execution_id
+        #: The worker's bounds; children spawned here are checked against them.
+        self.limits = limits
         self.attempt_index = attempt_index
         self.attempt_type = attempt_type
         self.lane = lane
@@ -528,6 +460,14 @@ class TaskContext:
         if until is None:
             return False
         return (time.monotonic() if now is None else now) >= until - margin
+
+    def lease_valid_for(self, now: float | None = None) -> float | None:
+        """Seconds left before the confirmed expiry (never negative); None
+        while nothing was confirmed yet."""
+        until = self._lease_valid_until
+        if until is None:
+            return None
+        return max(0.0, until - (time.monotonic() if now is None else now))
 
     def set_time_limit(self, at: float) -> None:
         """The executor's time limit for this attempt, as a monotonic time."""

@@ -11,7 +11,8 @@ from typing import Any
 from flowfabric_worker.protocol.budgets import AttachAdmission
 from flowfabric_worker.protocol.ids import ExecutionId, partition_of
 from flowfabric_worker.protocol.lifecycle import CreateExecution
-from flowfabric_worker.tasks import codec
+from flowfabric_worker.settings import Limits
+from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS, check_tags, encode_untyped
 from flowfabric_worker.tasks.budgets import Budget, Quota, attachment
 from flowfabric_worker.tasks.passed_input import INPUT_TAG, placeholder
 from flowfabric_worker.tasks.spec import TaskSpec, check_priority
@@ -21,32 +22,35 @@ __all__ = ["NODE_TAG", "PARENT_TAG", "member_admission", "member_create"]
 #: Execution tags naming a member in its flow and, for children, its parent.
 NODE_TAG = "ffw.flow_node"
 PARENT_TAG = "ffw.parent"
+_OWN_TAGS = frozenset({NODE_TAG, PARENT_TAG, INPUT_TAG})
 
 
 def member_create(
     eid: ExecutionId, task: TaskSpec[Any, Any] | str, args: tuple[Any, ...],
     kwargs: Mapping[str, Any], *, namespace: str, name: str, lane: str | None = None,
     priority: int | None = None, tags: Mapping[str, str] | None = None,
-    input_from: ExecutionId | None = None,
+    input_from: ExecutionId | None = None, limits: Limits = DEFAULT_LIMITS,
 ) -> CreateExecution:
     """``ff_create_execution`` for ``task(*args, **kwargs)`` with id ``eid``
     (minted on the flow's partition by the caller). With ``input_from`` the
     payload is a placeholder naming that upstream: the data-passing edge
-    replaces it with the upstream's result when it resolves."""
+    replaces it with the upstream's result when it resolves. Arguments and
+    tags are checked against ``limits`` here, before any write."""
     deadline: float | None = None
     if isinstance(task, TaskSpec):
         payload = (placeholder(input_from) if input_from
-                   else task.encode_args(*args, **kwargs))
+                   else task.encode_call(args, kwargs, limits=limits))
         kind, policy = task.name, task.policy_json()
         lane_id, prio, all_tags = lane or task.lane, task.priority, dict(task.tags)
         deadline = task.deadline
     else:
         kind, policy, lane_id, prio, all_tags = task, "{}", lane or "default", 0, {}
-        payload = placeholder(input_from) if input_from else codec.dumps(
-            {"args": [codec.to_builtins(a) for a in args],
-             "kwargs": {k: codec.to_builtins(v) for k, v in kwargs.items()}})
+        payload = (placeholder(input_from) if input_from
+                   else encode_untyped(task, args, kwargs, limits))
     prio = check_priority(prio if priority is None else priority)
     all_tags.update(tags or {})
+    # The caller's tags only: the bookkeeping tags below are the SDK's own.
+    check_tags({k: v for k, v in all_tags.items() if k not in _OWN_TAGS}, limits)
     all_tags[NODE_TAG] = name
     if input_from:
         all_tags[INPUT_TAG] = input_from

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from flowfabric_worker.errors import InvalidInput, PayloadError
 from flowfabric_worker.protocol.ids import validate_capability, validate_lane
+from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks import codec
+from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS as _DEFAULT_LIMITS
 from flowfabric_worker.tasks.retry import Retry
 
 if TYPE_CHECKING:
@@ -85,8 +88,9 @@ class TaskSpec(Generic[P, R]):
             raise InvalidInput("task name must not be empty")
         check_priority(self.priority)
         for what, value in (("timeout", self.timeout), ("deadline", self.deadline)):
-            if value is not None and value <= 0:
-                raise InvalidInput(f"task {what} must be > 0 seconds")
+            # NaN compares false to everything: test for the good range.
+            if value is not None and not (0 < value < math.inf):
+                raise InvalidInput(f"task {what} must be a finite number of seconds > 0")
         self.is_async: bool = inspect.iscoroutinefunction(self.fn)
         try:
             hints = typing.get_type_hints(self.fn)
@@ -132,14 +136,34 @@ class TaskSpec(Generic[P, R]):
         return tuple(bound.args), dict(bound.kwargs)
 
     def encode_args(self, *args: Any, **kwargs: Any) -> bytes:
-        """Validate the call against the signature and encode it as the payload."""
-        bound = self._bind(args, kwargs)
+        """Validate the call against the signature and encode it as the payload
+        (bounded by the default :class:`Limits`; see :meth:`encode_call`)."""
+        return self.encode_call(args, kwargs)
+
+    def encode_call(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], *,
+                    limits: Limits | None = None) -> bytes:
+        """:meth:`encode_args` within ``limits``: each argument nested at most
+        ``max_depth`` deep, the payload at most ``max_payload_bytes``
+        (:class:`PayloadError` / :class:`PayloadTooLarge` otherwise)."""
+        limits = limits or _DEFAULT_LIMITS
+        bound = self._bind(args, dict(kwargs))
         plain = inspect.BoundArguments(self._signature, bound.arguments.copy())
         for pname, value in plain.arguments.items():
             plain.arguments[pname] = codec.to_builtins(value)
+            # Before _check: converting a value nested past Python's
+            # recursion limit would raise RecursionError there.
+            kind = self._signature.parameters[pname].kind
+            where = f"task {self.name}: argument {pname!r}"
+            items = (plain.arguments[pname] if kind is inspect.Parameter.VAR_POSITIONAL
+                     else plain.arguments[pname].values()
+                     if kind is inspect.Parameter.VAR_KEYWORD else [plain.arguments[pname]])
+            for item in items:
+                codec.check_json(item, max_depth=limits.max_depth, what=where)
         # Validate by decoding exactly what the worker will decode.
         self._check(inspect.BoundArguments(self._signature, dict(plain.arguments)))
-        return codec.dumps({"args": list(plain.args), "kwargs": plain.kwargs})
+        data = codec.dumps({"args": list(plain.args), "kwargs": plain.kwargs})
+        return codec.check_size(data, limits.max_payload_bytes, f"task {self.name}: payload",
+                                "max_payload_bytes")
 
     def decode_args(self, payload: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Decode a payload into typed ``(args, kwargs)`` for the function."""
@@ -164,8 +188,13 @@ class TaskSpec(Generic[P, R]):
         result) is the function's one argument."""
         return self._check(self._bind((value,), {}))
 
-    def encode_result(self, value: Any) -> bytes:
-        return codec.dumps(codec.to_builtins(value))
+    def encode_result(self, value: Any, *, limits: Limits | None = None) -> bytes:
+        """The stored form of a result: nested at most ``max_depth`` deep. Its
+        size is bounded by the worker (``max_result_bytes``), which writes it."""
+        plain = codec.to_builtins(value)
+        codec.check_json(plain, max_depth=(limits or _DEFAULT_LIMITS).max_depth,
+                         what=f"task {self.name}: result")
+        return codec.dumps(plain)
 
     def decode_result(self, data: bytes) -> R:
         value = codec.loads(data) if data else None

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import anyio
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.backend.durability import Durability
 from flowfabric_worker.context.attempt import Claimed
 from flowfabric_worker.context.children import Children
 from flowfabric_worker.context.frame_writer import FrameWriter
@@ -33,7 +34,7 @@ from flowfabric_worker.engine.admission import (
 )
 from flowfabric_worker.errors import ContractError
 from flowfabric_worker.protocol.function import FCall
-from flowfabric_worker.protocol.keys import DONE_CHANNEL, ExecKeys, PartitionKeys
+from flowfabric_worker.protocol.keys import DONE_CHANNEL, WAKE_CHANNEL, ExecKeys, PartitionKeys
 from flowfabric_worker.protocol.lifecycle import (
     ClaimExecution,
     ClaimResult,
@@ -48,12 +49,14 @@ from flowfabric_worker.protocol.maintenance import (
     BlockExecutionForAdmission,
     IssueReclaimGrant,
     MarkLeaseExpiredIfDue,
+    PromoteDelayed,
     ReclaimExecution,
 )
 from flowfabric_worker.protocol.partitions import tag
 from flowfabric_worker.protocol.signals import ClaimResumedExecution, ClaimResumedResult
 from flowfabric_worker.protocol.worker_registry import HeartbeatWorker, RegisterWorker
 from flowfabric_worker.worker.port import FailOutcome
+from flowfabric_worker.worker.retry_promoter import RetryPromoter
 
 log = logging.getLogger("flowfabric_worker.engine")
 
@@ -76,8 +79,24 @@ class BackendEngine:
     #: round trip (the executor then does not publish again).
     publishes_done = True
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, durability: Durability | None = None) -> None:
         self.backend = backend
+        #: What complete / fail wait for (None: the backend's own setting).
+        self.durability = durability
+        #: Promotes the retries this worker schedules when they come due (the
+        #: worker runs it; without it they wait for the delayed_promoter scanner).
+        self.retry_promoter = RetryPromoter(self._promote, backend.server_time_ms)
+        self.promotes_retries = False
+
+    async def _promote(self, calls: Sequence[PromoteDelayed], lanes: Sequence[str]) -> list[Any]:
+        results = await self.backend.call_many(calls)
+        for lane in lanes:
+            await self.backend.publish(WAKE_CHANNEL.format(lane=lane), "1")
+        return results
+
+    async def check_durability(self) -> None:
+        """Refuse a server that cannot confirm terminal calls as asked."""
+        await self.backend.check_durability(self.durability or self.backend.durability)
 
     @property
     def num_partitions(self) -> int:
@@ -402,7 +421,8 @@ class BackendEngine:
                 eid=lease.execution_id, lane_id=lease.lane, attempt_index=lease.attempt_index,
                 worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
                 lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id,
-                result_payload=result), self._done_command(lease.execution_id))
+                result_payload=result), self._done_command(lease.execution_id),
+                durable=True, durability=self.durability)
         except ContractError as exc:
             if not self._replayed(exc, lease, "success"):
                 raise
@@ -415,13 +435,18 @@ class BackendEngine:
                 worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
                 lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id,
                 failure_reason=reason, failure_category=category,
-                retry_policy_json=retry_policy_json), self._done_command(lease.execution_id))
+                retry_policy_json=retry_policy_json), self._done_command(lease.execution_id),
+                durable=True, durability=self.durability)
         except ContractError as exc:
             if not self._replayed(exc, lease, "failed"):
                 raise
             return FailOutcome(retry_scheduled=exc.details[2] == "runnable")
         if res.outcome == "retry_scheduled":
-            return FailOutcome(True, int(res.delay_until or 0))
+            due = int(res.delay_until or 0)
+            if self.promotes_retries:
+                self.retry_promoter.schedule(lease.execution_id, lease.lane, due,
+                                             await self.backend.server_time_ms())
+            return FailOutcome(True, due)
         return FailOutcome(False)
 
     async def cancel(self, lease: Claimed, reason: str) -> None:

@@ -16,25 +16,30 @@ from flowfabric_worker.context.streaming import FRAMES_EXTENSION
 from flowfabric_worker.context.task_context import JOURNAL_EXTENSION, TaskContext
 from flowfabric_worker.context.waits import TaskSuspended
 from flowfabric_worker.errors import ContractError, LeaseLost, PayloadError, TransportError
+from flowfabric_worker.settings import Limits
+from flowfabric_worker.tasks import codec
+from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
 from flowfabric_worker.tasks.passed_input import INPUT_TAG, decode_passed_input
-from flowfabric_worker.tasks.spec import TaskLike
+from flowfabric_worker.tasks.spec import TaskLike, TaskSpec
 from flowfabric_worker.worker.failures import FailureDecision, classify, describe
 from flowfabric_worker.worker.port import Engine
 from flowfabric_worker.worker.renewer import Renewals, Renewer
+from flowfabric_worker.worker.task_threads import TaskThreads
+from flowfabric_worker.worker.terminal_retry import TerminalRetry
 
 log = logging.getLogger("flowfabric_worker.executor")
-
-#: Terminal calls are retried on transport errors (spec 05 §4.2).
-TERMINAL_RETRIES = 5
 
 
 class Executor:
     """Executes claimed leases with the registered task functions."""
 
-    def __init__(self, engine: Engine, tasks: Mapping[str, TaskLike], lease_ttl_ms: int) -> None:
+    def __init__(self, engine: Engine, tasks: Mapping[str, TaskLike], lease_ttl_ms: int,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self.engine = engine
         self.tasks = dict(tasks)
         self.lease_ttl_ms = lease_ttl_ms
+        #: Bounds results (and, through the context, children's payloads).
+        self.limits = limits
         #: Frame writers of the attempts running now, by execution id (the
         #: worker flushes them itself before a drain hand-back).
         self.frames: dict[str, FrameWriter] = {}
@@ -43,6 +48,12 @@ class Executor:
         #: Contexts of the attempts running now, by execution id (the worker
         #: fences them before a drain hand-back).
         self.contexts: dict[str, TaskContext] = {}
+        #: Daemon threads of the sync bodies, and the abandoned ones.
+        self.threads = TaskThreads()
+        #: The attempt each running async body belongs to, by the id of the
+        #: event-loop task it runs in: the loop watchdog names the execution
+        #: whose body blocks the loop.
+        self.loop_tasks: dict[int, str] = {}
 
     async def run(self, lease: Claimed, shutdown: anyio.Event | None = None) -> str:
         """Run ``lease`` to completion; returns the outcome label (for tests/metrics)."""
@@ -50,6 +61,7 @@ class Executor:
             execution_id=lease.execution_id, attempt_index=lease.attempt_index,
             attempt_type=lease.attempt_type, lane=lease.lane, tags=lease.tags,
             progress_fn=lambda pct, msg: self.engine.update_progress(lease, pct, msg),
+            limits=self.limits,
         )
         # The fence counts from when the claim was sent (an engine that does
         # not say: from now, just after its answer arrived).
@@ -151,12 +163,20 @@ class Executor:
                     ctx.set_time_limit(time.monotonic() + limit)
                 active = ctx.activate()  # TaskContext.current(), task.child(...)
                 try:
+                    label = f"{task.name} {lease.execution_id}"
                     with anyio.fail_after(limit) if limit is not None else _null():
                         if task.is_async:
-                            value = await task.fn(*args, **kwargs)
+                            loop_task = anyio.get_current_task().id
+                            self.loop_tasks[loop_task] = label
+                            try:
+                                value = await task.fn(*args, **kwargs)
+                            finally:
+                                self.loop_tasks.pop(loop_task, None)
                         else:
-                            value = await anyio.to_thread.run_sync(
-                                lambda: task.fn(*args, **kwargs), abandon_on_cancel=True)
+                            # Cancelled (timeout, drain): the body keeps its
+                            # thread, abandoned and counted (task_threads.py).
+                            value = await self.threads.run(
+                                lambda: task.fn(*args, **kwargs), label)
                 finally:
                     ctx.deactivate(active)
             except TaskSuspended as exc:
@@ -198,7 +218,12 @@ class Executor:
             decision = classify(error, getattr(task, "retry", None))
             return await self._fail(lease, decision, getattr(task, "retry", None))
         try:
-            result = task.encode_result(value)
+            result = (task.encode_result(value, limits=self.limits)
+                      if isinstance(task, TaskSpec) else task.encode_result(value))
+            # Over the bound the attempt fails for good (a rerun returns the
+            # same value): a 200 MB result is never written.
+            codec.check_size(result, self.limits.max_result_bytes,
+                             f"result of task {lease.execution_kind}", "max_result_bytes")
         except Exception as exc:
             return await self._fail(lease, FailureDecision(
                 "result_encode", describe(exc), retry=False))
@@ -214,11 +239,13 @@ class Executor:
         return f"failed:{decision.category}"
 
     async def _terminal(self, lease: Claimed, op: str, arg: Any) -> None:
-        """Terminal call with bounded transport retries; replays are reconciled
-        by the engine adapter (spec 05 §4.4). Lease loss → :class:`LeaseLost`."""
+        """Terminal call, retried on transport errors for as long as the
+        lease is known to be ours (:mod:`.terminal_retry`); replays are
+        reconciled by the engine adapter (spec 05 §4.4). Lease loss →
+        :class:`LeaseLost`."""
         await self.flush_frames(lease)
-        delay = 0.1
-        for attempt in range(TERMINAL_RETRIES):
+        retry = TerminalRetry(op, lease.execution_id, self.contexts.get(lease.execution_id))
+        while True:
             try:
                 if op == "complete":
                     await self.engine.complete(lease, arg)
@@ -228,18 +255,17 @@ class Executor:
                 else:
                     await self.engine.cancel(lease, str(arg))
                 break
-            except (TransportError, OSError):
-                if attempt == TERMINAL_RETRIES - 1:
+            except (TransportError, OSError) as exc:
+                delay = retry.note_failure(exc, log)
+                if delay is None:
                     raise
                 await anyio.sleep(delay)
-                delay *= 2
             except ContractError as exc:
                 if is_lease_lost(exc):
                     raise LeaseLost(lease.execution_id, exc.code) from exc
                 raise
         if not getattr(self.engine, "publishes_done", False):
             await self.engine.publish_done(lease.execution_id)
-
 
     async def flush_frames(self, lease: Claimed, fw: FrameWriter | None = None) -> None:
         """Send the attempt's queued frames. Must precede every terminal or

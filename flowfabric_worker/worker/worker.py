@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import signal
+import sys
 import uuid
 from collections.abc import Iterable
+from types import FrameType
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
+from flowfabric_worker.backend.durability import Durability
 from flowfabric_worker.context.attempt import Claimed
 from flowfabric_worker.protocol.keys import WAKE_CHANNEL
+from flowfabric_worker.settings import Limits
+from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
 from flowfabric_worker.tasks.spec import TaskLike
 from flowfabric_worker.worker.backend_port import BackendEngine
 from flowfabric_worker.worker.executor import Executor
 from flowfabric_worker.worker.port import Engine
 from flowfabric_worker.worker.renewer import Renewals
 from flowfabric_worker.worker.scheduler import Backoff, ClaimIdentity, Permits, Scheduler
+from flowfabric_worker.worker.watchdog import LoopWatchdog
 
 log = logging.getLogger("flowfabric_worker.worker")
 
 #: Added to a task's timeout when indexing its attempts for the scanner.
 ATTEMPT_TIMEOUT_GRACE_MS = 2_000
+
+#: Longest the drain's hand-back may take once the grace period is over: the
+#: process exits at grace + this at most (a lease not handed back in time
+#: lapses and is reclaimed, nothing is lost).
+HAND_BACK_TIMEOUT = 2.0
 
 
 def _attempt_timeouts(tasks: Iterable[TaskLike]) -> dict[str, int]:
@@ -39,12 +52,27 @@ class Worker:
     ``run()`` returns after :meth:`stop` (or SIGTERM/SIGINT) once in-flight
     work finished or was handed back.
 
-    ``attempt_timeouts=True`` passes each task's ``timeout`` (plus
-    :data:`ATTEMPT_TIMEOUT_GRACE_MS`) as the claim's ``attempt_timeout_ms``,
-    so the attempt-timeout scanner expires attempts whose worker hangs or
-    vanished without its lease lapsing (spec 05 §2.4 note; off by default,
-    as in 0.15). The grace lets the worker's own timeout — a failure that
-    may be retried — land before the scanner's terminal ``expired``.
+    ``attempt_timeouts=True`` (the default) passes each task's ``timeout``
+    (plus :data:`ATTEMPT_TIMEOUT_GRACE_MS`) as the claim's
+    ``attempt_timeout_ms``, so the attempt-timeout scanner of any process
+    expires attempts whose worker hangs (a body blocking the event loop) or
+    vanished without its lease lapsing (spec 05 §2.4 note, the Python
+    extension; ``False`` gives 0.15's behaviour, no index). The grace lets
+    the worker's own timeout — a failure that may be retried — land before
+    the scanner's terminal ``expired``.
+
+    ``loop_watchdog`` (seconds, 0 = off) logs one warning with the blocking
+    stack when the event loop has not run for that long
+    (:mod:`~flowfabric_worker.worker.watchdog`). ``max_abandoned_threads``
+    (default ``concurrency``) caps the sync bodies left running in their
+    threads past their timeout or a drain: at the cap the worker claims
+    nothing until one of them returns.
+
+    ``durability`` (``fast``, ``strict``, ``replicas:N``; default: the
+    client's) is what its complete / fail calls wait for before they count
+    as done; ``run()`` refuses a server that cannot give it with
+    :class:`~flowfabric_worker.errors.DurabilityUnavailable`
+    (docs/operations.md, "Durability").
     """
 
     def __init__(
@@ -52,11 +80,15 @@ class Worker:
         concurrency: int = 16, capabilities: Iterable[str] = (), lease_ttl: float = 30.0,
         worker_id: str | None = None, grace_period: float = 30.0, reclaim: bool = True,
         scanners: bool = True, scanner_interval_scale: float = 1.0,
-        attempt_timeouts: bool = False, disabled_scanners: Iterable[str] = (),
+        attempt_timeouts: bool = True, disabled_scanners: Iterable[str] = (),
         init_secrets: bool = True, waitpoint_hmac_secret: str | None = None,
+        loop_watchdog: float = 1.0, max_abandoned_threads: int | None = None,
+        limits: Limits | None = None, durability: str | None = None,
     ) -> None:
-        engine: Engine = (BackendEngine(client.backend) if hasattr(client, "backend")
-                          else client)
+        # durability: what terminal calls wait for (None: the client's own).
+        engine: Engine = (BackendEngine(client.backend, Durability.parse(durability)
+                                        if durability is not None else None)
+                          if hasattr(client, "backend") else client)
         self.engine = engine
         self._backend = getattr(client, "backend", None)
         self.namespace = str(getattr(client, "namespace", "") or "")
@@ -79,7 +111,15 @@ class Worker:
                           self.lease_ttl_ms,
                           _attempt_timeouts(self.tasks.values()) if attempt_timeouts else {}),
             self.permits, reclaim=reclaim)
-        self.executor = Executor(engine, self.tasks, self.lease_ttl_ms)
+        #: Result bounds and those of children spawned by tasks: ``limits``,
+        #: else the client's (one configuration for both sides of a process).
+        self.limits: Limits = limits or getattr(client, "limits", None) or DEFAULT_LIMITS
+        self.executor = Executor(engine, self.tasks, self.lease_ttl_ms, self.limits)
+        self.executor.threads.on_released = self._thread_released
+        self.max_abandoned_threads = (concurrency if max_abandoned_threads is None
+                                      else max_abandoned_threads)
+        self.watchdog = (LoopWatchdog(loop_watchdog, self.executor.loop_tasks.get)
+                         if loop_watchdog > 0 else None)
         self._stop = anyio.Event()
         self._changed = anyio.Event()
         #: Set when claiming may succeed again (a permit came back, new work
@@ -101,12 +141,21 @@ class Worker:
 
     async def run(self, *, install_signals: bool = False) -> None:
         """Claim and execute until stopped, then drain."""
+        if isinstance(self.engine, BackendEngine):
+            # Before claiming anything: a server that cannot confirm terminal
+            # calls as asked is refused (DurabilityUnavailable), not found out later.
+            await self.engine.check_durability()
         async with anyio.create_task_group() as tg:
             if install_signals:
                 tg.start_soon(self._signals, tg)
+            if self.watchdog is not None:
+                tg.start_soon(self.watchdog.run)
             if isinstance(self.engine, BackendEngine):
                 await self._check_keystore(self.engine)
                 tg.start_soon(self._registration, self.engine)
+                # Retries this worker schedules are promoted on time by it.
+                self.engine.promotes_retries = True
+                tg.start_soon(self.engine.retry_promoter.run)
                 tg.start_soon(self._wake_listener, self.engine)
             renewals = Renewals()
             tg.start_soon(renewals.run)
@@ -121,7 +170,17 @@ class Worker:
                         self._changed = anyio.Event()
                         await self._changed.wait()
                 if self._inflight:
-                    await self._hand_back(work)
+                    with anyio.move_on_after(HAND_BACK_TIMEOUT) as bounded:
+                        await self._hand_back(work)
+                    if bounded.cancelled_caught:
+                        log.warning("hand-back not finished after %.0fs: the remaining "
+                                    "leases will expire and be reclaimed", HAND_BACK_TIMEOUT)
+                    work.cancel_scope.cancel()
+                if self.executor.threads.abandoned:
+                    # Daemon threads: they do not keep the process alive.
+                    log.warning("exiting with %d task bodies still running in their "
+                                "threads (hung): %s", self.executor.threads.abandoned,
+                                ", ".join(self.executor.threads.abandoned_labels()))
             scan_stop.set()
             tg.cancel_scope.cancel()
 
@@ -197,16 +256,72 @@ class Worker:
                            disabled=self.disabled_scanners)
 
     async def _signals(self, tg: TaskGroup) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
-            async for _ in sigs:
-                log.info("signal received: draining")
-                self.stop()
+        """SIGTERM / SIGINT: the first one drains, a second one exits at once.
+
+        Plain ``signal.signal`` handlers, not the loop's signal receiver: the
+        interpreter runs them in the main thread even while a task body
+        blocks the event loop (``time.sleep``), so the second signal works
+        then too. The first one only schedules :meth:`stop` on the loop."""
+        loop = asyncio.get_running_loop()
+        drain_asked = False
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            nonlocal drain_asked
+            if not drain_asked:
+                drain_asked = True
+                loop.call_soon_threadsafe(self._drain_on_signal, signum)
+                return
+            # The operator will not wait for the drain: leases still held
+            # lapse and are reclaimed (lease expiry), as after a crash.
+            # os._exit: a hung body's thread or a blocked shutdown step must
+            # not delay it.
+            log.warning("second signal (%s) during the drain: exiting now, %d attempts "
+                        "left to lease expiry", signal.Signals(signum).name,
+                        len(self._inflight))
+            for stream in (sys.stderr, sys.stdout):
+                stream.flush()
+            os._exit(128 + signum)
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            await anyio.sleep_forever()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _drain_on_signal(self, signum: int) -> None:
+        log.info("%s received: draining (a second signal exits at once)",
+                 signal.Signals(signum).name)
+        self.stop()
+
+    def _thread_released(self) -> None:
+        self._wake.set()
 
     async def _claim_loop(self, work: TaskGroup) -> None:
         backoff = self.idle_backoff
+        capped = False
         while not self._stop.is_set():
             # Fresh before looking, so a wake-up during the claim is not lost.
             self._wake = anyio.Event()
+            abandoned = self.executor.threads.abandoned
+            if abandoned and abandoned >= self.max_abandoned_threads:
+                # Each hung sync body keeps a thread we cannot stop; claiming
+                # on would leak one more per hung attempt. Which kind an
+                # execution is is known only once claimed, so nothing is
+                # claimed until one returns (its thread wakes this loop).
+                if not capped:
+                    log.warning(
+                        "not claiming: %d sync task bodies are still running past their "
+                        "timeout or drain (limit max_abandoned_threads=%d): %s; restart "
+                        "the worker to get rid of them", abandoned,
+                        self.max_abandoned_threads,
+                        ", ".join(self.executor.threads.abandoned_labels()))
+                    capped = True
+                await self._wake.wait()
+                continue
+            if capped:
+                log.info("claiming again: %d abandoned task threads left", abandoned)
+                capped = False
             if self.permits.in_use >= self.permits.size:
                 # Several permits usually come back while one claim round
                 # runs, so rounds serve several tasks without waiting here.

@@ -1,5 +1,6 @@
-"""``Worker(attempt_timeouts=True)`` indexes running attempts for the
-attempt-timeout scanner; the default (0.15 behaviour) does not."""
+"""``Worker`` indexes running attempts for the attempt-timeout scanner by
+default (the server-side backstop for hung workers, issue 12);
+``attempt_timeouts=False`` (0.15 behaviour) does not."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ async def test_running_attempt_indexed_only_when_enabled(url: str, enabled: bool
     async with Client.connect(url) as client:
         handle = await client.submit(slow)
         worker = Worker(client, [slow], scanners=False, grace_period=0,
-                        attempt_timeouts=enabled)
+                        **({} if enabled else {"attempt_timeouts": False}))
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
             with anyio.fail_after(5):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowfabric_worker.context.task_context import Extensions
+from flowfabric_worker.context.extensions import Extensions
 
 
 def test_a_lazy_hook_is_built_once_on_first_use() -> None:
