@@ -24,7 +24,16 @@ Every task body writes ``start`` / ``end`` lines to a ledger outside Redis
 execution to finish and checks each one against Redis records read by the
 spec's key schema (01 §3.1, §4.2), not through the SDK: *lost*, *doubly
 completed*, *stuck*, *re-executed*, and the recovery time of each fault.
-See bench/README.md, "Fault runs".
+
+``--guarded`` runs the guarded variants instead: each body calls
+``ctx.ensure_lease()`` right before writing an ``effect`` line (its side
+effect), and the run counts the guarded effects of each execution. A repeat
+is explained when the earlier effect was written by an attempt that then
+never completed, *before* the fault that took its lease (``kill -9``, a
+``SIGSTOP``, a Redis outage): no fence can undo an effect already made. Any
+other repeat, above all an effect written by a stopped worker after it woke
+for an attempt it held before the stop, is a fence violation and fails the
+run. See bench/README.md, "Fault runs".
 
     .venv/bin/python bench/chaos.py --rounds 100 --faults kill --workers 3 --executions 2000
 """
@@ -61,7 +70,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from bench.chaos_tasks import work, work_sync  # noqa: E402
+from bench.chaos_tasks import guarded, guarded_sync, work, work_sync  # noqa: E402
 from flowfabric_worker import Client, TaskDefinition  # noqa: E402
 
 FAULT_KINDS = ("kill", "stop", "redis", "redis-kill", "redis-shutdown")
@@ -89,6 +98,8 @@ class Config:
     round_timeout: float = 60.0   # a round waits this long for its executions to finish
     settle: float = 180.0         # after the last round, wait this long for everything
     submit_deadline: float = 60.0  # one submit is retried (same idempotency key) this long
+    guarded: bool = False         # bodies guard a side effect with ctx.ensure_lease()
+    no_fence: bool = False        # negative control: guarded bodies skip ensure_lease()
     json: bool = False
     worker_exe: str | None = None
     json_out: str | None = None
@@ -127,6 +138,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                    help="seconds a round waits for its executions before the next fault")
     p.add_argument("--settle", type=float, default=180.0,
                    help="seconds to wait after the last round for every execution to end")
+    p.add_argument("--guarded", action="store_true",
+                   help="run the guarded bodies (ensure_lease() before an effect line) "
+                        "and count repeated guarded effects")
+    p.add_argument("--no-fence", action="store_true",
+                   help="with --guarded: the bodies skip ensure_lease() (a negative control: "
+                        "the run must then report violations after stop faults)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--json-out", help="also write the JSON summary to this file")
     p.add_argument("--worker-exe", help="the flowfabric-worker CLI to start workers with "
@@ -148,7 +165,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                   lease_ms=a.lease_ms, seed=a.seed, concurrency=a.concurrency, task_ms=task_ms,
                   sync_share=a.sync_share, scanner_scale=a.scanner_scale, stop_ms=a.stop_ms,
                   redis_down_ms=a.redis_down_ms, round_timeout=a.round_timeout,
-                  settle=a.settle, json=a.json, worker_exe=a.worker_exe,
+                  settle=a.settle, guarded=a.guarded or a.no_fence,
+                  no_fence=a.no_fence, json=a.json, worker_exe=a.worker_exe,
                   json_out=a.json_out, workdir=a.workdir, keep=a.keep)
 
 
@@ -315,6 +333,8 @@ class Workers:
         path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)
         env = dict(os.environ, FFW_CHAOS_LEDGER_DIR=str(self.ledger_dir),
                    FLOWFABRIC_WORKER_ID=wid, PYTHONPATH=path)
+        if self.cfg.no_fence:
+            env["FFW_CHAOS_NO_FENCE"] = "1"
         with open(self.log_dir / f"{wid}.log", "ab") as out:
             proc = subprocess.Popen(
                 [self.exe, "run", "bench.chaos_tasks", "--url", self.url,
@@ -418,8 +438,14 @@ class Run:
         self.redis_kills = 0
         self.t0 = 0.0
         self.load_start: list[float] = []
+        self.guarded_repeats: list[dict[str, Any]] = []
 
     # -- plumbing --
+
+    def _task(self, sync: bool) -> TaskDefinition[Any, Any]:
+        if self.cfg.guarded:
+            return guarded_sync if sync else guarded
+        return work_sync if sync else work
 
     async def _open_client(self) -> Client:
         return await Client.open(self.redis.url)
@@ -437,7 +463,7 @@ class Run:
             self.client = await self._open_client()
 
     async def _submit_one(self, plan: Planned) -> None:
-        task: TaskDefinition[Any, Any] = work_sync if plan.sync else work
+        task = self._task(plan.sync)
         deadline = time.monotonic() + self.cfg.submit_deadline
         tries = 0
         failing_since: float | None = None
@@ -554,9 +580,11 @@ class Run:
             try:
                 await asyncio.sleep(self.cfg.stop_s)
             finally:
+                # Stamped before SIGCONT: whatever the victim writes after
+                # waking is later than t_end (the guarded-effect check relies on it).
+                fault.t_end = time.time()
                 _killpg(w.proc, signal.SIGCONT)
                 w.stopped = False
-            fault.t_end = time.time()
         else:
             variant = fault.kind
             if variant == "redis":
@@ -694,7 +722,8 @@ class Run:
             async with sem:
                 assert self.client is not None
                 try:
-                    out[eid] = await self.client.run(eid, work).result(timeout=10)
+                    out[eid] = await self.client.run(eid, self._task(False)).result(
+                        timeout=10)
                 except Exception as exc:  # reported as unreadable
                     out[eid] = exc
 
@@ -775,7 +804,99 @@ class Run:
                 problems["phantom"].append({**info, "why": f"attempt {winner} completed "
                                             "but its body never wrote its end line"})
 
+        if self.cfg.guarded:
+            for eid in eids:
+                per_eid[eid].update(self._guarded_effects(
+                    eid, records[eid], ledger.get(eid, []), problems))
         return self._summarise(records, ledger, problems, per_eid, attempt_rows)
+
+    def _guarded_effects(self, eid: str, rec: dict[str, Any], lines: list[dict[str, Any]],
+                         problems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        """Count the guarded effects of one execution and explain every repeat.
+
+        The effect of the successful attempt is the one that counts; each
+        other one was written by an attempt that did not succeed, and is
+        explained by the fault that cost that attempt its lease *after* the
+        effect was written (written before ``kill -9`` / ``SIGSTOP``, or
+        before the end of a Redis outage). An effect written by a stopped
+        worker after it woke, for an attempt it held before the stop, is
+        what the fence must prevent: a violation, as is any repeat no fault
+        explains."""
+        attempts: dict[int, dict[str, str]] = rec.get("attempts", {})
+        effects = sorted((x for x in lines if x["event"] == "effect"), key=lambda x: x["t"])
+        fenced = [x for x in lines if x["event"] == "fenced"]
+        out: dict[str, Any] = {"effects": len(effects), "fenced": len(fenced),
+                               "fenced_after_pause": sum(
+                                   1 for x in fenced if self._woke_from_stop(x)),
+                               "repeat_causes": [],
+                               "stale_body_starts": sum(
+                                   1 for x in lines if x["event"] == "start"
+                                   and self._stale_start(x, attempts))}
+        if len(effects) <= 1:
+            return out
+        successes = [i for i, a in attempts.items() if a.get("attempt_state") == "ended_success"]
+        kept = next((x for x in effects if successes and x["attempt"] == successes[0]),
+                    effects[0])
+        causes = []
+        for x in effects:
+            if x is kept:
+                continue
+            cause = self._explain_effect(x, kept, attempts)
+            causes.append(cause)
+            self.guarded_repeats.append({"eid": eid, "round": self.acked[eid].round,
+                                         "why": cause, "effect": x, "kept": kept})
+            if cause.startswith("violation"):
+                problems["guarded"].append({
+                    "eid": eid, "round": self.acked[eid].round, "why": cause,
+                    "effect": x, "kept": kept,
+                    "attempt_state": attempts.get(x["attempt"], {}).get("attempt_state")})
+        out["repeat_causes"] = causes
+        return out
+
+    def _woke_from_stop(self, line: dict[str, Any]) -> bool:
+        return any(f.kind == "stop" and f.victim == line["worker"] and line["t"] >= f.t_end
+                   and (not nxt or line["t"] < nxt) for f, nxt in self._stop_windows())
+
+    def _stale_start(self, line: dict[str, Any], attempts: dict[int, dict[str, str]]) -> bool:
+        """A body that began only after its stopped worker woke, for an attempt
+        claimed before the stop (the claim's answer was read after the pause):
+        its lease was already known lost when the body was called."""
+        started = float(attempts.get(line["attempt"], {}).get("started_at") or 0) / 1000
+        return bool(started) and any(
+            f.kind == "stop" and f.victim == line["worker"] and started <= f.t
+            and line["t"] >= f.t_end for f in self.faults)
+
+    def _stop_windows(self) -> list[tuple[Fault, float]]:
+        """Each stop fault with the time of the next fault on the same worker (0: none)."""
+        out = []
+        for k, f in enumerate(self.faults):
+            nxt = next((g.t for g in self.faults[k + 1:] if g.victim == f.victim), 0.0)
+            out.append((f, nxt))
+        return out
+
+    def _explain_effect(self, x: dict[str, Any], kept: dict[str, Any],
+                        attempts: dict[int, dict[str, str]]) -> str:
+        a = attempts.get(x["attempt"], {})
+        if x["attempt"] == kept["attempt"]:
+            return "violation: two effects from one attempt"
+        if a.get("attempt_state") == "ended_success":
+            return "violation: two successful attempts wrote it"
+        started = float(a.get("started_at") or 0) / 1000
+        reach = self.cfg.lease_ms / 1000 + self.cfg.task_ms[1] / 1000 + 5
+        for f in self.faults:
+            if (f.kind in ("kill", "stop") and f.victim != x["worker"]) or x["t"] < f.t - reach:
+                continue
+            if f.kind == "kill" and x["t"] < (f.t_end or f.t):  # t_end: after the victim died
+                return "kill: effect before the crash, attempt never completed"
+            if f.kind == "stop" and started <= f.t and x["t"] < f.t_end:
+                # A stopped process writes nothing; t in [t, t_end): as the signal landed.
+                return "stop: effect before the pause, attempt never completed"
+            if f.kind == "stop" and started <= f.t and x["t"] >= f.t_end:
+                return "violation: stop: the woken worker wrote it for an attempt it held " \
+                       "before the pause"
+            if f.kind.startswith("redis") and f.t - reach <= x["t"] < f.t_end:
+                return f"{f.kind}: effect before the outage ended, attempt never completed"
+        return "violation: unexplained repeat"
 
     def _victims(self, fault: Fault,
                  attempt_rows: list[tuple[str, int, dict[str, str]]]) -> list[tuple[str, int]]:
@@ -875,6 +996,10 @@ class Run:
                 "next_completion_median_s": _r(statistics.median(nxt_s) if nxt_s else None),
                 "next_completion_max_s": _r(max(nxt_s) if nxt_s else None),
             }
+            if self.cfg.guarded:
+                by_kind[kind]["guarded"] = _guarded_row(
+                    [per_eid[e] for e in members],
+                    sum(1 for p in problems["guarded"] if p["eid"] in members))
         assert self.workers is not None
         log_errors = _count_log_errors(self.workers.log_dir)
         attempt_types = Counter(a.get("attempt_type", "?") for _, _, a in attempt_rows)
@@ -899,7 +1024,29 @@ class Run:
                 for x in self.workers.unexpected_exits],
             "worker_log_errors": log_errors,
             "problems": {k: v[:20] for k, v in problems.items() if v},
+            "guarded_repeats": self.guarded_repeats[:50],
         }
+
+
+def _guarded_row(infos: list[dict[str, Any]], violations: int) -> dict[str, Any]:
+    """Guarded effects of some executions: how many, how often repeated, why."""
+    causes: Counter[str] = Counter()
+    for info in infos:
+        causes.update(c.split(":", 1)[0] for c in info.get("repeat_causes", ()))
+    return {
+        "effects": sum(i.get("effects", 0) for i in infos),
+        "executions_with_effect": sum(1 for i in infos if i.get("effects", 0)),
+        "completed_without_effect": sum(1 for i in infos if not i.get("effects", 0)
+                                        and i.get("successes")),
+        "fenced": sum(i.get("fenced", 0) for i in infos),
+        "fenced_after_pause": sum(i.get("fenced_after_pause", 0) for i in infos),
+        "repeated": sum(1 for i in infos if i.get("effects", 0) > 1),
+        "repeated_after_crash": causes["kill"],
+        "repeated_effect_before_pause": causes["stop"],
+        "repeated_after_outage": sum(n for c, n in causes.items() if c.startswith("redis")),
+        "violations": violations,
+        "stale_body_starts": sum(i.get("stale_body_starts", 0) for i in infos),
+    }
 
 
 def _load() -> list[float]:
@@ -967,6 +1114,20 @@ def render(report: dict[str, Any]) -> str:
                f"{report['submit_retries']} retries {report['submit_errors'] or ''}, "
                f"{report['submit_duplicates']} found already created; "
                f"client reopened {report['client_reopens']}x")
+    if report["config"]["guarded"]:
+        out.append("guarded effects (ensure_lease() then an effect line), per fault kind of "
+                   "the round:")
+        for kind, row in rows:
+            g = row["guarded"]
+            out.append(
+                f"  {kind:<15} effects {g['effects']} in {g['executions_with_effect']} "
+                f"executions; repeated {g['repeated']} (after crash "
+                f"{g['repeated_after_crash']}, effect before the pause "
+                f"{g['repeated_effect_before_pause']}, after outage "
+                f"{g['repeated_after_outage']}); violations {g['violations']}; fenced "
+                f"{g['fenced']} (by a woken worker {g['fenced_after_pause']}); completed "
+                f"without effect {g['completed_without_effect']}; bodies started after "
+                f"waking on a claim made before the pause {g['stale_body_starts']}")
     if report["worker_unexpected_exits"]:
         out.append(f"workers that exited by themselves: {report['worker_unexpected_exits']}")
     if report["worker_shutdown_hangs"]:
@@ -1003,7 +1164,9 @@ def _pair(a: float | None, b: float | None) -> str:
 
 def failed(report: dict[str, Any]) -> bool:
     t = report["totals"]
+    g = t.get("guarded", {})
     return bool(t["lost"] or t["double"] or t["stuck"] or t["phantom"] or t["ledger_anomalies"]
+                or g.get("violations") or g.get("completed_without_effect")
                 or report["not_acknowledged"])
 
 

@@ -10,6 +10,13 @@ interleaved with another.
 The result carries the attempt index and the worker that produced it, so the
 run can check that the stored result comes from the attempt Redis recorded as
 the successful one.
+
+The *guarded* variants (``bench/chaos.py --guarded``) stand for a task with a
+side effect that must not run from a stale attempt: after the body's work
+they call ``ctx.ensure_lease()`` and, only if it passes, write an ``effect``
+line (the side effect) right before ``end``; if it raises ``LeaseLost`` they
+write ``fenced`` and let it propagate (docs/operations.md, "Leases and the
+worker-side fence").
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 
 import anyio
 
-from flowfabric_worker import TaskContext, task
+from flowfabric_worker import LeaseLost, TaskContext, task
 
 LANE = "chaos"
 
@@ -76,5 +83,37 @@ def work_sync(ctx: TaskContext, i: int, ms: int) -> dict[str, Any]:
     """The same as a sync body (run in a worker thread)."""
     record("start", ctx)
     time.sleep(ms / 1000)
+    record("end", ctx)
+    return _result(ctx, i)
+
+
+def guarded_effect(ctx: TaskContext) -> None:
+    """The side effect, guarded the documented way: ``ensure_lease()`` right
+    before it, nothing in between but building the ledger line."""
+    try:
+        if not os.environ.get("FFW_CHAOS_NO_FENCE"):  # chaos.py --no-fence: negative control
+            ctx.ensure_lease()
+    except LeaseLost:
+        record("fenced", ctx)
+        raise
+    record("effect", ctx)
+
+
+@task(name="chaos.guarded", lane=LANE)
+async def guarded(ctx: TaskContext, i: int, ms: int) -> dict[str, Any]:
+    """``work`` with a guarded side effect after the sleep."""
+    record("start", ctx)
+    await anyio.sleep(ms / 1000)
+    guarded_effect(ctx)
+    record("end", ctx)
+    return _result(ctx, i)
+
+
+@task(name="chaos.guarded_sync", lane=LANE)
+def guarded_sync(ctx: TaskContext, i: int, ms: int) -> dict[str, Any]:
+    """``work_sync`` with a guarded side effect after the sleep."""
+    record("start", ctx)
+    time.sleep(ms / 1000)
+    guarded_effect(ctx)
     record("end", ctx)
     return _result(ctx, i)

@@ -1,7 +1,9 @@
 """The short fault-injection run (``bench/chaos.py``) as a test: real worker
 processes killed with ``kill -9``, stopped past their lease, and a Redis
 ``kill -9`` + restart, all under load. Nothing acknowledged may be lost,
-completed twice or left unfinished."""
+completed twice or left unfinished; and, the bodies guarding their side
+effect with ``ctx.ensure_lease()`` (``--guarded``), no stopped worker may
+write it after waking (issue 12)."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ CHAOS = ROOT / "bench" / "chaos.py"
 # about 35 s on a quiet 2-core box.
 ARGS = ["--rounds", "5", "--faults", "kill,stop,kill,redis,kill", "--workers", "3",
         "--executions", "200", "--lease-ms", "2000", "--seed", "12",
-        "--round-timeout", "30", "--settle", "60", "--json"]
+        "--round-timeout", "30", "--settle", "60", "--guarded", "--json"]
 LIMIT_S = 170
 
 
@@ -57,6 +59,12 @@ def test_short_fault_run_loses_nothing(tmp_path: Path) -> None:
     assert totals["double"] == 0, summary
     assert totals["stuck"] == 0, summary
     assert totals["phantom"] == 0, summary
+    guarded = totals["guarded"]
+    assert guarded["violations"] == 0, json.dumps(report["problems"], indent=1)
+    assert guarded["completed_without_effect"] == 0, summary
+    # A repeat is only allowed when the first effect was made before the
+    # fault (kill -9, SIGSTOP, outage) and its attempt never completed:
+    # anything else, e.g. a woken worker writing it, is a violation.
     assert [f["kind"] for f in report["faults"]] == [
         "kill", "stop", "kill", "redis-kill", "kill"]
     # The faults really hit work in flight, and it was taken over.
