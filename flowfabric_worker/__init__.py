@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from flowfabric_worker.authoring.decorators import TaskDefinition, flow, task
+from flowfabric_worker.client.batch import BatchItemInvalid, BatchSubmitError
 from flowfabric_worker.client.client import Client
 from flowfabric_worker.client.flow_builder import FlowBuilder
 from flowfabric_worker.client.flow_graph import FlowNode, Join, all_of, any_of, quorum
@@ -85,6 +86,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousWaitpoint",
+    "BatchItemInvalid",
+    "BatchSubmitError",
     "Budget",
     "BudgetExceeded",
     "BudgetInfo",

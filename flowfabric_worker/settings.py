@@ -95,6 +95,9 @@ class Settings(BaseModel):
     worker_id: str | None = None
     log_level: str = "INFO"
     grace_period: float = Field(default=30.0, ge=0)
+    #: Worker processes ``run`` starts (> 1: a supervisor and N children,
+    #: docs/operations.md "Running several processes"); 1: this process works.
+    processes: int = Field(default=1, ge=1)
     #: Index each attempt of a task with ``timeout=`` for the server-side
     #: attempt-timeout scanner (False: 0.15 behaviour, no index).
     attempt_timeouts: bool = True

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flowfabric_worker import Client, Retry, TaskContext, task
 from flowfabric_worker.worker.worker import Worker
 
@@ -49,12 +47,8 @@ class FfwPeer(Peer):
         await handle.result(timeout=RESULT_TIMEOUT)
 
     async def submit_batch(self, count: int) -> bool:
-        # Assumed form: submit_many(task, [args tuple, ...]); adjust here if
-        # the API lands with another signature.
-        submit_many: Any = getattr(self.client, "submit_many", None)
-        if submit_many is None:
-            return False
-        await submit_many(noop, [() for _ in range(count)])
+        # One call per batch: items are argument tuples (noop takes none).
+        await self.client.submit_many(noop, [()] * count)
         return True
 
     async def run_worker(self, url: str, concurrency: int) -> None:

@@ -3,7 +3,7 @@ they return."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from flowfabric_worker.client.run_handle import RunHandle
@@ -39,6 +39,27 @@ class TaskDefinition(TaskSpec[P, R]):
         return await client.submit(
             self, *args, idempotency_key=idempotency_key, delay=delay,
             priority=priority, tags=tags, budgets=budgets, quota=quota, **kwargs,
+        )
+
+    async def map(
+        self,
+        client: Client,
+        values: Iterable[Any],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        budgets: Iterable[Budget | str] | None = None,
+        quota: Quota | str | None = None,
+    ) -> list[RunHandle[R]]:
+        """Submit one execution of this one-argument task per value, as one
+        batch: ``runs = await resize.map(client, urls)`` is
+        ``client.submit_many(resize, [(u,) for u in urls])`` (same checks,
+        errors and options; see :meth:`Client.submit_many`)."""
+        return await client.submit_many(
+            self, [(value,) for value in values], idempotency_keys=idempotency_keys,
+            delay=delay, priority=priority, tags=tags, budgets=budgets, quota=quota,
         )
 
     def child(self, *args: Any, **kwargs: Any) -> ChildHandle[R]:

@@ -15,7 +15,13 @@ from redis.exceptions import ResponseError
 from flowfabric_worker.backend._caller import Caller
 from flowfabric_worker.backend.connection import is_memory_url, open_redis
 from flowfabric_worker.backend.durability import FAST, Durability
-from flowfabric_worker.backend.library import FFW, FLOWFABRIC, LibrarySpec, library_text
+from flowfabric_worker.backend.library import (
+    BUNDLE_MARK,
+    FFW,
+    FLOWFABRIC,
+    LibrarySpec,
+    library_text,
+)
 from flowfabric_worker.backend.multiplex import Multiplexer
 from flowfabric_worker.backend.ops_budgets import BudgetOps
 from flowfabric_worker.backend.ops_flows import FlowOps
@@ -44,6 +50,10 @@ R = TypeVar("R")
 Mode = Literal["standalone", "attached"]
 
 _NOT_LOADED = "function not found"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _flat(pairs: dict[Any, Any]) -> list[Any]:
@@ -196,6 +206,32 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
             raise LibraryError(f"{spec.version_function}: {exc}") from exc
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
+    async def _stale_build(self, spec: LibrarySpec) -> bool:
+        """True when the server holds ``spec`` as loaded by another build of
+        this SDK (our bundler's marks, other text): replace it.
+
+        The version alone is not enough in standalone mode: ``flowfabric``
+        must keep answering 0.15's version, so an SDK upgrade that fixes its
+        Lua (validation, trims) would otherwise never reach a server where an
+        older build loaded the same version. A library someone else loaded
+        (FlowFabric's own) has no such marks and is left alone, as before.
+        One ``FUNCTION LIST`` at connect.
+        """
+        reply = await self._transport(
+            f"FUNCTION LIST {spec.name}",
+            lambda: execute(self.redis, "FUNCTION", "LIST", "LIBRARYNAME", spec.name,
+                            "WITHCODE"),
+            idempotent=True,
+        )
+        for entry in reply or []:
+            fields = {_text(k): v for k, v in zip(entry[::2], entry[1::2], strict=False)}
+            code = fields.get("library_code")
+            if _text(fields.get("library_name")) != spec.name or code is None:
+                continue
+            text = _text(code)
+            return text != library_text(spec) and BUNDLE_MARK in text
+        return False
+
     async def _load(self, spec: LibrarySpec) -> None:
         """``FUNCTION LOAD REPLACE`` with retries of transient failures; error
         replies (compile errors) are permanent."""
@@ -226,7 +262,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         attached = self.mode == "attached" and spec is FLOWFABRIC
         if not (force and not attached):
             version = await self._loaded_version(spec)
-            if version == spec.version:
+            if version == spec.version and (attached or not await self._stale_build(spec)):
                 return
             if attached:
                 if version is None:

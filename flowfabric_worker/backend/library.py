@@ -16,7 +16,11 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-__all__ = ["FFW", "FLOWFABRIC", "LibrarySpec", "library_text"]
+__all__ = ["BUNDLE_MARK", "FFW", "FLOWFABRIC", "LibrarySpec", "library_text"]
+
+#: How every bundled file is introduced: what tells a library this SDK
+#: loaded (some build of it) from one loaded by someone else.
+BUNDLE_MARK = "\n-- >>> shared/"
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ def library_text(spec: LibrarySpec = FLOWFABRIC) -> str:
     """The complete library source for ``spec``, ready for ``FUNCTION LOAD``."""
     parts = [f"#!lua name={spec.name}\n"]
     for name, body in _lua_files("shared"):
-        parts.append(f"-- >>> shared/{name}\n{body}")
+        parts.append(f"{BUNDLE_MARK[1:]}{name}\n{body}")
     for name, body in _lua_files(spec.name):
         if name.startswith("00_"):
             parts.append(f"-- >>> {name}\n{body}")

@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="N",
                      help="stop claiming while N sync task bodies hang past their timeout "
                           "(FLOWFABRIC_MAX_ABANDONED_THREADS, default: the concurrency)")
+    run.add_argument("--processes", type=int, metavar="N",
+                     help="start N worker processes under a supervisor that restarts a "
+                          "crashed one and drains all on SIGTERM; 1 = this process "
+                          "(FLOWFABRIC_PROCESSES, default 1; docs/operations.md)")
+    # Set by the supervisor on the command lines of its children (their log tag).
+    run.add_argument("--child-index", dest="child_index", type=int, help=argparse.SUPPRESS)
     run.set_defaults(handler=run_command)
 
     submit = commands.add_parser("submit", help="submit an execution of a task by name")
@@ -200,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # As typed: `run --processes N` gives it (amended) to its child processes.
+    args.raw_argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.handler(args))
     except FlowFabricError as exc:

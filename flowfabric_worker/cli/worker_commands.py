@@ -63,9 +63,48 @@ async def _run_worker(settings: Settings, tasks: list[TaskDefinition[Any, Any]])
         await worker.run(install_signals=True)
 
 
+def child_commands(raw_argv: Sequence[str], settings: Settings) -> list[list[str]]:
+    """The command lines of ``run --processes N``'s children: the parent's own
+    arguments, so every child has the same settings and task modules, plus
+    ``--processes 1`` (appended: argparse keeps the last value, whatever form
+    or abbreviation the parent's flag had, and a flag beats
+    FLOWFABRIC_PROCESSES) and ``--no-scanners`` on all but child 0.
+
+    Scanners in child 0 only: N processes would be safe (slice leases share
+    the work) but each would still probe every slice and try its lock on
+    every tick, N times the scanning round trips for the same maintenance.
+    While child 0 restarts, maintenance pauses for its backoff; a separate
+    ``flowfabric-worker scan`` process avoids even that."""
+    argv = list(raw_argv)
+    # Flags after a "--" would be read as task modules.
+    cut = argv.index("--") if "--" in argv else len(argv)
+    commands = []
+    for index in range(settings.processes):
+        extra = ["--processes", "1", "--child-index", str(index)]
+        if index > 0 and settings.scanners:
+            extra.append("--no-scanners")
+        commands.append([sys.executable, "-m", "flowfabric_worker.cli",
+                         *argv[:cut], *extra, *argv[cut:]])
+    return commands
+
+
+def _supervise(args: argparse.Namespace, settings: Settings) -> int:
+    from flowfabric_worker.worker.supervisor import Supervisor
+
+    logging.getLogger("flowfabric_worker.cli").info(
+        "starting %d worker processes for %s", settings.processes, " ".join(args.modules))
+    # raw_argv is set by main(); a handler called another way has sys.argv.
+    raw_argv = getattr(args, "raw_argv", None) or sys.argv[1:]
+    return Supervisor(child_commands(raw_argv, settings),
+                      grace_period=settings.grace_period).run()
+
+
 def run_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    setup_logging(settings.log_level)
+    child = getattr(args, "child_index", None)
+    setup_logging(settings.log_level, f"child={child}" if child is not None else "")
+    if settings.processes > 1:
+        return _supervise(args, settings)
     sys.path.insert(0, ".")
     tasks = collect_tasks(args.modules)
     logging.getLogger("flowfabric_worker.cli").info(

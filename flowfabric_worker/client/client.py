@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 import msgspec
 
 from flowfabric_worker.backend.backend import Backend, Mode
+from flowfabric_worker.client.batch import prepare, submit_batch
 from flowfabric_worker.client.flow_builder import FlowBuilder
 from flowfabric_worker.client.flow_handle import FlowHandle
 from flowfabric_worker.client.result_listener import DoneListener
@@ -20,36 +20,22 @@ from flowfabric_worker.client.signal_sender import (
     open_waitpoints,
     send_signal,
 )
+from flowfabric_worker.client.submission import Submission, now_ms, resolve
 from flowfabric_worker.errors import InvalidInput
-from flowfabric_worker.protocol.budgets import AttachAdmission
-from flowfabric_worker.protocol.ids import mint_execution_id, parse_execution_id, partition_of
-from flowfabric_worker.protocol.keys import LANES_INDEX, WAKE_CHANNEL
-from flowfabric_worker.protocol.lifecycle import CancelExecution, CreateExecution
+from flowfabric_worker.protocol.ids import parse_execution_id
+from flowfabric_worker.protocol.lifecycle import CancelExecution
 from flowfabric_worker.settings import Limits
-from flowfabric_worker.tasks.bounds import (
-    DEFAULT_LIMITS,
-    check_delay,
-    check_idempotency_key,
-    check_tags,
-    encode_untyped,
-)
+from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS, check_idempotency_key
 from flowfabric_worker.tasks.budgets import (
     Budget,
     Limit,
     Quota,
-    attachment,
     build_create_budget,
     build_create_quota,
 )
-from flowfabric_worker.tasks.spec import TaskSpec, check_priority
+from flowfabric_worker.tasks.spec import TaskSpec
 
 R = TypeVar("R")
-
-
-# Delays shorter than this are sent as "eligible now" (spec 02 §3.1: a
-# delay_until in the past or too close would file into the delayed set only to
-# be promoted a scanner tick later).
-_MIN_DELAY_S = 1.0
 
 
 class Client:
@@ -66,6 +52,9 @@ class Client:
         #: signal payloads); a :class:`Worker` built on it bounds results too.
         self.limits = limits or DEFAULT_LIMITS
         self._done: DoneListener | None = None
+        #: Per task, the checked call-wide part of a submission with the
+        #: task's own options, and what it was made from (_resolve).
+        self._plans: dict[TaskSpec[Any, Any], tuple[tuple[Any, ...], Submission[Any]]] = {}
 
     def done_listener(self) -> DoneListener:
         """The shared ``ffw:done:*`` listener (connects on first use)."""
@@ -167,73 +156,98 @@ class Client:
         checks them before claiming and ``ctx.report_usage`` reports against
         the budgets (docs/budgets.md).
         """
-        limits = self.limits
-        delay_s = check_delay(delay, limits)
-        idem = check_idempotency_key(idempotency_key, limits)
-        if isinstance(task, TaskSpec):
-            name = task.name
-            payload = task.encode_call(args, kwargs, limits=limits)
-            policy = task.policy_json()
-            lane_id = lane or task.lane
-            prio = task.priority if priority is None else priority
-            base_tags = dict(task.tags)
-            deadline_s = task.deadline
-            definition: TaskSpec[Any, R] | None = task
-            if budgets is None:
-                budgets = task.budgets
-            if quota is None:
-                quota = task.quota
-        else:
-            name = task
-            payload = encode_untyped(name, args, kwargs, limits)
-            policy = "{}"
-            lane_id = lane or "default"
-            prio = priority or 0
-            base_tags = {}
-            deadline_s = None
-            definition = None
-        check_priority(prio)
-        budget_ids, quota_id = attachment(budgets, quota)
-        base_tags.update(tags or {})
-        check_tags(base_tags, limits)
-        now_ms = int(time.time() * 1000)
-        delay_until = now_ms + int(delay_s * 1000) if delay_s > _MIN_DELAY_S else None
-        eid = mint_execution_id(lane_id=lane_id, config=self.backend.partitions)
-        create = CreateExecution(
-            eid=eid,
-            namespace=self.namespace,
-            lane_id=lane_id,
-            execution_kind=name,
-            priority=prio,
-            creator_identity="flowfabric-worker",
-            policy_json=policy,
-            input_payload=payload,
-            delay_until=delay_until,
-            idempotency_key=idem,
-            tags_json=json.dumps(base_tags, separators=(",", ":")) if base_tags else "",
-            execution_deadline_at=(now_ms + int(deadline_s * 1000)) if deadline_s else None,
-            partition_id=partition_of(eid),
-        )
-        extra: list[Sequence[Any]] = []
-        if budget_ids or quota_id:
-            # Right after the create, in the same round trip (and before the
-            # wake-up), so a woken worker already sees them. A duplicate
-            # (idempotency key) has no core under the minted id: no write.
-            extra.append(self.backend.fcall_command(AttachAdmission(
-                eid=eid, budget_ids=budget_ids, quota_policy_id=quota_id)))
-        # The lane registry lets a `scan` process without --lane find it.
-        extra.append(("SADD", LANES_INDEX, lane_id))
-        if delay_until is None:
-            extra.append(("PUBLISH", WAKE_CHANNEL.format(lane=lane_id), "1"))
-        # (a delayed execution is not claimable before delay_until: nobody to wake)
-        if extra:
-            # durable: with durability "strict" / "replicas:N", acknowledged
-            # only once on disk / on the replicas (Client.connect).
-            result = await self.backend.call_and_send(create, *extra, durable=True)
-        else:
-            result = await self.backend.create_execution(create)
-        return RunHandle(self, parse_execution_id(result.execution_id), definition,
-                         duplicate=result.duplicate)
+        sub = self._resolve(task, lane=lane, priority=priority, tags=tags, budgets=budgets,
+                            quota=quota, delay=delay)
+        idem = check_idempotency_key(idempotency_key, self.limits)
+        create, attach = sub.build(sub.payload(args, kwargs), idem, now_ms())
+        result = await sub.send_one(self.backend, create, attach)
+        # A new execution has the id minted here; a duplicate, the holder's.
+        eid = parse_execution_id(result.execution_id) if result.duplicate else create.eid
+        return RunHandle(self, eid, sub.definition, duplicate=result.duplicate)
+
+    @overload
+    async def submit_many(
+        self, task: TaskSpec[Any, R], items: Iterable[tuple[Any, ...]], *,
+        idempotency_keys: Sequence[str | None] | None = None, delay: float | None = None,
+        priority: int | None = None, tags: Mapping[str, str] | None = None,
+        lane: str | None = None, budgets: Iterable[Budget | str] | None = None,
+        quota: Quota | str | None = None,
+    ) -> list[RunHandle[R]]: ...
+    @overload
+    async def submit_many(
+        self, task: str, items: Iterable[tuple[Any, ...]], *,
+        idempotency_keys: Sequence[str | None] | None = None, delay: float | None = None,
+        priority: int | None = None, tags: Mapping[str, str] | None = None,
+        lane: str | None = None, budgets: Iterable[Budget | str] | None = None,
+        quota: Quota | str | None = None,
+    ) -> list[RunHandle[Any]]: ...
+
+    async def submit_many(
+        self,
+        task: TaskSpec[Any, R] | str,
+        items: Iterable[tuple[Any, ...]],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        delay: float | None = None,
+        priority: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        lane: str | None = None,
+        budgets: Iterable[Budget | str] | None = None,
+        quota: Quota | str | None = None,
+    ) -> list[RunHandle[R]]:
+        """Create one execution of ``task`` per item; the handles, in order.
+
+        Each item is the **tuple** of one call's positional arguments:
+        ``[(1, 2), (3, 4)]`` submits ``add(1, 2)`` and ``add(3, 4)``; a
+        one-argument task takes ``[(x,) for x in xs]``, or use
+        ``task.map(client, xs)``. Anything but a tuple is refused. The options
+        apply to every item, as in :meth:`submit`; ``idempotency_keys`` holds
+        one key (or None) per item, honoured within the batch and across
+        batches and single submissions (a duplicate's handle has
+        ``duplicate=True`` and the first execution's id).
+
+        Every item is checked first (arguments, sizes, keys): a bad one raises
+        :class:`~flowfabric_worker.client.batch.BatchItemInvalid` naming its
+        ``index``, and nothing is written. The batch is then written in
+        pipelined chunks of 200 with one wake-up of the lane per chunk. If the
+        library refuses an item or a chunk's pipeline is lost,
+        :class:`~flowfabric_worker.client.batch.BatchSubmitError` says which
+        items were written (``handles``), which failed (``errors``) and which
+        were never sent (``unsent``: the chunks after). With durability
+        ``"strict"`` / ``"replicas:N"`` items are written as :meth:`submit`
+        writes them, each confirmed, 32 at a time.
+        """
+        sub = self._resolve(task, lane=lane, priority=priority, tags=tags, budgets=budgets,
+                            quota=quota, delay=delay)
+        listed = items if isinstance(items, Sequence) else list(items)
+        calls = prepare(sub, listed, idempotency_keys)
+        return await submit_batch(self, sub, calls)
+
+    def _resolve(self, task: TaskSpec[Any, R] | str, *, lane: str | None,
+                 priority: int | None, tags: Mapping[str, str] | None,
+                 budgets: Iterable[Budget | str] | None, quota: Quota | str | None,
+                 delay: float | None) -> Submission[R]:
+        if (lane is None and priority is None and tags is None and budgets is None
+                and quota is None and delay is None and isinstance(task, TaskSpec)):
+            # The common call (a task with its own options) sends the same
+            # call-wide fields every time: checked once and remembered, against
+            # everything they are made of, so a changed option (or limits) is
+            # seen. This and the skipped struct checks are a third of a
+            # submission's client time.
+            key = (task.name, task.lane, task.priority, task.policy_json(),
+                   tuple(task.tags.items()), task.deadline, task.budgets, task.quota,
+                   self.namespace, self.limits, self.backend.partitions)
+            known = self._plans.get(task)
+            if known is not None and known[0] == key:
+                return cast(Submission[R], known[1])
+            plan = resolve(task, namespace=self.namespace, limits=self.limits,
+                           partitions=self.backend.partitions, lane=None, priority=None,
+                           tags=None, budgets=None, quota=None, delay=None).for_batch()
+            self._plans[task] = (key, plan)
+            return plan
+        return resolve(task, namespace=self.namespace, limits=self.limits,
+                       partitions=self.backend.partitions, lane=lane, priority=priority,
+                       tags=tags, budgets=budgets, quota=quota, delay=delay)
 
     async def signal(
         self,

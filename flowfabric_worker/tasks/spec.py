@@ -30,6 +30,13 @@ R = TypeVar("R")
 
 MAX_PRIORITY = 9000
 
+# Argument types that are their own JSON form (TaskSpec._fast_payload).
+_PLAIN_ARGS = frozenset({str, int, bool, float, type(None)})
+
+#: Result types encoded as they are (exact types: a subclass, e.g. an
+#: IntEnum, still goes through to_builtins).
+_PLAIN_SCALARS = frozenset({bool, int, str})
+
 
 def check_priority(priority: int) -> int:
     """Priorities are integers in [0, 9000] (the library would silently clamp)."""
@@ -105,6 +112,49 @@ class TaskSpec(Generic[P, R]):
             params = params[1:]
         self._signature = sig.replace(parameters=params)
         self._return_type: Any = hints.get("return", inspect.Parameter.empty)
+        self._plan_decoding(params)
+        self._fast_types: tuple[Any, ...] | None = self._plain_parameter_types()
+        self._policy_cache: tuple[tuple[Any, ...], str] | None = None
+
+    def _plain_parameter_types(self) -> tuple[Any, ...] | None:
+        """The annotated type of each parameter when the signature takes only
+        plain positional parameters (no ``*args`` / ``**kwargs`` / keyword-only),
+        else None: such a call can be encoded without binding (see
+        :meth:`_fast_payload`)."""
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if any(p.kind not in kinds for p in self._signature.parameters.values()):
+            return None
+        return tuple(self._param_type(name) for name in self._signature.parameters)
+
+    def _plan_decoding(self, params: list[inspect.Parameter]) -> None:
+        """What decoding needs per parameter, worked out once per task rather
+        than on every attempt (issue 18: binding and looking up each
+        parameter's type per call was ~8-10% of a drain's worker CPU).
+
+        ``_converters[name]`` is ``(type, error prefix)``, or ``None`` when the
+        value is passed as it is (no annotation, ``Any``: what
+        :func:`codec.convert` would do). ``_fast`` lists the positional
+        parameters' converters when a payload of positional arguments alone
+        can skip :meth:`inspect.Signature.bind` (no ``*args`` / ``**kwargs``,
+        no required keyword-only parameter); ``_fast_min`` of them have no
+        default and must be given."""
+        self._converters: dict[str, tuple[Any, str] | None] = {}
+        for p in params:
+            tp = self._param_type(p.name)
+            self._converters[p.name] = (
+                None if tp is inspect.Parameter.empty or tp is Any
+                else (tp, f"task {self.name}: argument {p.name!r}"))
+        kinds = {p.kind for p in params}
+        positional = [p for p in params if p.kind in (
+            inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        simple = not kinds & {inspect.Parameter.VAR_POSITIONAL,
+                              inspect.Parameter.VAR_KEYWORD} and all(
+            p.default is not inspect.Parameter.empty for p in params
+            if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        self._fast: tuple[tuple[Any, str] | None, ...] | None = (
+            tuple(self._converters[p.name] for p in positional) if simple else None)
+        self._fast_min = sum(p.default is inspect.Parameter.empty for p in positional)
+        self._result_what = f"task {self.name}: result"
 
     # --- payloads ---------------------------------------------------------
 
@@ -122,12 +172,14 @@ class TaskSpec(Generic[P, R]):
     def _check(self, bound: inspect.BoundArguments) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Convert each bound argument to its annotated type."""
         for pname, value in list(bound.arguments.items()):
-            param = self._signature.parameters[pname]
-            tp = self._param_type(pname)
-            where = f"task {self.name}: argument {pname!r}"
-            if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            conv = self._converters[pname]
+            if conv is None:
+                continue  # passed as it is (codec.convert's identity case)
+            tp, where = conv
+            kind = self._signature.parameters[pname].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
                 bound.arguments[pname] = tuple(codec.convert(v, tp, where=where) for v in value)
-            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+            elif kind is inspect.Parameter.VAR_KEYWORD:
                 bound.arguments[pname] = {
                     k: codec.convert(v, tp, where=where) for k, v in value.items()
                 }
@@ -146,6 +198,10 @@ class TaskSpec(Generic[P, R]):
         ``max_depth`` deep, the payload at most ``max_payload_bytes``
         (:class:`PayloadError` / :class:`PayloadTooLarge` otherwise)."""
         limits = limits or _DEFAULT_LIMITS
+        fast = self._fast_payload(args, kwargs)
+        if fast is not None:
+            return codec.check_size(fast, limits.max_payload_bytes,
+                                    f"task {self.name}: payload", "max_payload_bytes")
         bound = self._bind(args, dict(kwargs))
         plain = inspect.BoundArguments(self._signature, bound.arguments.copy())
         for pname, value in plain.arguments.items():
@@ -165,6 +221,28 @@ class TaskSpec(Generic[P, R]):
         return codec.check_size(data, limits.max_payload_bytes, f"task {self.name}: payload",
                                 "max_payload_bytes")
 
+    def _fast_payload(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes | None:
+        """The payload of the common call (every parameter given positionally,
+        each a str / int / bool / None / finite float of exactly its annotated
+        type, or unannotated), without the bind-convert-check round of
+        :meth:`encode_call`, which costs most of a submission's client time;
+        None for anything else, which takes the full path. The bytes are the
+        ones the full path writes: such values are their own builtins, nest
+        nowhere, and convert to themselves."""
+        types = self._fast_types
+        if types is None or kwargs or len(args) != len(types):
+            return None
+        for value, tp in zip(args, types, strict=True):
+            kind = type(value)
+            if kind not in _PLAIN_ARGS:
+                return None
+            if kind is float and not math.isfinite(value):
+                return None  # the full path names the argument in its error
+            if tp is not kind and tp is not Any and tp is not inspect.Parameter.empty:
+                return None  # a conversion (int -> float, str -> enum...) or a refusal
+        # codec.dumps still refuses a lone surrogate in a string.
+        return codec.dumps({"args": list(args), "kwargs": {}})
+
     def decode_args(self, payload: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Decode a payload into typed ``(args, kwargs)`` for the function."""
         data = codec.loads(payload) if payload else {"args": [], "kwargs": {}}
@@ -176,6 +254,14 @@ class TaskSpec(Generic[P, R]):
             raise PayloadError(
                 f"task {self.name}: payload args must be a list and kwargs an object"
             )
+        fast = self._fast
+        if fast is not None and not kwargs and self._fast_min <= len(args) <= len(fast):
+            # What encode_call writes for a call without keyword-only
+            # arguments: positional values, a prefix of the parameters. The
+            # bind would accept it as it is; convert in parameter order, as
+            # _check does, without building BoundArguments.
+            return tuple(v if c is None else codec.convert(v, c[0], where=c[1])
+                         for v, c in zip(args, fast, strict=False)), {}  # a prefix
         return self._check(self._bind(tuple(args), kwargs))
 
     def bind_check(self, n_args: int) -> None:
@@ -191,9 +277,13 @@ class TaskSpec(Generic[P, R]):
     def encode_result(self, value: Any, *, limits: Limits | None = None) -> bytes:
         """The stored form of a result: nested at most ``max_depth`` deep. Its
         size is bounded by the worker (``max_result_bytes``), which writes it."""
+        if value is None or type(value) in _PLAIN_SCALARS:
+            # Already JSON, no depth, nothing non-finite: to_builtins and
+            # check_json would pass it through unchanged.
+            return codec.dumps(value)
         plain = codec.to_builtins(value)
         codec.check_json(plain, max_depth=(limits or _DEFAULT_LIMITS).max_depth,
-                         what=f"task {self.name}: result")
+                         what=self._result_what)
         return codec.dumps(plain)
 
     def decode_result(self, data: bytes) -> R:
@@ -228,7 +318,15 @@ class TaskSpec(Generic[P, R]):
 
     def policy_json(self) -> str:
         """The ExecutionPolicy JSON (spec 01 §6.1) stored with each execution."""
-        return json.dumps(self.policy_dict(), separators=(",", ":"), sort_keys=True)
+        # Sent with every submission but changed (if ever) only by assigning
+        # the options it is made of: remembered against their current values.
+        key = (self.priority, self.retry, self.timeout, self.deadline, self.capabilities)
+        cached = self._policy_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        text = json.dumps(self.policy_dict(), separators=(",", ":"), sort_keys=True)
+        self._policy_cache = (key, text)
+        return text
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} lane={self.lane}>"

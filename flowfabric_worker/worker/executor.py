@@ -13,7 +13,11 @@ import anyio
 from flowfabric_worker.context.attempt import Claimed, is_lease_lost
 from flowfabric_worker.context.frame_writer import FrameWriter
 from flowfabric_worker.context.streaming import FRAMES_EXTENSION
-from flowfabric_worker.context.task_context import JOURNAL_EXTENSION, TaskContext
+from flowfabric_worker.context.task_context import (
+    JOURNAL_EXTENSION,
+    LEASE_FENCE_MARGIN,
+    TaskContext,
+)
 from flowfabric_worker.context.waits import TaskSuspended
 from flowfabric_worker.errors import ContractError, LeaseLost, PayloadError, TransportError
 from flowfabric_worker.settings import Limits
@@ -66,6 +70,15 @@ class Executor:
         # The fence counts from when the claim was sent (an engine that does
         # not say: from now, just after its answer arrived).
         ctx.confirm_lease(lease.claim_sent_at or time.monotonic(), self.lease_ttl_ms / 1000)
+        if ctx.lease_expired(margin=self.lease_ttl_ms / 1000 * LEASE_FENCE_MARGIN):
+            # The claim's answer came back after the lease could have run out
+            # (the process was paused between sending the claim and reading
+            # the reply): another worker may already own the execution, so
+            # nothing of the body runs. No terminal call either; the lease
+            # expires and the execution is reclaimed as after a crash.
+            log.warning("not starting %s: its lease may have expired before the claim's "
+                        "answer was read (process paused?)", lease.execution_id)
+            return "lease_lost"
         self.contexts[lease.execution_id] = ctx
         opener = getattr(self.engine, "frame_writer", None)
         if callable(opener):
@@ -116,7 +129,9 @@ class Executor:
             try:
                 yield
             finally:
-                renewer.stopped = True
+                # Dropped from the loop at once: nothing of this attempt
+                # stays referenced by the renewal heap (see Renewals).
+                self.renewals.remove(renewer)
             return
         async with anyio.create_task_group() as tg:
             tg.start_soon(renewer.run)

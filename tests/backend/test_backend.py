@@ -212,3 +212,20 @@ async def test_password_is_not_echoed() -> None:
     with pytest.raises(TransportError) as info:
         await Backend.open(url, retry=RetryPolicy(attempts=1))
     assert "s3cret" not in str(info.value)
+
+
+async def test_an_older_build_of_the_same_version_is_replaced(url: str) -> None:
+    # flowfabric must keep answering 0.15's version, so a Lua fix of a newer
+    # SDK would never reach a server an older build loaded: the text decides.
+    from flowfabric_worker.backend.library import library_text
+
+    client = await _empty(url)
+    older = library_text(FLOWFABRIC).replace(
+        "\n-- >>> shared/", "\n-- an older build\n-- >>> shared/", 1)
+    await execute(client, "FUNCTION", "LOAD", "REPLACE", older)
+    async with await Backend.open(url):
+        reply = await execute(client, "FUNCTION", "LIST", "LIBRARYNAME", "flowfabric",
+                              "WITHCODE")
+        fields = dict(zip(reply[0][::2], reply[0][1::2], strict=True))
+        assert _b(fields[b"library_code"]).decode() == library_text(FLOWFABRIC)
+    await client.aclose()

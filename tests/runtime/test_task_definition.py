@@ -126,3 +126,68 @@ def test_invalid_options_refused() -> None:
         task(timeout=0)(lambda: None)
     with pytest.raises(InvalidInput, match="priority"):
         task(priority=9001)(lambda: None)
+
+
+def test_decoding_plan_matches_a_signature_bind() -> None:
+    """The per-task decoding plan (issue 18) answers what binding the payload
+    to the signature answers: positional payloads skip the bind, anything
+    else still goes through it."""
+    import inspect
+
+    def check(spec: TaskDefinition[..., object], payload: bytes) -> None:
+        data = json.loads(payload)
+        try:
+            bound = spec._signature.bind(*data["args"], **data["kwargs"])
+            expected: object = spec._check(bound)
+        except (TypeError, PayloadError) as exc:
+            expected = type(exc)
+        try:
+            got: object = spec.decode_args(payload)
+        except PayloadError:
+            got = PayloadError
+        assert got == expected or (expected is TypeError and got is PayloadError), payload
+
+    @task
+    def kinds(a: int, /, b: Point, c: str = "c", *, d: int = 4) -> None: ...
+
+    @task
+    def variadic(a: int, *rest: int, **kw: str) -> None: ...
+
+    @task
+    def required_kw(a: int, *, k: int) -> None: ...
+
+    @task
+    def untyped(a, b=None):  # type: ignore[no-untyped-def]
+        ...
+
+    for spec, payloads in (
+        (kinds, ['[1, {"x": 1, "y": 2}]', '[1, {"x": 1, "y": 2}, "z"]', '[1]', '[]',
+                 '[1, {"x": 1, "y": 2}, "z", 5]', '["no", {"x": 1, "y": 2}]',
+                 '[1, {"x": "no", "y": 2}]']),
+        (variadic, ['[1]', '[1, 2, 3]', '[1, "x"]']),
+        (required_kw, ['[1]']),
+        (untyped, ['[1]', '[[1], {"a": 2}]', '[]', '[1, 2, 3]']),
+    ):
+        for args in payloads:
+            check(spec, f'{{"args": {args}, "kwargs": {{}}}}'.encode())
+    check(kinds, b'{"args": [1, {"x": 1, "y": 2}], "kwargs": {"d": "7"}}')
+    check(kinds, b'{"args": [1], "kwargs": {"b": {"x": 1, "y": 2}, "d": 7}}')
+    check(required_kw, b'{"args": [1], "kwargs": {"k": 2}}')
+    check(variadic, b'{"args": [1, 2], "kwargs": {"x": "y"}}')
+    # Typed positionals are converted, as through the bind.
+    assert kinds.decode_args(kinds.encode_args(1, Point(1, 2))) == ((1, Point(1, 2)), {})
+    assert inspect.signature(kinds.fn)  # the function itself is untouched
+
+
+def test_plain_results_encode_as_through_the_codec() -> None:
+    import enum
+
+    class Size(enum.IntEnum):
+        BIG = 2
+
+    for value in (None, True, 0, -5, "hé", "", 2**70, Size.BIG):
+        assert bare.encode_result(value) == json.dumps(
+            int(value) if isinstance(value, enum.Enum) else value,
+            ensure_ascii=False, separators=(",", ":")).encode()
+    with pytest.raises(PayloadError, match="lone surrogate"):
+        bare.encode_result("\ud800")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import AsyncIterator
 
 import anyio
@@ -256,3 +258,36 @@ async def test_shared_renewal_loop_keeps_a_long_task_leased(backend: Backend) ->
     # scanner (running here) marks it, the complete is refused as stale.
     assert w.outcomes == [(eid, "completed")]
     assert len(await attempts(backend, eid)) == 1
+
+
+CONTEXTS: list[weakref.ref[TaskContext]] = []
+
+
+@task(name="t.remember")
+async def remember(ctx: TaskContext) -> int:
+    CONTEXTS.append(weakref.ref(ctx))
+    return 1
+
+
+async def test_finished_attempt_is_freed_at_once(backend: Backend) -> None:
+    """Issue 18: nothing of a finished attempt outlives it. Its context is
+    freed by reference counting alone (the collector is off here): not held
+    by the renewal heap (whose entry comes due a third of the 30 s TTL
+    later) nor by a reference cycle through its lazy extensions."""
+    CONTEXTS.clear()
+    eid = await submit(backend, remember)
+    w = worker(backend, remember, lease_ttl=30.0)
+    freed: list[bool] = []
+
+    async def done() -> bool:
+        if w.outcomes and not w._inflight:
+            freed.append(CONTEXTS[0]() is None)  # checked while the worker runs
+            return True
+        return False
+
+    gc.disable()
+    try:
+        await run_until(w, done)
+    finally:
+        gc.enable()
+    assert w.outcomes == [(eid, "completed")] and freed == [True]

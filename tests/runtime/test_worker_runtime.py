@@ -7,8 +7,10 @@ adapter is exercised by the e2e tests.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -462,3 +464,56 @@ async def test_lease_lost_can_be_awaited_and_read_from_a_thread() -> None:
     t.join(5)
     assert seen == [True]
     await ctx.lease_lost.wait()  # already set: returns at once
+
+
+async def test_renewal_loop_forgets_a_finished_attempt_at_once() -> None:
+    """Issue 18: the renewal loop holds a finished attempt's lease, context
+    and cancel scope no longer than the attempt (its next renewal was due
+    ttl/3 later); the collector is off, so reference counting alone frees them."""
+    eng = FakeEngine()
+    e = eng.add("e1", "keep", b"[]")
+    refs: list[weakref.ref[TaskContext]] = []
+    freed: list[bool] = []
+
+    async def keep(ctx: TaskContext) -> int:
+        refs.append(weakref.ref(ctx))
+        return 1
+
+    w = Worker(eng, [T("keep", keep, wants_context=True)], lease_ttl=30.0)
+
+    def done() -> bool:
+        if e.state == "completed" and w.outcomes and not w._inflight:
+            renewals = w.executor.renewals
+            freed.append(refs[0]() is None and renewals is not None
+                         and not renewals._live)
+            return True
+        return False
+
+    gc.disable()
+    try:
+        await run_until(w, done)
+    finally:
+        gc.enable()
+    assert freed == [True]
+
+
+async def test_a_claim_answered_after_its_lease_ran_out_runs_nothing() -> None:
+    # The process was paused between sending the claim and reading its reply
+    # (SIGSTOP, a long GC): by then another worker may own the execution, so
+    # the body must not start at all (seen in the SIGSTOP fault runs).
+    import dataclasses
+
+    from flowfabric_worker.worker.executor import Executor
+
+    eng = FakeEngine()
+    e = eng.add("e1", "work")
+    ran: list[int] = []
+
+    async def work() -> int:
+        ran.append(1)
+        return 1
+
+    lease = await eng.claim("e1", "default", "w", "w-1", frozenset(), 1000, 1000)
+    late = dataclasses.replace(lease, claim_sent_at=time.monotonic() - 2.0)  # 2 TTLs ago
+    outcome = await Executor(eng, {"work": T("work", work)}, 1000).run(late)  # type: ignore[arg-type]
+    assert outcome == "lease_lost" and ran == [] and e.completions == 0

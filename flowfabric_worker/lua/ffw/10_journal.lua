@@ -11,6 +11,8 @@ local KINDS = {step = true, signal = true, child = true}
 -- KEYS: exec_core, journal. ARGV: execution_id, lease_id, lease_epoch,
 -- step_index, step_name, kind, result.
 redis.register_function("ffw_journal_append", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   local core_key, jkey = keys[1], keys[2]
   local lease_id, epoch = args[2] or "", args[3] or ""
   local idx_raw, name, kind, result = args[4] or "", args[5] or "", args[6] or "", args[7] or ""

@@ -7,6 +7,8 @@
 -- KEYS: exec_core. ARGV: budget_ids (comma-separated, "" = none),
 -- quota_policy_id ("" = none). Reply: OK, "attached" | "absent".
 redis.register_function("ffw_attach_admission", function(keys, args)
+  local short = keys_short(keys, 1)
+  if short then return short end
   local core_key = keys[1]
   local budgets, quota = args[1] or "", args[2] or ""
   if redis.call("EXISTS", core_key) == 0 then return ok("absent") end

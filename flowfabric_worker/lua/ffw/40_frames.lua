@@ -144,6 +144,11 @@ redis.register_function("ffw_append_frames", function(keys, args)
       if object_depth(patch) > MAX_PATCH_DEPTH then
         return err("invalid_input", "patch_depth_exceeded", istr(i))
       end
+      -- cjson decodes 1e400 and NaN but refuses to encode them: found only
+      -- when the document is written, the earlier frames would stay.
+      if not pcall(cjson.encode, patch) then
+        return err("invalid_input", "patch holds a number JSON cannot encode", istr(i))
+      end
       patches[i] = patch
       any_summary = true
     end

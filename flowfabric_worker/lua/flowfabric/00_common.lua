@@ -43,9 +43,7 @@ local function hset_map(key, map)
     args[#args + 1] = f
     args[#args + 1] = tostring(v)
   end
-  if #args > 0 then
-    redis.call("HSET", key, unpack(args))
-  end
+  if #args > 0 then call_chunked("HSET", key, args, 2) end
 end
 
 local function json_encode(v)

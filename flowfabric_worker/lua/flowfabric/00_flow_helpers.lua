@@ -67,3 +67,13 @@ local FLOW_TERMINAL = {cancelled = true, completed = true, failed = true}
 local function flow_eid_of_core(core_key)
   return string.match(core_key, "^ff:exec:%b{}:(.*):core$") or ""
 end
+
+-- The ARGV flow_id is what gets indexed (flow_index, members' flow_id,
+-- cancel backlog), so it must name the flow of the flow_core KEY. Returns
+-- an error reply or nil.
+local function flow_id_mismatch(flow_core_key, flow_id)
+  if string.match(flow_core_key, "^ff:flow:%b{}:(.*):core$") ~= flow_id then
+    return err("invalid_input", "flow_id does not match the flow_core key")
+  end
+  return nil
+end

@@ -30,6 +30,30 @@ function LC.worker_leases_key(core_key, wiid)
   return "ff:idx:" .. tag_of(core_key) .. ":worker:" .. wiid .. ":leases"
 end
 
+-- The functions file the ARGV execution_id in the indexes, so it must name
+-- the execution of the exec_core KEY: a mismatch would index an id that has
+-- no record (or leave the record's own id behind). Returns an error reply
+-- or nil.
+function LC.eid_mismatch(core_key, eid)
+  if core_key == nil or eid == nil or flow_eid_of_core(core_key) ~= eid then
+    return err("invalid_input", "execution_id does not match the exec_core key")
+  end
+  return nil
+end
+
+-- Lane scheduling sets a runnable execution sits in, by eligibility_state
+-- (spec 01 §3.2).
+LC.RUNNABLE_SETS = {
+  eligible_now = {"eligible"},
+  not_eligible_until_time = {"delayed"},
+  blocked_by_dependencies = {"blocked:dependencies"},
+  blocked_by_budget = {"blocked:budget"},
+  blocked_by_quota = {"blocked:quota"},
+  blocked_by_route = {"blocked:route"},
+  blocked_by_operator = {"blocked:operator"},
+  blocked_by_lane_state = {"blocked:operator"},
+}
+
 -- Canonical text of an integer-valued field (never exponent form).
 function LC.int(v)
   local n = tonumber(v)
@@ -201,7 +225,7 @@ function LC.flatten_policy(key, policy)
       args[#args + 1] = tostring(v)
     end
   end
-  if #args > 0 then redis.call("HSET", key, unpack(args)) end
+  if #args > 0 then call_chunked("HSET", key, args, 2) end
 end
 
 -- Optional non-negative integer ARGV: (value or nil) or error reply.

@@ -53,6 +53,8 @@ local function parse_tags(tags_json)
 end
 
 redis.register_function("ff_create_execution", function(keys, args)
+  local short = keys_short(keys, 8)
+  if short then return short end
   local core_key, payload_key, policy_key, tags_key = keys[1], keys[2], keys[3], keys[4]
   local queue_key, idem_key, deadline_key, all_key = keys[5], keys[6], keys[7], keys[8]
   local eid = args[1] or ""
@@ -73,6 +75,13 @@ redis.register_function("ff_create_execution", function(keys, args)
   if e2 then return e2 end
   local ttl, e3 = LC.opt_int(ttl_raw, "dedup_ttl_ms")
   if e3 then return e3 end
+  local e4 = LC.eid_mismatch(core_key, eid)
+  if e4 then return e4 end
+  -- The record's lane_id must be the lane of the queue it is filed in.
+  if queue_key ~= LC.lane_key(core_key, lane, "eligible")
+     and queue_key ~= LC.lane_key(core_key, lane, "delayed") then
+    return err("invalid_input", "lane_id does not match the queue key")
+  end
 
   local use_idem = idem_key ~= nil and not string.find(idem_key, "ff:noop:", 1, true)
   if use_idem then
@@ -135,7 +144,7 @@ redis.register_function("ff_create_execution", function(keys, args)
 
   if payload ~= "" then redis.call("SET", payload_key, payload) end
   if policy_json ~= "" then redis.call("SET", policy_key, policy_json) end
-  if #tag_pairs > 0 then redis.call("HSET", tags_key, unpack(tag_pairs)) end
+  if #tag_pairs > 0 then call_chunked("HSET", tags_key, tag_pairs, 2) end
 
   if delayed then
     redis.call("ZADD", queue_key, istr(delay_until), eid)

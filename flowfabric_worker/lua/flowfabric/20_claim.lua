@@ -1,10 +1,12 @@
 -- Claim grants and claims (spec 02 §2.3, §3.2, §3.3, §3.5).
 
 redis.register_function("ff_issue_claim_grant", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local core_key, grant_key, eligible_key = keys[1], keys[2], keys[3]
   local eid = args[1] or ""
   local ttl_raw = args[6] or ""
-  local ttl = parse_number(ttl_raw)
+  local ttl = parse_ms(ttl_raw)
   if ttl == nil then
     return err("invalid_input", "grant_ttl_ms must be a number, got: " .. ttl_raw)
   end
@@ -144,6 +146,14 @@ local function resume_attempt(keys_t, core_key, core, p, now)
     "lease_expired_at", "", "lease_revoked_at", "", "lease_revoke_reason", "",
     "last_transition_at", n, "last_mutation_at", n)
   redis.call("ZREM", keys_t.eligible, eid)
+  -- The resume path checks no eligibility (spec 02 §3.5): an execution
+  -- parked in delayed or blocked:* must leave that set as it becomes active.
+  local parked = LC.RUNNABLE_SETS[core.eligibility_state or ""]
+  if parked and parked[1] ~= "eligible" then
+    local lane = core.lane_id or ""
+    if lane == "" then lane = "default" end
+    redis.call("ZREM", LC.lane_key(core_key, lane, parked[1]), eid)
+  end
   redis.call("ZADD", keys_t.lease_expiry, sexp, eid)
   redis.call("ZADD", keys_t.active, sexp, eid)
   redis.call("SADD", keys_t.worker_leases, eid)
@@ -166,6 +176,12 @@ local function claim_extras(policy_json, timeout_raw, deadline_raw)
     if type(policy) ~= "table" then
       return nil, nil, nil, err("invalid_input", "attempt_policy_json must be a JSON object")
     end
+    -- Nested members are stored re-encoded, after the claim's first writes:
+    -- cjson decodes 1e400 and NaN but refuses to encode them.
+    if not pcall(cjson.encode, policy) then
+      return nil, nil, nil, err("invalid_input",
+        "attempt_policy_json holds a number JSON cannot encode")
+    end
   end
   local timeout, e1 = LC.opt_int(timeout_raw, "attempt_timeout_ms")
   if e1 then return nil, nil, nil, e1 end
@@ -175,11 +191,13 @@ local function claim_extras(policy_json, timeout_raw, deadline_raw)
 end
 
 redis.register_function("ff_claim_execution", function(keys, args)
+  local short = keys_short(keys, 14)
+  if short then return short end
   local core_key, grant_key = keys[1], keys[2]
   local ttl_raw, renew_raw = args[7] or "", args[8] or ""
-  local ttl = parse_number(ttl_raw)
+  local ttl = parse_ms(ttl_raw)
   if ttl == nil then return err("invalid_input", "lease_ttl_ms must be a number, got: " .. ttl_raw) end
-  local renew = parse_number(renew_raw)
+  local renew = parse_ms(renew_raw)
   if renew == nil then
     return err("invalid_input", "renew_before_ms must be a number, got: " .. renew_raw)
   end
@@ -214,10 +232,12 @@ redis.register_function("ff_claim_execution", function(keys, args)
 end)
 
 redis.register_function("ff_issue_grant_and_claim", function(keys, args)
+  local short = keys_short(keys, 11)
+  if short then return short end
   local core_key, grant_key, eligible_key = keys[1], keys[2], keys[3]
   local eid = args[1] or ""
   local ttl_raw = args[7] or ""
-  local ttl = parse_number(ttl_raw)
+  local ttl = parse_ms(ttl_raw)
   if ttl == nil then return err("invalid_input", "lease_ttl_ms must be a number, got: " .. ttl_raw) end
   local policy, timeout, deadline, xerr = claim_extras(args[9] or "", args[10] or "", args[11] or "")
   if xerr then return xerr end

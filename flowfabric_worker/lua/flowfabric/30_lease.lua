@@ -1,13 +1,17 @@
 -- Lease upkeep: ff_renew_lease, ff_update_progress (spec 02 §3.6, §3.7).
 
 redis.register_function("ff_renew_lease", function(keys, args)
+  local short = keys_short(keys, 4)
+  if short then return short end
   local core_key, lease_key, history_key, expiry_key = keys[1], keys[2], keys[3], keys[4]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local idx, attempt_id, lease_id, epoch = args[2] or "", args[3] or "", args[4] or "", args[5] or ""
   local ttl_raw, grace_raw = args[6] or "", args[7] or ""
-  local ttl = parse_number(ttl_raw)
+  local ttl = parse_ms(ttl_raw)
   if ttl == nil then return err("invalid_input", "lease_ttl_ms must be a number, got: " .. ttl_raw) end
-  local grace = parse_number(grace_raw)
+  local grace = parse_ms(grace_raw)
   if grace == nil then
     return err("invalid_input", "lease_history_grace_ms must be a number, got: " .. grace_raw)
   end
@@ -44,6 +48,8 @@ redis.register_function("ff_renew_lease", function(keys, args)
 end)
 
 redis.register_function("ff_update_progress", function(keys, args)
+  local short = keys_short(keys, 1)
+  if short then return short end
   local core_key = keys[1]
   local lease_id, epoch = args[2] or "", args[3] or ""
   local pct, msg = args[4] or "", args[5] or ""

@@ -19,10 +19,14 @@ local TERMINAL_CLEAR = {
 }
 
 redis.register_function("ff_complete_execution", function(keys, args)
+  local short = keys_short(keys, 12)
+  if short then return short end
   local core_key, attempt_key, expiry_key, leases_key = keys[1], keys[2], keys[3], keys[4]
   local terminal_key, lease_key, history_key, active_key = keys[5], keys[6], keys[7], keys[8]
   local meta_key, result_key, timeout_key, deadline_key = keys[9], keys[10], keys[11], keys[12]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local payload, source = args[5] or "", args[6] or ""
   local core = hgetall(core_key)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
@@ -60,14 +64,19 @@ local function retry_decision(policy_json, retry_count)
   if retry_count >= mr then return false, 1000 end
   local b = policy.backoff
   if type(b) ~= "table" then return true, 1000 end
+  -- NaN or inf ("nan" parses in Lua) would become the delayed-set score,
+  -- which ZADD refuses after the lease was dropped: such values count as
+  -- absent.
   local function num(v, d)
     local x = tonumber(v)
-    if x == nil then return d end
+    if x == nil or x ~= x or x == math.huge or x == -math.huge then return d end
     return x
   end
   if b.type == "exponential" then
+    local cap = num(b.max_delay_ms, 60000)
     local d = num(b.initial_delay_ms, 1000) * num(b.multiplier, 2) ^ retry_count
-    return true, math.min(d, num(b.max_delay_ms, 60000))
+    if d ~= d then return true, cap end
+    return true, math.min(d, cap)
   elseif b.type == "fixed" then
     return true, num(b.delay_ms, 1000)
   end
@@ -75,10 +84,14 @@ local function retry_decision(policy_json, retry_count)
 end
 
 redis.register_function("ff_fail_execution", function(keys, args)
+  local short = keys_short(keys, 12)
+  if short then return short end
   local core_key, attempt_key, expiry_key, leases_key = keys[1], keys[2], keys[3], keys[4]
   local terminal_key, delayed_key, lease_key, history_key = keys[5], keys[6], keys[7], keys[8]
   local active_key, meta_key, timeout_key, deadline_key = keys[9], keys[10], keys[11], keys[12]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local reason, category = args[5] or "", args[6] or ""
   local policy_json, source = args[7] or "", args[8] or ""
   local core = hgetall(core_key)
@@ -162,11 +175,15 @@ local function close_suspension(core_key, susp_key, wp_key, reason, n)
 end
 
 redis.register_function("ff_cancel_execution", function(keys, args)
+  local short = keys_short(keys, 14)
+  if short then return short end
   local core_key, attempt_key, meta_key, lease_key = keys[1], keys[2], keys[3], keys[4]
   local history_key, expiry_key, leases_key, susp_key = keys[5], keys[6], keys[7], keys[8]
   local wp_key, susp_timeout_key, terminal_key = keys[9], keys[11], keys[12]
   local timeout_key, deadline_key = keys[13], keys[14]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local reason, source = args[2] or "", args[3] or ""
   local lease_id, epoch = args[4] or "", args[5] or ""
   local core = hgetall(core_key)

@@ -23,8 +23,12 @@ local function park(keys, core_key, core, eid, lease_id, epoch, attempt_id, now,
 end
 
 redis.register_function("ff_delay_execution", function(keys, args)
+  local short = keys_short(keys, 9)
+  if short then return short end
   local core_key = keys[1]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local delay_raw, source = args[5] or "", args[6] or ""
   -- The reference crashes after partial writes on a non-numeric time (spec 02 §9).
   local delay_until = parse_int(delay_raw)
@@ -47,8 +51,12 @@ redis.register_function("ff_delay_execution", function(keys, args)
 end)
 
 redis.register_function("ff_move_to_waiting_children", function(keys, args)
+  local short = keys_short(keys, 9)
+  if short then return short end
   local core_key = keys[1]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local core = hgetall(core_key)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
   local now = now_ms()
@@ -65,8 +73,12 @@ redis.register_function("ff_move_to_waiting_children", function(keys, args)
 end)
 
 redis.register_function("ff_promote_delayed", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local core_key, delayed_key, eligible_key = keys[1], keys[2], keys[3]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local now_raw = args[2] or ""
   local now = parse_number(now_raw)
   if now == nil then return err("invalid_input", "now_ms must be a number, got: " .. now_raw) end

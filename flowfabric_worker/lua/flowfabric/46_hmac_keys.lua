@@ -2,6 +2,8 @@
 -- ff_list_waitpoint_hmac_kids (spec 01 §8.5, spec 03 §5.6–§5.7).
 
 redis.register_function("ff_rotate_waitpoint_hmac_secret", function(keys, args)
+  local short = keys_short(keys, 1)
+  if short then return short end
   local hkey = keys[1]
   local kid, secret, grace_raw = args[1] or "", args[2] or "", args[3] or ""
   if kid == "" or string.find(kid, ":", 1, true) then return err("invalid_kid") end
@@ -45,7 +47,8 @@ redis.register_function("ff_list_waitpoint_hmac_kids", function(keys, args)
   local flat = redis.call("HGETALL", keys[1])
   local now = now_ms()
   local cur = ""
-  local out = {}
+  -- The reply is built in place: unpack() of a long kid list would raise.
+  local out = {1, "OK", "", ""}
   for i = 1, #flat, 2 do
     if flat[i] == "current_kid" then cur = flat[i + 1] end
   end
@@ -60,5 +63,6 @@ redis.register_function("ff_list_waitpoint_hmac_kids", function(keys, args)
       end
     end
   end
-  return ok(cur, istr(#out / 2), unpack(out))
+  out[3], out[4] = cur, istr((#out - 4) / 2)
+  return out
 end)

@@ -2,8 +2,12 @@
 -- (spec 02 §3.14–§3.17).
 
 redis.register_function("ff_mark_lease_expired_if_due", function(keys, args)
+  local short = keys_short(keys, 4)
+  if short then return short end
   local core_key, expiry_key, history_key = keys[1], keys[3], keys[4]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local core = hgetall(core_key)
   if core.lifecycle_phase == nil then
     redis.call("ZREM", expiry_key, eid)
@@ -29,9 +33,13 @@ redis.register_function("ff_mark_lease_expired_if_due", function(keys, args)
 end)
 
 redis.register_function("ff_revoke_lease", function(keys, args)
+  local short = keys_short(keys, 5)
+  if short then return short end
   local core_key, lease_key, history_key, expiry_key, leases_key =
     keys[1], keys[2], keys[3], keys[4], keys[5]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local expected, reason = args[2] or "", args[3] or ""
   local core = hgetall(core_key)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
@@ -65,10 +73,12 @@ local function reclaimable(core)
 end
 
 redis.register_function("ff_issue_reclaim_grant", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   local core_key, grant_key = keys[1], keys[2]
   local eid = args[1] or ""
   local ttl_raw = args[6] or ""
-  local ttl = parse_number(ttl_raw)
+  local ttl = parse_ms(ttl_raw)
   if ttl == nil then
     return err("invalid_input", "grant_ttl_ms must be a number, got: " .. ttl_raw)
   end
@@ -85,14 +95,18 @@ redis.register_function("ff_issue_reclaim_grant", function(keys, args)
 end)
 
 redis.register_function("ff_reclaim_execution", function(keys, args)
+  local short = keys_short(keys, 14)
+  if short then return short end
   local core_key, grant_key, old_attempt_key, old_meta_key = keys[1], keys[2], keys[3], keys[4]
   local attempts_key, lease_key, history_key, expiry_key = keys[7], keys[8], keys[9], keys[10]
   local new_leases_key, active_key, timeout_key, deadline_key = keys[11], keys[12], keys[13], keys[14]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local worker_id, wiid, lane = args[2] or "", args[3] or "", args[4] or ""
   local lease_id, ttl_raw, attempt_id = args[5] or "", args[6] or "", args[7] or ""
   local cap_raw = args[9] or ""
-  local ttl = parse_number(ttl_raw)
+  local ttl = parse_ms(ttl_raw)
   if ttl == nil then return err("invalid_input", "lease_ttl_ms must be a number, got: " .. ttl_raw) end
   local cap = 100
   if cap_raw ~= "" then

@@ -2,9 +2,13 @@
 -- ff_close_waitpoint (spec 03 §5.1, §5.4).
 
 redis.register_function("ff_create_pending_waitpoint", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local core_key, wp_key, expiry_key, hkey = keys[1], keys[2], keys[3], keys[4]
   local eid, idx, wp_id, wpk = args[1] or "", args[2] or "", args[3] or "", args[4] or ""
   local exp_raw = args[5] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   -- 0.15 crashes after writing on a bad expiry; we refuse before any write.
   local expires = parse_int(exp_raw)
   if expires == nil then
@@ -33,6 +37,8 @@ redis.register_function("ff_create_pending_waitpoint", function(keys, args)
 end)
 
 redis.register_function("ff_close_waitpoint", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local wp_key, expiry_key = keys[2], keys[3]
   local wp_id = args[1] or ""
   local reason = args[2]

@@ -38,6 +38,8 @@ local function remember(dedup_key, ik, ttl, reply)
 end
 
 redis.register_function("ff_suspend_execution", function(keys, args)
+  local short = keys_short(keys, 16)
+  if short then return short end
   local core_key, att_key, lease_key, hist_key = keys[1], keys[2], keys[3], keys[4]
   local expiry_key, leases_key, susp_key, wp_key = keys[5], keys[6], keys[7], keys[8]
   local wps_key, stimeout_key, pexp_key = keys[9], keys[10], keys[11]
@@ -49,6 +51,8 @@ redis.register_function("ff_suspend_execution", function(keys, args)
   local timeout_raw, cond_json, policy_json = args[11] or "", args[12] or "", args[13] or ""
   local use_pending = (args[15] or "") == "1"
   local tb, ik = args[16] or "", args[18] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
 
   local nextra = parse_uint(args[20] or "")
   if nextra == nil then return err("invalid_input", "num_extra_waitpoints must be an integer") end
@@ -58,6 +62,10 @@ redis.register_function("ff_suspend_execution", function(keys, args)
     if xid == "" or xkey == "" then return err("additional_waitpoint_binding_malformed") end
     extras[#extras + 1] = {waitpoint_id = xid, waitpoint_key = xkey,
       hash = keys[19 + 3 * j], signals = keys[20 + 3 * j], cond = keys[21 + 3 * j]}
+  end
+  -- Each extra binding's keys are written after the primary's (spec 03 §5.2).
+  if #keys < 18 + 3 * #extras then
+    return err("invalid_input", "KEYS must hold 3 keys per extra waitpoint")
   end
   if ik ~= "" then
     local outcome = redis.call("HGET", dedup_key, "outcome")
@@ -117,6 +125,10 @@ redis.register_function("ff_suspend_execution", function(keys, args)
     end
   end
 
+  -- Built before the first write: encoding the condition can still raise.
+  local cond_fields = SG.condition_fields(doc, now)
+  local cond = SG.to_table(cond_fields)
+
   -- Archive a closed previous suspension.
   if redis.call("EXISTS", susp_key) == 1 then
     if old.waitpoint_id ~= "" then redis.call("SADD", wpset_key, old.waitpoint_id) end
@@ -125,8 +137,6 @@ redis.register_function("ff_suspend_execution", function(keys, args)
 
   local n = istr(now)
   local tstr = timeout_at and istr(timeout_at) or ""
-  local cond_fields = SG.condition_fields(doc, now)
-  local cond = SG.to_table(cond_fields)
 
   if use_pending then
     -- Replay buffered signals through the signal-set matchers (never composites).
@@ -143,7 +153,7 @@ redis.register_function("ff_suspend_execution", function(keys, args)
       end
       if SG.set_satisfied(cond) then
         redis.call("DEL", cond_key)
-        redis.call("HSET", cond_key, unpack(cond_fields))
+        call_chunked("HSET", cond_key, cond_fields, 2)
         redis.call("HSET", wp_key, "state", "closed", "close_reason", "resumed",
           "suspension_id", sid, "activated_at", n, "satisfied_at", n, "closed_at", n,
           "expires_at", tstr)
@@ -163,7 +173,7 @@ redis.register_function("ff_suspend_execution", function(keys, args)
       "last_signal_at", "")
   end
   redis.call("DEL", cond_key)
-  redis.call("HSET", cond_key, unpack(cond_fields))
+  call_chunked("HSET", cond_key, cond_fields, 2)
   redis.call("SADD", wpset_key, wp_id)
 
   local extras_json = {}
@@ -174,7 +184,7 @@ redis.register_function("ff_suspend_execution", function(keys, args)
       "created_at", n, "activated_at", n, "expires_at", tstr, "signal_count", "0",
       "matched_signal_count", "0", "last_signal_at", "")
     redis.call("DEL", x.cond)
-    redis.call("HSET", x.cond, unpack(cond_fields))
+    call_chunked("HSET", x.cond, cond_fields, 2)
     redis.call("SADD", wpset_key, x.waitpoint_id)
     extras_json[#extras_json + 1] = {waitpoint_id = x.waitpoint_id,
       waitpoint_key = x.waitpoint_key}
@@ -217,7 +227,7 @@ redis.register_function("ff_suspend_execution", function(keys, args)
     local mm = {}
     member_map(doc.tree, mm)
     redis.call("DEL", mm_key)
-    if #mm > 0 then redis.call("HSET", mm_key, unpack(mm)) end
+    if #mm > 0 then call_chunked("HSET", mm_key, mm, 2) end
   end
   redis.call("ZADD", suspended_key, timeout_at and tstr or "9999999999999", eid)
   if timeout_at then redis.call("ZADD", stimeout_key, tstr, eid) end

@@ -45,7 +45,9 @@ local function record(k, args, effect, now)
     "created_at", created, "accepted_at", n, "matched_waitpoint_id", args[3] or "",
     "payload_encoding", args[9] or "", "observed_effect", effect)
   if (args[8] or "") ~= "" then redis.call("SET", k.payload, args[8]) end
-  redis.call("XADD", k.wp_signals, "MAXLEN", "~", args[16], "*", "signal_id", sig,
+  -- The canonical text of the (checked) maxlen: XADD refuses "007".
+  local maxlen = istr(parse_uint(args[16]))
+  redis.call("XADD", k.wp_signals, "MAXLEN", "~", maxlen, "*", "signal_id", sig,
     "signal_name", args[4] or "", "signal_category", args[5] or "",
     "source_type", args[6] or "", "source_identity", args[7] or "", "matched", "0",
     "accepted_at", n)
@@ -149,10 +151,14 @@ local MATCHED = {resume_condition_satisfied = true, appended_to_waitpoint = true
   appended_to_waitpoint_duplicate = true}
 
 redis.register_function("ff_deliver_signal", function(keys, args)
+  local short = keys_short(keys, 15)
+  if short then return short end
   local k = {core = keys[1], cond = keys[2], wp_signals = keys[3], exec_signals = keys[4],
     signal = keys[5], payload = keys[6], dedup = keys[7], wp = keys[8], susp = keys[9],
     eligible = keys[10], suspended = keys[11], delayed = keys[12], timeout = keys[13],
     hmac = keys[14], delivery = keys[15]}
+  local bad_eid = LC.eid_mismatch(k.core, args[2] or "")
+  if bad_eid then return bad_eid end
   local bad = check_numbers(args, true)
   if bad then return bad end
   local core = hgetall(k.core)
@@ -238,6 +244,8 @@ redis.register_function("ff_deliver_signal", function(keys, args)
 end)
 
 redis.register_function("ff_buffer_signal_for_pending_waitpoint", function(keys, args)
+  local short = keys_short(keys, 8)
+  if short then return short end
   local k = {core = keys[1], wp_signals = keys[3], exec_signals = keys[4], signal = keys[5],
     payload = keys[6], dedup = keys[7], wp = keys[8], hmac = keys[9]}
   local bad = check_numbers(args, false)

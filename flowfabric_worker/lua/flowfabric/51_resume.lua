@@ -16,9 +16,13 @@ local function close_bindings(core_key, susp_key, susp, reason, cond_reason, now
 end
 
 redis.register_function("ff_resume_execution", function(keys, args)
+  local short = keys_short(keys, 8)
+  if short then return short end
   local core_key, susp_key, wp_key = keys[1], keys[2], keys[3]
   local k = {timeout = keys[5], eligible = keys[6], delayed = keys[7], suspended = keys[8]}
   local delay_raw = args[3] or ""
+  local bad_eid = LC.eid_mismatch(core_key, args[1] or "")
+  if bad_eid then return bad_eid end
   local delay = parse_uint(delay_raw)
   if delay == nil then
     return err("invalid_input", "resume_delay_ms must be an integer, got: " .. delay_raw)
@@ -46,10 +50,14 @@ local TERMINAL = {
 }
 
 redis.register_function("ff_expire_suspension", function(keys, args)
+  local short = keys_short(keys, 10)
+  if short then return short end
   local core_key, susp_key, wp_key, cond_key = keys[1], keys[2], keys[3], keys[4]
   local att_key, meta_key, timeout_key = keys[5], keys[6], keys[7]
   local suspended_key, terminal_key, eligible_key = keys[8], keys[9], keys[10]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local core = hgetall(core_key)
   if core.lifecycle_phase == nil then
     redis.call("ZREM", timeout_key, eid)
@@ -124,11 +132,15 @@ redis.register_function("ff_expire_suspension", function(keys, args)
 end)
 
 redis.register_function("ff_claim_resumed_execution", function(keys, args)
+  local short = keys_short(keys, 10)
+  if short then return short end
   local core_key, grant_key, eligible_key, expiry_key = keys[1], keys[2], keys[3], keys[4]
   local leases_key, att_key, lease_key, hist_key = keys[5], keys[6], keys[7], keys[8]
   local active_key, atimeout_key = keys[9], keys[10]
   local ttl_raw = args[7] or ""
-  local ttl = parse_number(ttl_raw)
+  local bad_eid = LC.eid_mismatch(core_key, args[1] or "")
+  if bad_eid then return bad_eid end
+  local ttl = parse_ms(ttl_raw)
   if ttl == nil then return err("invalid_input", "lease_ttl_ms must be a number, got: " .. ttl_raw) end
   ttl = math.floor(ttl)
   local core = hgetall(core_key)
@@ -175,7 +187,7 @@ redis.register_function("ff_claim_resumed_execution", function(keys, args)
   redis.call("ZADD", expiry_key, sexp, eid)
   redis.call("ZADD", active_key, sexp, eid)
   redis.call("SADD", leases_key, eid)
-  local remaining = parse_number(args[8] or "")
+  local remaining = parse_ms(args[8] or "")
   if remaining ~= nil and remaining > 0 then
     redis.call("ZADD", atimeout_key, istr(now + math.floor(remaining)), eid)
   end

@@ -3,8 +3,11 @@
 
 local READ_HARD_CAP = 10000
 
--- Summary document update (§8.7); returns (version) or (nil, error reply).
-local function apply_summary(summary_key, patch_kind, payload, now)
+-- Summary document update (§8.7) in two steps, so that every refusal comes
+-- before the first write: summary_update() checks the patch and computes
+-- the new document ((update) or (nil, error reply)); write_summary() stores
+-- it and returns the version.
+local function summary_update(summary_key, patch_kind, payload)
   if summary_key == nil then
     return nil, err("invalid_input", "summary mode requires stream_summary key")
   end
@@ -30,15 +33,24 @@ local function apply_summary(summary_key, patch_kind, payload, now)
     return nil, err("invalid_input", "patch_depth_exceeded")
   end
   doc = resolve_sentinel(merge_patch(doc, patch), 1)
-  local version = (parse_uint(cur.version) or 0) + 1
-  local fields = {"document", json_encode(doc), "version", istr(version),
+  -- cjson decodes 1e400 and NaN but refuses to encode them.
+  local encoded, text = pcall(json_encode, doc)
+  if not encoded then
+    return nil, err("invalid_input", "patch holds a number JSON cannot encode")
+  end
+  return {text = text, cur = cur}
+end
+
+local function write_summary(summary_key, update, now)
+  local version = (parse_uint(update.cur.version) or 0) + 1
+  local fields = {"document", update.text, "version", istr(version),
     "patch_kind", "json-merge-patch", "last_updated_ms", istr(now)}
-  if version == 1 or cur.first_applied_ms == "" then
+  if version == 1 or update.cur.first_applied_ms == "" then
     fields[#fields + 1] = "first_applied_ms"
     fields[#fields + 1] = istr(now)
   end
   redis.call("HSET", summary_key, unpack(fields))
-  return version, nil
+  return version
 end
 
 -- Dynamic MAXLEN for best-effort frames (§8.2, exact formula).
@@ -54,6 +66,8 @@ local function best_effort_trim(data_key, meta_key, args, ttl_ms, now)
 end
 
 redis.register_function("ff_append_frame", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local core_key, data_key, meta_key, summary_key = keys[1], keys[2], keys[3], keys[4]
   local eid, attempt_index, lease_id, lease_epoch = args[1], args[2], args[3], args[4]
   local frame_type, ts, payload = args[5] or "", args[6] or "", args[7] or ""
@@ -81,7 +95,23 @@ redis.register_function("ff_append_frame", function(keys, args)
   local refusal = check_lease(core_key, attempt_index, lease_id, lease_epoch, now)
   if refusal then return refusal end
 
-  if redis.call("EXISTS", meta_key) == 0 then
+  local meta_exists = redis.call("EXISTS", meta_key) == 1
+  if meta_exists then
+    local closed = redis.call("HGET", meta_key, "closed_at")
+    if closed and closed ~= "" then
+      return err("stream_closed")
+    end
+  end
+  -- Summary checks 7-12 before the first write (0.15 creates stream_meta
+  -- first, so a refused patch left one behind).
+  local update = nil
+  if mode == "summary" then
+    local e
+    update, e = summary_update(summary_key, patch_kind, payload)
+    if e then return e end
+  end
+
+  if not meta_exists then
     redis.call("HSET", meta_key,
       "stream_id", eid .. ":" .. attempt_index,
       "execution_id", eid, "attempt_id", args[12] or "",
@@ -90,19 +120,10 @@ redis.register_function("ff_append_frame", function(keys, args)
       "durability_mode", "durable_full", "retention_maxlen", istr(retention),
       "last_sequence", "", "frame_count", "0", "total_bytes", "0",
       "last_frame_at", "", "has_durable_frame", "0")
-  else
-    local closed = redis.call("HGET", meta_key, "closed_at")
-    if closed and closed ~= "" then
-      return err("stream_closed")
-    end
   end
 
   local version_str = ""
-  if mode == "summary" then
-    local version, e = apply_summary(summary_key, patch_kind, payload, now)
-    if e then return e end
-    version_str = istr(version)
-  end
+  if update then version_str = istr(write_summary(summary_key, update, now)) end
 
   if ts == "" then ts = istr(now) end
   local fields = {"frame_type", frame_type, "ts", ts, "payload", payload,

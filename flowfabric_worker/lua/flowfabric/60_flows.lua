@@ -2,7 +2,11 @@
 -- (spec 04 §5.1, §5.2, §5.7, §5.8, §5.13).
 
 redis.register_function("ff_create_flow", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local flow_id = args[1] or ""
+  local bad_flow = flow_id_mismatch(keys[1], flow_id)
+  if bad_flow then return bad_flow end
   redis.call("SADD", keys[3], flow_id)
   if redis.call("EXISTS", keys[1]) == 1 then
     return ok_status("ALREADY_SATISFIED", flow_id)
@@ -16,16 +20,23 @@ redis.register_function("ff_create_flow", function(keys, args)
 end)
 
 redis.register_function("ff_add_execution_to_flow", function(keys, args)
+  local short = keys_short(keys, 4)
+  if short then return short end
   local flow_id, eid = args[1] or "", args[2] or ""
+  local bad_flow = flow_id_mismatch(keys[1], flow_id)
+  if bad_flow then return bad_flow end
+  local bad_eid = LC.eid_mismatch(keys[4], eid)
+  if bad_eid then return bad_eid end
   if redis.call("EXISTS", keys[1]) == 0 then return err("flow_not_found") end
   local st = redis.call("HGET", keys[1], "public_flow_state")
   if st and FLOW_TERMINAL[st] then return err("flow_already_terminal") end
   if redis.call("EXISTS", keys[4]) == 0 then return err("execution_not_found") end
-  redis.call("SADD", keys[3], flow_id)
+  -- 0.15 indexes the flow before this refusal; ours refuses first.
   local cur = redis.call("HGET", keys[4], "flow_id") or ""
   if cur ~= "" and cur ~= flow_id then
     return err("already_member_of_different_flow:" .. cur)
   end
+  redis.call("SADD", keys[3], flow_id)
   if redis.call("SISMEMBER", keys[2], eid) == 1 then
     redis.call("HSET", keys[4], "flow_id", flow_id)
     return ok_status("ALREADY_SATISFIED", eid,
@@ -44,6 +55,8 @@ local function tag_key_ok(k)
 end
 
 redis.register_function("ff_set_flow_tags", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   if #args == 0 or #args % 2 == 1 then
     return err("invalid_input", "tags must be non-empty even-length key/value pairs")
   end
@@ -61,7 +74,7 @@ redis.register_function("ff_set_flow_tags", function(keys, args)
     end
     redis.call("HSET", keys[1], "tags_migrated", "1")
   end
-  redis.call("HSET", keys[2], unpack(args))
+  call_chunked("HSET", keys[2], args, 2)
   redis.call("HSET", keys[1], "last_mutation_at", istr(now_ms()))
   return ok(istr(#args / 2))
 end)
@@ -82,6 +95,8 @@ redis.register_function("ff_evaluate_flow_eligibility", function(keys, args)
 end)
 
 redis.register_function("ff_promote_blocked_to_eligible", function(keys, args)
+  local short = keys_short(keys, 5)
+  if short then return short end
   if redis.call("EXISTS", keys[1]) == 0 then return err("execution_not_found") end
   local core = hgetall(keys[1])
   if core.lifecycle_phase ~= "runnable" then return err("not_runnable") end

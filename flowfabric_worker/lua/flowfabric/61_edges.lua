@@ -28,7 +28,11 @@ local function reaches(prefix, start, target)
 end
 
 redis.register_function("ff_stage_dependency_edge", function(keys, args)
+  local short = keys_short(keys, 5)
+  if short then return short end
   local flow_id, edge_id, up, down = args[1], args[2], args[3], args[4]
+  local bad_flow = flow_id_mismatch(keys[1], flow_id or "")
+  if bad_flow then return bad_flow end
   local kind = args[5]
   if kind == nil or kind == "" then kind = "success_only" end
   local ref = args[6] or ""
@@ -57,6 +61,8 @@ redis.register_function("ff_stage_dependency_edge", function(keys, args)
 end)
 
 redis.register_function("ff_set_edge_group_policy", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   local variant, on_sat, k_s, now = args[1] or "", args[2] or "", args[3] or "0", args[4] or ""
   if redis.call("EXISTS", keys[1]) == 0 then return err("flow_not_found") end
   if variant ~= "all_of" and variant ~= "any_of" and variant ~= "quorum" then
@@ -80,6 +86,8 @@ redis.register_function("ff_set_edge_group_policy", function(keys, args)
 end)
 
 redis.register_function("ff_apply_dependency_to_child", function(keys, args)
+  local short = keys_short(keys, 7)
+  if short then return short end
   local flow_id, edge_id, up, rev = args[1] or "", args[2] or "", args[3] or "", args[4] or ""
   local kind = args[5]
   if kind == nil or kind == "" then kind = "success_only" end

@@ -2,7 +2,16 @@
 -- §5.9-§5.12).
 
 redis.register_function("ff_cancel_flow", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   local flow_id, reason, policy = args[1] or "", args[2] or "", args[3] or ""
+  local bad_flow = flow_id_mismatch(keys[1], flow_id)
+  if bad_flow then return bad_flow end
+  -- Member-cancelling policies also write pending_cancels and the backlog.
+  if policy == "cancel_all" or policy == "cancel_pending" then
+    local short5 = keys_short(keys, 5)
+    if short5 then return short5 end
+  end
   local grace_s = args[5]
   local grace = 30000
   if grace_s ~= nil and grace_s ~= "" then
@@ -43,6 +52,8 @@ redis.register_function("ff_cancel_flow", function(keys, args)
 end)
 
 redis.register_function("ff_ack_cancel_member", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   redis.call("SREM", keys[1], args[1] or "")
   if redis.call("EXISTS", keys[1]) == 0 then
     redis.call("ZREM", keys[2], args[2] or "")
@@ -51,6 +62,8 @@ redis.register_function("ff_ack_cancel_member", function(keys, args)
 end)
 
 redis.register_function("ff_drain_sibling_cancel_group", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   local flow_id, down = args[1] or "", args[2] or ""
   if flow_id == "" or down == "" then
     return err("invalid_args", "flow_id and downstream_eid required")
@@ -64,6 +77,8 @@ redis.register_function("ff_drain_sibling_cancel_group", function(keys, args)
 end)
 
 redis.register_function("ff_reconcile_sibling_cancel_group", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   local flow_id, down = args[1] or "", args[2] or ""
   if flow_id == "" or down == "" then
     return err("invalid_args", "flow_id and downstream_eid required")

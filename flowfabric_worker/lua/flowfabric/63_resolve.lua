@@ -39,12 +39,24 @@ local function record_siblings(keys, flow_id, down, reason)
 end
 
 redis.register_function("ff_resolve_dependency", function(keys, args)
+  local short = keys_short(keys, 9)
+  if short then return short end
   local edge_id, outcome, now = args[1] or "", args[2] or "", args[3] or ""
   local flow_id, down = args[4] or "", args[5] or ""
+  -- now_ms is the terminal-set score of a skipped child: ZADD would refuse a
+  -- non-number after the edge, counters and exec_core were written.
+  if parse_int(now) == nil then
+    return err("invalid_input", "now_ms must be an integer, got: " .. now)
+  end
   local dep = hgetall(keys[4])
   if dep.edge_id == nil and next(dep) == nil then return err("invalid_dependency") end
   if dep.state == "satisfied" or dep.state == "impossible" then
     return ok("already_resolved")
+  end
+  -- Data passing copies KEYS[11] over KEYS[10] after the edge was resolved.
+  if (dep.data_passing_ref or "") ~= "" then
+    local short11 = keys_short(keys, 11)
+    if short11 then return short11 end
   end
   local has_group = keys[12] ~= nil and keys[12] ~= "" and redis.call("EXISTS", keys[12]) == 1
   local variant = ""
@@ -60,17 +72,20 @@ redis.register_function("ff_resolve_dependency", function(keys, args)
     if outcome == "success" then bucket = "succeeded" elseif outcome == "skipped" then bucket = "skipped" end
     local state = "impossible"
     if bucket == "succeeded" then state = "satisfied" end
-    redis.call("HSET", keys[4], "state", state, "last_resolved_at", now)
-    redis.call("SREM", keys[3], edge_id)
-    redis.call("HINCRBY", keys[12], bucket, 1)
+    -- The counters as they will be after this edge's increment: 0.15 checks
+    -- them after writing the edge and the increment; ours refuses before.
     local g = hmget(keys[12], {"succeeded", "failed", "skipped", "n", "k", "group_state", "on_satisfied"})
     local s, f, sk, n = tonumber(g.succeeded) or 0, tonumber(g.failed) or 0,
       tonumber(g.skipped) or 0, tonumber(g.n) or 0
+    if bucket == "succeeded" then s = s + 1 elseif bucket == "skipped" then sk = sk + 1 else f = f + 1 end
     local k = 1
     if variant == "quorum" then k = math.max(1, tonumber(g.k) or 1) end
     if s + f + sk > n then
       return err("invariant_violation", "edgegroup counters exceed n: " .. istr(s + f + sk) .. "/" .. istr(n))
     end
+    redis.call("HSET", keys[4], "state", state, "last_resolved_at", now)
+    redis.call("SREM", keys[3], edge_id)
+    redis.call("HINCRBY", keys[12], bucket, 1)
     if g.group_state == "satisfied" or g.group_state == "impossible" or g.group_state == "cancelled" then
       return ok("already_fired", "")
     end

@@ -1,16 +1,36 @@
 -- Budgets: limits, usage reporting with dedup, per-execution ledger, release
 -- and reset (spec 04 §6).
 
+-- A dimension count N of a variadic ARGV tail: a whole number whose `width`
+-- values per dimension are all present after `first`. Returns (N) or (nil,
+-- error reply); 0.15 loops to N, so a huge N would hang the server and a
+-- short tail would fault on nil after writing.
+local function dim_count(args, first, width, name)
+  local n = tonumber(args[first] or "")
+  if n == nil then
+    return nil, err("invalid_input", name .. " must be a number, got: " .. tostring(args[first]))
+  end
+  if n < 0 or n ~= math.floor(n) or first + width * n > #args then
+    return nil, err("invalid_input", name .. " does not match the values given")
+  end
+  return n
+end
+
 redis.register_function("ff_create_budget", function(keys, args)
+  local short = keys_short(keys, 5)
+  if short then return short end
   local budget_id = args[1] or ""
-  redis.call("SADD", keys[5], budget_id)
+  -- Replies as 0.15 (the index entry comes with ALREADY_SATISFIED as with
+  -- OK), but every refusal is decided before the first write.
   if redis.call("EXISTS", keys[1]) == 1 then
+    redis.call("SADD", keys[5], budget_id)
     return ok_status("ALREADY_SATISFIED", budget_id)
   end
-  local n = tonumber(args[9] or "")
-  if n == nil then
-    return err("invalid_input", "dim_count must be a number, got: " .. tostring(args[9]))
-  end
+  local n, nerr = dim_count(args, 9, 3, "dim_count")
+  if nerr then return nerr end
+  local interval = tonumber(args[7])
+  if interval == nil then return redis.error_reply("ERR reset_interval_ms must be a number") end
+  redis.call("SADD", keys[5], budget_id)
   local now = args[8] or ""
   redis.call("HSET", keys[1], "budget_id", budget_id, "scope_type", args[2] or "",
     "scope_id", args[3] or "", "enforcement_mode", args[4] or "",
@@ -21,8 +41,6 @@ redis.register_function("ff_create_budget", function(keys, args)
     local dim = args[9 + i]
     redis.call("HSET", keys[2], "hard:" .. dim, args[9 + n + i], "soft:" .. dim, args[9 + 2 * n + i])
   end
-  local interval = tonumber(args[7])
-  if interval == nil then return redis.error_reply("ERR reset_interval_ms must be a number") end
   if interval > 0 then
     local next_at = (tonumber(now) or 0) + interval
     redis.call("HSET", keys[1], "next_reset_at", istr(next_at))
@@ -37,11 +55,19 @@ local function apply_usage(usage_key, limits_key, def_key, dims, deltas, now, de
   if dedup ~= "" and redis.call("EXISTS", dedup) == 1 then
     return ok_status("ALREADY_APPLIED")
   end
+  -- HINCRBY takes canonical integers only; check every delta before the
+  -- breach check or the first increment writes anything.
+  for i = 1, #dims do
+    if tonumber(deltas[i]) == nil then return redis.error_reply("ERR delta must be a number") end
+    local d = parse_int(deltas[i])
+    if d == nil or istr(d) ~= deltas[i] then
+      return redis.error_reply("ERR delta must be an integer")
+    end
+  end
   for i, dim in ipairs(dims) do
     local cur = tonumber(redis.call("HGET", usage_key, dim) or "0") or 0
     local hard = tonumber(redis.call("HGET", limits_key, "hard:" .. dim) or "0") or 0
     local delta = tonumber(deltas[i])
-    if delta == nil then return redis.error_reply("ERR delta must be a number") end
     if hard > 0 and cur + delta > hard then
       redis.call("HINCRBY", def_key, "breach_count", 1)
       redis.call("HSET", def_key, "last_breach_at", now, "last_breach_dim", dim,
@@ -69,10 +95,10 @@ local function apply_usage(usage_key, limits_key, def_key, dims, deltas, now, de
 end
 
 redis.register_function("ff_report_usage_and_check", function(keys, args)
-  local n = tonumber(args[1] or "")
-  if n == nil then
-    return err("invalid_input", "dim_count must be a number, got: " .. tostring(args[1]))
-  end
+  local short = keys_short(keys, 3)
+  if short then return short end
+  local n, nerr = dim_count(args, 1, 2, "dim_count")
+  if nerr then return nerr end
   local dims, deltas = {}, {}
   for i = 1, n do
     dims[i] = args[1 + i]
@@ -83,10 +109,10 @@ redis.register_function("ff_report_usage_and_check", function(keys, args)
 end)
 
 redis.register_function("ff_record_spend", function(keys, args)
-  local n = tonumber(args[1] or "")
-  if n == nil then
-    return err("invalid_input", "pair_count must be a number, got: " .. tostring(args[1]))
-  end
+  local short = keys_short(keys, 3)
+  if short then return short end
+  local n, nerr = dim_count(args, 1, 2, "pair_count")
+  if nerr then return nerr end
   local dims, deltas = {}, {}
   for i = 1, n do
     dims[i] = args[2 * i]
@@ -94,12 +120,18 @@ redis.register_function("ff_record_spend", function(keys, args)
   end
   local eid = args[4 + 2 * n] or ""
   local ledger = nil
-  if eid ~= "" then ledger = {keys[4], keys[5], eid} end
+  if eid ~= "" then
+    local short5 = keys_short(keys, 5)
+    if short5 then return short5 end
+    ledger = {keys[4], keys[5], eid}
+  end
   return apply_usage(keys[1], keys[2], keys[3], dims, deltas,
     args[2 + 2 * n] or "", args[3 + 2 * n] or "", ledger)
 end)
 
 redis.register_function("ff_release_budget", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local eid = args[2]
   if eid == nil then return redis.error_reply("ERR execution_id required") end
   local ledger = hgetall(keys[2])
@@ -117,6 +149,8 @@ redis.register_function("ff_release_budget", function(keys, args)
 end)
 
 redis.register_function("ff_reset_budget", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local budget_id, now = args[1] or "", args[2] or ""
   local fields = redis.call("HKEYS", keys[2])
   for _, f in ipairs(fields) do redis.call("HSET", keys[2], f, "0") end

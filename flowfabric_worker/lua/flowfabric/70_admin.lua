@@ -1,25 +1,20 @@
 -- Scanner / operator functions: expire, change priority, replay, tags,
 -- admission parking (spec 02 §3.18–§3.22, spec 04 §8).
 
-local RUNNABLE_SETS = {
-  eligible_now = {"eligible"},
-  not_eligible_until_time = {"delayed"},
-  blocked_by_dependencies = {"blocked:dependencies"},
-  blocked_by_budget = {"blocked:budget"},
-  blocked_by_quota = {"blocked:quota"},
-  blocked_by_route = {"blocked:route"},
-  blocked_by_operator = {"blocked:operator"},
-  blocked_by_lane_state = {"blocked:operator"},
-}
+local RUNNABLE_SETS = LC.RUNNABLE_SETS
 local ALL_SETS = {"eligible", "delayed", "blocked:dependencies", "blocked:budget",
   "blocked:quota", "blocked:route", "blocked:operator"}
 
 redis.register_function("ff_expire_execution", function(keys, args)
+  local short = keys_short(keys, 14)
+  if short then return short end
   local core_key, attempt_key, meta_key, lease_key = keys[1], keys[2], keys[3], keys[4]
   local history_key, expiry_key, leases_key, active_key = keys[5], keys[6], keys[7], keys[8]
   local terminal_key, timeout_key, deadline_key = keys[9], keys[10], keys[11]
   local suspended_key, susp_timeout_key, susp_key = keys[12], keys[13], keys[14]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local reason = args[2] or ""
   if reason == "" then reason = "attempt_timeout" end
   local core = hgetall(core_key)
@@ -83,8 +78,12 @@ redis.register_function("ff_expire_execution", function(keys, args)
 end)
 
 redis.register_function("ff_change_priority", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   local core_key, eligible_key = keys[1], keys[2]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local raw = args[2] or ""
   local p = parse_number(raw)
   if p == nil then return err("invalid_input", "priority must be a number, got: " .. raw) end
@@ -102,8 +101,12 @@ redis.register_function("ff_change_priority", function(keys, args)
 end)
 
 redis.register_function("ff_replay_execution", function(keys, args)
+  local short = keys_short(keys, 4)
+  if short then return short end
   local core_key, terminal_key, eligible_key, history_key = keys[1], keys[2], keys[3], keys[4]
   local eid = args[1] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local core = hgetall(core_key)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
   if core.lifecycle_phase ~= "terminal" then return err("execution_not_terminal") end
@@ -152,6 +155,8 @@ redis.register_function("ff_replay_execution", function(keys, args)
 end)
 
 redis.register_function("ff_set_execution_tags", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   local core_key, tags_key = keys[1], keys[2]
   if #args == 0 or #args % 2 ~= 0 then
     return err("invalid_input", "tags must be non-empty even-length key/value pairs")
@@ -162,7 +167,7 @@ redis.register_function("ff_set_execution_tags", function(keys, args)
       return err("invalid_tag_key", args[i])
     end
   end
-  redis.call("HSET", tags_key, unpack(args))
+  call_chunked("HSET", tags_key, args, 2)
   redis.call("HSET", core_key, "last_mutation_at", istr(now_ms()))
   return ok(istr(#args / 2))
 end)
@@ -176,8 +181,17 @@ local BLOCK = {
 }
 
 redis.register_function("ff_block_execution_for_admission", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local core_key, eligible_key, target_key = keys[1], keys[2], keys[3]
   local eid, reason, detail, now_raw = args[1] or "", args[2] or "", args[3] or "", args[4] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
+  -- now_ms becomes the blocked-set score: ZADD would refuse a non-number
+  -- after exec_core was rewritten and the eligible entry removed.
+  if parse_int(now_raw) == nil then
+    return err("invalid_input", "now_ms must be an integer, got: " .. now_raw)
+  end
   local core = hgetall(core_key)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
   if core.lifecycle_phase == "terminal" then return LC.not_active(core) end
@@ -199,8 +213,12 @@ local UNBLOCKABLE = {blocked_by_budget = true, blocked_by_quota = true,
   blocked_by_route = true, blocked_by_operator = true}
 
 redis.register_function("ff_unblock_execution", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local core_key, source_key, eligible_key = keys[1], keys[2], keys[3]
   local eid, now_raw, expected = args[1] or "", args[2] or "", args[3] or ""
+  local bad_eid = LC.eid_mismatch(core_key, eid)
+  if bad_eid then return bad_eid end
   local core = hgetall(core_key)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
   if core.lifecycle_phase ~= "runnable" or not UNBLOCKABLE[core.eligibility_state or ""]

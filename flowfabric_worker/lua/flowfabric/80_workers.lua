@@ -1,10 +1,12 @@
 -- Worker registry: ff_register_worker, ff_heartbeat_worker (spec 02 §3.23–§3.24).
 
 redis.register_function("ff_register_worker", function(keys, args)
+  local short = keys_short(keys, 3)
+  if short then return short end
   local alive_key, caps_key, index_key = keys[1], keys[2], keys[3]
   local wiid, worker_id = args[1] or "", args[2] or ""
   local lanes, caps, ttl_raw, now_raw = args[3] or "", args[4] or "", args[5] or "", args[6] or ""
-  local ttl = parse_number(ttl_raw)
+  local ttl = parse_ms(ttl_raw)
   if ttl == nil then return err("invalid_input", "ttl_ms must be a number, got: " .. ttl_raw) end
   if parse_number(now_raw) == nil then
     return err("invalid_input", "now_ms must be a number, got: " .. now_raw)
@@ -21,6 +23,8 @@ redis.register_function("ff_register_worker", function(keys, args)
 end)
 
 redis.register_function("ff_heartbeat_worker", function(keys, args)
+  local short = keys_short(keys, 2)
+  if short then return short end
   local alive_key, caps_key = keys[1], keys[2]
   local now_raw = args[1] or ""
   if parse_number(now_raw) == nil then

@@ -26,16 +26,24 @@ local function istr(n)
   return string.format("%d", n)
 end
 
--- Strict base-10 integer parse: optional leading '-', digits only.
--- Returns nil for "", nil, "1.5", "1e3", " 1", "+1".
+-- Largest integer a Lua number holds exactly (2^53 - 1). A bigger integer
+-- ARGV would come back from istr() as another number (or, past 2^63, as
+-- garbage) that a later command (XADD MAXLEN, PEXPIRE, ...) refuses after
+-- earlier writes already stood.
+local MAX_SAFE_INT = 9007199254740991
+
+-- Strict base-10 integer parse: optional leading '-', digits only, within
+-- +-MAX_SAFE_INT. Returns nil for "", nil, "1.5", "1e3", " 1", "+1".
 local function parse_int(s)
   if s == nil or s == "" then return nil end
   if type(s) == "number" then
-    if s == math.floor(s) then return s end
+    if s == math.floor(s) and math.abs(s) <= MAX_SAFE_INT then return s end
     return nil
   end
   if not string.match(s, "^%-?%d+$") then return nil end
-  return tonumber(s)
+  local n = tonumber(s)
+  if math.abs(n) > MAX_SAFE_INT then return nil end
+  return n
 end
 
 -- Non-negative integer or nil.
@@ -63,6 +71,15 @@ local function parse_number(s)
   return n
 end
 
+-- A duration or timestamp in ms: a finite number within +-MAX_SAFE_INT, or
+-- nil. Expiry arithmetic on anything bigger renders as a wrong (or
+-- negative) integer: PEXPIREAT would silently delete the key it should keep.
+local function parse_ms(s)
+  local n = parse_number(s)
+  if n == nil or math.abs(n) > MAX_SAFE_INT then return nil end
+  return n
+end
+
 -- HMGET of a list of fields as a table field -> value ("" when absent).
 local function hmget(key, fields)
   local vals = redis.call("HMGET", key, unpack(fields))
@@ -73,6 +90,28 @@ local function hmget(key, fields)
     t[f] = v
   end
   return t
+end
+
+-- Refusal of a call with fewer KEYS than the function may write: a missing
+-- key is nil, which redis.call rejects only when it reaches it, after the
+-- writes before it stood. `n` is the highest KEYS position a function uses
+-- unconditionally (optional trailing keys are checked where they are used).
+local function keys_short(keys, n)
+  if #keys < n then
+    return err("invalid_input", "expected at least " .. n .. " KEYS, got " .. #keys)
+  end
+  return nil
+end
+
+-- redis.call(cmd, key, <items>) in slices of at most 1000 items (a multiple
+-- of `stride`, 2 for field/value pairs): unpack() of more than ~8000 values
+-- raises "too many results to unpack", which would leave the writes made
+-- before it in place.
+local function call_chunked(cmd, key, items, stride)
+  local step = 1000 - 1000 % stride
+  for i = 1, #items, step do
+    redis.call(cmd, key, unpack(items, i, math.min(i + step - 1, #items)))
+  end
 end
 
 -- JSON decode that never raises: returns (value) or (nil) on bad input.

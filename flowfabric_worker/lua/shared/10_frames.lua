@@ -92,10 +92,12 @@ end
 -- Best-effort MAXLEN parameters (§8.2): floor, ceiling and EMA alpha from
 -- their ARGV strings, defaults 64 / 16384 / 0.2, ceiling never below floor.
 local function best_effort_params(floor_s, ceiling_s, alpha_s)
+  -- Bounds past MAX_SAFE_INT count as absent: the MAXLEN would not render as
+  -- an integer and XTRIM would refuse it after the frame was appended.
   local floor = parse_number(floor_s)
-  if floor == nil or floor <= 0 then floor = 64 end
+  if floor == nil or floor <= 0 or floor > MAX_SAFE_INT then floor = 64 end
   local ceiling = parse_number(ceiling_s)
-  if ceiling == nil or ceiling <= 0 then ceiling = 16384 end
+  if ceiling == nil or ceiling <= 0 or ceiling > MAX_SAFE_INT then ceiling = 16384 end
   local alpha = parse_number(alpha_s)
   if alpha == nil or alpha <= 0 or alpha > 1 then alpha = 0.2 end
   if ceiling < floor then ceiling = floor end
