@@ -224,7 +224,10 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
             idempotent=True,
         )
         for entry in reply or []:
-            fields = {_text(k): v for k, v in zip(entry[::2], entry[1::2], strict=False)}
+            # A flat [name, value, ...] list, or a dict with newer redis-py.
+            pairs = entry.items() if isinstance(entry, dict) else zip(
+                entry[::2], entry[1::2], strict=False)
+            fields = {_text(k): v for k, v in pairs}
             code = fields.get("library_code")
             if _text(fields.get("library_name")) != spec.name or code is None:
                 continue

@@ -226,6 +226,8 @@ async def test_an_older_build_of_the_same_version_is_replaced(url: str) -> None:
     async with await Backend.open(url):
         reply = await execute(client, "FUNCTION", "LIST", "LIBRARYNAME", "flowfabric",
                               "WITHCODE")
-        fields = dict(zip(reply[0][::2], reply[0][1::2], strict=True))
+        entry = reply[0]
+        fields = ({_b(k): v for k, v in entry.items()} if isinstance(entry, dict)
+                  else {_b(k): v for k, v in zip(entry[::2], entry[1::2], strict=True)})
         assert _b(fields[b"library_code"]).decode() == library_text(FLOWFABRIC)
     await client.aclose()
