@@ -136,6 +136,10 @@ class Scheduler:
         #: otherwise one candidate at a time through ``Engine.claim``.
         self._claim_many: Any = getattr(engine, "claim_many", None)
         self._solo_backlog: set[str] = set()
+        #: Set by a round whose candidate read found fewer heads than it had
+        #: permits for: probing again at once would read the same empty
+        #: partitions (33 reads), so the claim loop waits for a wake first.
+        self.window_drained = False
 
     async def claim_batch(self) -> list[Claimed]:
         """One scheduling round filling as many free permits as it can (all
@@ -147,6 +151,7 @@ class Scheduler:
         if self._claim_many is None:
             got = await self.claim_next()
             return [] if got is None else [got]
+        self.window_drained = False
         taken = 0
         while self.permits.try_acquire():
             taken += 1
@@ -185,6 +190,7 @@ class Scheduler:
             parts += [p for p in self.window.next_window() if p != solo]
         # A few more heads than wanted, so racing workers spread over them.
         heads = await self.engine.candidates(lane, parts, want + HEADS)
+        self.window_drained = sum(len(h) for h in heads) < want
         # The solo partition is probed first anyway (§2.2): while it alone
         # could fill a round, the next round reads nothing else (the window
         # is 32 reads per round otherwise, the main cost of a busy claim loop).

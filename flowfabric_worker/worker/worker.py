@@ -341,6 +341,11 @@ class Worker:
             backoff.reset()
             for lease in leases:
                 work.start_soon(self._run_one, lease)
+            if self.scheduler.window_drained:
+                # The round took all the window had: an immediate round would
+                # read the same partitions empty (the main cost of a lone
+                # round trip). New work wakes us; else look again shortly.
+                await self._sleep_or_wake(backoff.initial)
 
     async def _sleep_or_wake(self, delay: float) -> None:
         with anyio.move_on_after(delay):
