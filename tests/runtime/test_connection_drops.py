@@ -48,10 +48,14 @@ async def test_tasks_survive_repeated_connection_kills(url: str) -> None:
             tg.start_soon(worker.run)
             with anyio.fail_after(5):
                 await started.wait()
-            for _ in range(20):
-                await anyio.sleep(0.03)
-                kills += await killer.execute_command(
-                    "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            # Twenty kills. On a loaded box a round may find every connection
+            # still being replaced and kill nothing: count kills, not rounds
+            # (bounded), so the test does not depend on an idle machine.
+            with anyio.move_on_after(20):
+                while kills < 20:
+                    await anyio.sleep(0.03)
+                    kills += await killer.execute_command(
+                        "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
             with anyio.fail_after(60):
                 results = [await h.result(timeout=60) for h in handles]
             worker.stop()
