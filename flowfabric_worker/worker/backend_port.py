@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 import uuid
@@ -71,6 +72,16 @@ _PRE_READ = ("lifecycle_phase", "eligibility_state", "required_capabilities",
 
 def _text(v: object) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _backoff_ms(retry_policy_json: str) -> int:
+    """The delay a fail call's retry policy asked for (the SDK always sends a
+    fixed ``delay_ms``, see ``Retry.fail_policy_json``); 0 when it has none."""
+    try:
+        backoff = json.loads(retry_policy_json).get("backoff") or {}
+        return int(backoff.get("delay_ms") or 0)
+    except (ValueError, TypeError, AttributeError):
+        return 0
 
 
 class BackendEngine:
@@ -445,8 +456,8 @@ class BackendEngine:
         if res.outcome == "retry_scheduled":
             due = int(res.delay_until or 0)
             if self.promotes_retries:
-                self.retry_promoter.schedule(lease.execution_id, lease.lane, due,
-                                             await self.backend.server_time_ms())
+                self.retry_promoter.schedule(lease.execution_id, lease.lane,
+                                             _backoff_ms(retry_policy_json))
             return FailOutcome(True, due)
         return FailOutcome(False)
 

@@ -47,9 +47,10 @@ class RetryPromoter:
 
     ``schedule`` is called right after a ``ff_fail_execution`` answered
     ``retry_scheduled``; ``run`` (one task of the worker's group) sleeps until
-    the earliest due time. Due times are server milliseconds; the offset to
-    the local monotonic clock is taken at scheduling time from the server
-    time of the failure, so clock skew between hosts does not matter.
+    the earliest due time. The wait is the backoff the worker itself sent
+    with the failure, on the local monotonic clock: no server-time read per
+    retry and no clock skew between hosts; a promotion the server still
+    finds early (``not_yet_due``) is looked at again shortly.
     """
 
     def __init__(self, promote: Promote, server_time_ms: Callable[[], Awaitable[int]]) -> None:
@@ -62,10 +63,10 @@ class RetryPromoter:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def schedule(self, eid: ExecutionId, lane: str, due_ms: int, now_ms: int) -> bool:
-        """Promote ``eid`` at server time ``due_ms`` (``now_ms`` is the server
-        time it is measured against). False when it is beyond the horizon."""
-        wait_ms = max(0, due_ms - now_ms)
+    def schedule(self, eid: ExecutionId, lane: str, wait_ms: int) -> bool:
+        """Promote ``eid`` in ``wait_ms`` (the backoff the failure asked for,
+        counted from its reply). False when it is beyond the horizon."""
+        wait_ms = max(0, wait_ms)
         if wait_ms > HORIZON_MS:
             return False
         self._seq += 1

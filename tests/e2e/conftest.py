@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import redis
+
+from flowfabric_worker.backend.backend import Backend
 
 
 @pytest.fixture
@@ -14,3 +18,13 @@ def redis_url(redis_server_url: str) -> str:
     client.flushall()
     client.close()
     return redis_server_url
+
+
+@pytest.fixture
+async def backend(redis_url: str) -> AsyncIterator[Backend]:
+    """A typed backend on that emptied server (libraries loaded by open)."""
+    b = await Backend.open(redis_url)
+    try:
+        yield b
+    finally:
+        await b.close()

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +51,6 @@ WORK = 3.0
 #: Bounds for steps that take well under a second on a quiet box.
 SLOW_BOX = 20.0
 
-
-@pytest.fixture
-async def backend(redis_url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(redis_url)
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 class Workers:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -59,14 +59,6 @@ async def loop_blocker(seconds: float) -> str:
 #: What a loaded 2-core CI box may add to a process's exit after its grace.
 EXIT_MARGIN = 2.0
 
-
-@pytest.fixture
-async def backend(redis_url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(redis_url)
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 class Workers:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -53,14 +53,6 @@ async def work(i: int, seconds: float) -> int:
 #: What a loaded 2-core box may add to a process tree's exit.
 EXIT_MARGIN = 3.0
 
-
-@pytest.fixture
-async def backend(redis_url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(redis_url)
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 class Supervised:

@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -26,14 +26,6 @@ pytestmark = pytest.mark.anyio
 
 MAIN = str(Path(__file__).parent / "worker_main.py")
 
-
-@pytest.fixture
-async def backend(redis_url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(redis_url)
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 class Procs:
