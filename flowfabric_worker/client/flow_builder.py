@@ -10,9 +10,9 @@ from flowfabric_worker.client.flow_graph import FlowNode, Join, R, all_of
 from flowfabric_worker.client.flow_handle import FlowHandle
 from flowfabric_worker.client.run_handle import HandleOwner
 from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.protocol.dependencies import ApplyDependencyToChild
 from flowfabric_worker.protocol.flows import (
     AddExecutionToFlow,
-    ApplyDependencyToChild,
     CreateFlow,
     SetEdgeGroupPolicy,
     StageDependencyEdge,

@@ -33,10 +33,10 @@ from flowfabric_worker.context.waits import TaskSuspended
 from flowfabric_worker.engine.flows.reconciler import reconcile_children
 from flowfabric_worker.errors import ChildFailed, ContractError, InvalidInput, LeaseLost
 from flowfabric_worker.protocol.budgets import AttachAdmission
+from flowfabric_worker.protocol.dependencies import ApplyDependencyToChild
 from flowfabric_worker.protocol.flows import (
     COMPLETION_KIND,
     AddExecutionToFlow,
-    ApplyDependencyToChild,
     CreateFlow,
     SetEdgeGroupPolicy,
     StageDependencyEdge,

@@ -2,10 +2,9 @@
 cancellation (spec 04 §5).
 
 Flow-structural calls take the flow's partition ``tag`` (``{fp:N}``, see
-:func:`~flowfabric_worker.protocol.partitions.flow_tag`); dependency calls run
-on the child's partition, which by the co-location rule (§2.2) is the same
-slot. The flow-aware form of ``ff_replay_execution`` (§5.14) is built by
-:class:`ReplayFlowMember`.
+:func:`~flowfabric_worker.protocol.partitions.flow_tag`). The calls that run
+on a member's own partition (applying and resolving dependencies, eligibility,
+the flow-aware replay) are in :mod:`.dependencies`.
 """
 
 from __future__ import annotations
@@ -30,22 +29,13 @@ __all__ = [
     "AckCancelMember",
     "AddExecutionToFlow",
     "AddMemberResult",
-    "ApplyDependencyResult",
-    "ApplyDependencyToChild",
     "CancelFlow",
     "CancelFlowResult",
     "CreateFlow",
     "CreateFlowResult",
     "DrainSiblingCancelGroup",
-    "EligibilityResult",
-    "EvaluateFlowEligibility",
     "FlowStatusResult",
-    "PromoteBlockedToEligible",
     "ReconcileSiblingCancelGroup",
-    "ReplayFlowMember",
-    "ReplayFlowMemberResult",
-    "ResolveDependency",
-    "ResolveResult",
     "SetEdgeGroupPolicy",
     "SetFlowTags",
     "SetFlowTagsResult",
@@ -72,7 +62,7 @@ def _check_tag(tag: str) -> None:
         raise InvalidInput(f"flow partition tag must look like {{fp:N}}, got {tag!r}")
 
 
-def _check_member(tag: str, eid: str, what: str = "execution") -> None:
+def check_colocated(tag: str, eid: str, what: str = "execution") -> None:
     """Co-location (§2.2): a member must be minted on its flow's partition."""
     parse_execution_id(eid)
     if execution_tag(eid) != tag:
@@ -143,7 +133,7 @@ class AddExecutionToFlow(_FlowCall, FCall[AddMemberResult], frozen=True, kw_only
 
     def __post_init__(self) -> None:
         self._validate_flow()
-        _check_member(self.tag, self.eid)
+        check_colocated(self.tag, self.eid)
 
     def keys(self) -> list[str]:
         fk = self.fk
@@ -214,8 +204,8 @@ class StageDependencyEdge(_FlowCall, FCall[StageEdgeResult], frozen=True, kw_onl
     def __post_init__(self) -> None:
         self._validate_flow()
         validate_uuid(self.edge_id, "edge id")
-        _check_member(self.tag, self.upstream, "upstream")
-        _check_member(self.tag, self.downstream, "downstream")
+        check_colocated(self.tag, self.upstream, "upstream")
+        check_colocated(self.tag, self.downstream, "downstream")
         if self.dependency_kind not in DEPENDENCY_KINDS:
             raise InvalidInput(f"unsupported dependency kind {self.dependency_kind!r}")
         if self.expected_graph_revision < 0:
@@ -268,7 +258,7 @@ class SetEdgeGroupPolicy(_FlowCall, FCall[FlowStatusResult], frozen=True, kw_onl
 
     def __post_init__(self) -> None:
         self._validate_flow()
-        _check_member(self.tag, self.downstream, "downstream")
+        check_colocated(self.tag, self.downstream, "downstream")
         if self.policy_variant not in POLICY_VARIANTS:
             raise InvalidInput(f"unsupported policy variant {self.policy_variant!r}")
         if self.policy_variant == "quorum" and not 1 <= self.k <= MAX_K:
@@ -289,186 +279,6 @@ class SetEdgeGroupPolicy(_FlowCall, FCall[FlowStatusResult], frozen=True, kw_onl
 
     def decode(self, reply: Any) -> FlowStatusResult:
         return FlowStatusResult(status=self.envelope(reply).field(0))
-
-
-class ApplyDependencyResult(msgspec.Struct, frozen=True):
-    """``unsatisfied_count`` is ``None`` for an ``already_applied`` replay."""
-
-    unsatisfied_count: int | None
-
-
-class ApplyDependencyToChild(FCall[ApplyDependencyResult], frozen=True, kw_only=True):
-    """``ff_apply_dependency_to_child`` (§5.5), on the child's partition."""
-
-    NAME: ClassVar[str] = "ff_apply_dependency_to_child"
-    IDEMPOTENT: ClassVar[bool] = True
-    eid: ExecutionId
-    lane: str = "default"
-    flow_id: str
-    edge_id: str
-    upstream: ExecutionId
-    graph_revision: int
-    dependency_kind: str = "success_only"
-    data_passing_ref: str = ""
-    with_edge_group: bool = True
-    now_ms: int
-
-    def __post_init__(self) -> None:
-        parse_execution_id(self.eid)
-        validate_uuid(self.flow_id, "flow id")
-        validate_uuid(self.edge_id, "edge id")
-        _check_member(execution_tag(self.eid), self.upstream, "upstream")
-        if self.dependency_kind not in DEPENDENCY_KINDS:
-            raise InvalidInput(f"unsupported dependency kind {self.dependency_kind!r}")
-
-    def keys(self) -> list[str]:
-        k = ExecKeys(self.eid)
-        group = k.flow(self.flow_id).edge_group(self.eid) if self.with_edge_group else ""
-        return [
-            k.core,
-            k.deps_meta,
-            k.deps_unresolved,
-            k.dep(self.edge_id),
-            k.lane_eligible(self.lane),
-            k.lane_blocked(self.lane, "dependencies"),
-            k.deps_all_edges,
-            group,
-        ]
-
-    def argv(self) -> list[str]:
-        return [
-            self.flow_id,
-            self.edge_id,
-            self.upstream,
-            str(self.graph_revision),
-            self.dependency_kind,
-            self.data_passing_ref,
-            str(self.now_ms),
-        ]
-
-    def decode(self, reply: Any) -> ApplyDependencyResult:
-        value = self.envelope(reply).field(0)
-        return ApplyDependencyResult(
-            unsatisfied_count=None if value == "already_applied" else int(value)
-        )
-
-
-class ResolveResult(msgspec.Struct, frozen=True):
-    """``status``: satisfied | impossible | already_resolved | already_fired |
-    pending; ``marker``: "" | data_injected | child_skipped."""
-
-    status: str
-    marker: str
-
-    @property
-    def child_skipped(self) -> bool:
-        return self.status == "impossible" and self.marker == "child_skipped"
-
-
-class ResolveDependency(FCall[ResolveResult], frozen=True, kw_only=True):
-    """``ff_resolve_dependency`` (§5.6). Engine-only: never called by workers."""
-
-    NAME: ClassVar[str] = "ff_resolve_dependency"
-    IDEMPOTENT: ClassVar[bool] = True
-    eid: ExecutionId
-    lane: str = "default"
-    attempt_index: int = 0
-    flow_id: str
-    edge_id: str
-    upstream: ExecutionId
-    upstream_outcome: str
-    now_ms: int
-
-    def __post_init__(self) -> None:
-        parse_execution_id(self.eid)
-        validate_uuid(self.flow_id, "flow id")
-        validate_uuid(self.edge_id, "edge id")
-        _check_member(execution_tag(self.eid), self.upstream, "upstream")
-        if not self.upstream_outcome:
-            raise InvalidInput("upstream_outcome is required")
-
-    def keys(self) -> list[str]:
-        k = ExecKeys(self.eid)
-        fk = k.flow(self.flow_id)
-        return [
-            k.core,
-            k.deps_meta,
-            k.deps_unresolved,
-            k.dep(self.edge_id),
-            k.lane_eligible(self.lane),
-            k.lane_terminal(self.lane),
-            k.lane_blocked(self.lane, "dependencies"),
-            k.attempt(self.attempt_index),
-            k.stream_meta(self.attempt_index),
-            k.payload,
-            ExecKeys(self.upstream).result,
-            fk.edge_group(self.eid),
-            fk.incoming(self.eid),
-            k.pending_cancel_groups,
-        ]
-
-    def argv(self) -> list[str]:
-        return [self.edge_id, self.upstream_outcome, str(self.now_ms), self.flow_id, self.eid]
-
-    def decode(self, reply: Any) -> ResolveResult:
-        env = self.envelope(reply)
-        return ResolveResult(status=env.field(0), marker=env.field(1))
-
-
-class EligibilityResult(msgspec.Struct, frozen=True):
-    status: str
-
-
-class EvaluateFlowEligibility(FCall[EligibilityResult], frozen=True, kw_only=True):
-    """``ff_evaluate_flow_eligibility`` (§5.7), read-only."""
-
-    NAME: ClassVar[str] = "ff_evaluate_flow_eligibility"
-    IDEMPOTENT: ClassVar[bool] = True
-    eid: ExecutionId
-
-    def __post_init__(self) -> None:
-        parse_execution_id(self.eid)
-
-    def keys(self) -> list[str]:
-        k = ExecKeys(self.eid)
-        return [k.core, k.deps_meta]
-
-    def argv(self) -> list[str]:
-        return []
-
-    def decode(self, reply: Any) -> EligibilityResult:
-        return EligibilityResult(status=self.envelope(reply).field(0))
-
-
-class PromoteBlockedToEligible(FCall[None], frozen=True, kw_only=True):
-    """``ff_promote_blocked_to_eligible`` (§5.8)."""
-
-    NAME: ClassVar[str] = "ff_promote_blocked_to_eligible"
-    eid: ExecutionId
-    lane: str = "default"
-    now_ms: int
-
-    def __post_init__(self) -> None:
-        parse_execution_id(self.eid)
-
-    def keys(self) -> list[str]:
-        k = ExecKeys(self.eid)
-        return [
-            k.core,
-            k.lane_blocked(self.lane, "dependencies"),
-            k.lane_eligible(self.lane),
-            k.deps_meta,
-            k.deps_unresolved,
-        ]
-
-    def argv(self) -> list[str]:
-        return [self.eid, str(self.now_ms)]
-
-    def decode(self, reply: Any) -> None:
-        self.envelope(reply)
-
-
-# ---------------------------------------------------------------- cancellation
 
 
 class CancelFlowResult(msgspec.Struct, frozen=True):
@@ -563,42 +373,3 @@ class ReconcileSiblingCancelGroup(DrainSiblingCancelGroup, frozen=True, kw_only=
 
 
 # ---------------------------------------------------------------- replay
-
-
-class ReplayFlowMemberResult(msgspec.Struct, frozen=True):
-    unsatisfied_count: int
-
-
-class ReplayFlowMember(FCall[ReplayFlowMemberResult], frozen=True, kw_only=True):
-    """The flow-aware form of ``ff_replay_execution`` (§5.14) for a skipped
-    flow member: pass the ids of its inbound edges (``SMEMBERS in_adj``)."""
-
-    NAME: ClassVar[str] = "ff_replay_execution"
-    eid: ExecutionId
-    lane: str = "default"
-    inbound_edge_ids: tuple[str, ...] = ()
-    now_ms: int = 0
-
-    def __post_init__(self) -> None:
-        parse_execution_id(self.eid)
-        for edge_id in self.inbound_edge_ids:
-            validate_uuid(edge_id, "edge id")
-
-    def keys(self) -> list[str]:
-        k = ExecKeys(self.eid)
-        return [
-            k.core,
-            k.lane_terminal(self.lane),
-            k.lane_eligible(self.lane),
-            k.lease_history,
-            k.lane_blocked(self.lane, "dependencies"),
-            k.deps_meta,
-            k.deps_unresolved,
-            *(k.dep(e) for e in self.inbound_edge_ids),
-        ]
-
-    def argv(self) -> list[str]:
-        return [self.eid, str(self.now_ms), *self.inbound_edge_ids]
-
-    def decode(self, reply: Any) -> ReplayFlowMemberResult:
-        return ReplayFlowMemberResult(unsatisfied_count=int(self.envelope(reply).field(0, "0")))

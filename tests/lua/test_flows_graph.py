@@ -12,19 +12,21 @@ from lifecycle_support import LANE, core, create
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.errors import ContractError, InvalidInput
+from flowfabric_worker.protocol.dependencies import (
+    ApplyDependencyToChild,
+    EvaluateFlowEligibility,
+    PromoteBlockedToEligible,
+    ResolveDependency,
+    ResolveResult,
+)
 from flowfabric_worker.protocol.errors import AlreadyMemberOfDifferentFlow, ExecutionAlreadyInFlow
 from flowfabric_worker.protocol.flows import (
     AckCancelMember,
     AddExecutionToFlow,
-    ApplyDependencyToChild,
     CancelFlow,
     CreateFlow,
     DrainSiblingCancelGroup,
-    EvaluateFlowEligibility,
-    PromoteBlockedToEligible,
     ReconcileSiblingCancelGroup,
-    ResolveDependency,
-    ResolveResult,
     SetEdgeGroupPolicy,
     SetFlowTags,
     StageDependencyEdge,

@@ -11,12 +11,12 @@ from lifecycle_support import LANE, core
 from test_flows_graph import NOW, Flow, eligible
 
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.protocol.flows import (
+from flowfabric_worker.protocol.dependencies import (
     ApplyDependencyToChild,
     ReplayFlowMember,
     ResolveDependency,
-    StageDependencyEdge,
 )
+from flowfabric_worker.protocol.flows import StageDependencyEdge
 from flowfabric_worker.protocol.ids import new_uuid
 from flowfabric_worker.protocol.keys import ExecKeys
 

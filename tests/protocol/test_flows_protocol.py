@@ -12,15 +12,13 @@ from flowfabric_worker.protocol.budgets import (
     RecordSpend,
     ReportUsageAndCheck,
 )
-from flowfabric_worker.protocol.errors import AlreadyMemberOfDifferentFlow, ExecutionAlreadyInFlow
-from flowfabric_worker.protocol.flows import (
-    AddExecutionToFlow,
+from flowfabric_worker.protocol.dependencies import (
     ApplyDependencyToChild,
-    CancelFlow,
     ReplayFlowMember,
     ResolveDependency,
-    StageDependencyEdge,
 )
+from flowfabric_worker.protocol.errors import AlreadyMemberOfDifferentFlow, ExecutionAlreadyInFlow
+from flowfabric_worker.protocol.flows import AddExecutionToFlow, CancelFlow, StageDependencyEdge
 from flowfabric_worker.protocol.ids import mint_execution_id
 from flowfabric_worker.protocol.partitions import budget_tag, flow_tag, quota_tag
 

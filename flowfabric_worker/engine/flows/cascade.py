@@ -14,7 +14,8 @@ import logging
 from dataclasses import dataclass, field
 
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.protocol.flows import COMPLETION_KIND, ResolveDependency, ResolveResult
+from flowfabric_worker.protocol.dependencies import ResolveDependency, ResolveResult
+from flowfabric_worker.protocol.flows import COMPLETION_KIND
 from flowfabric_worker.protocol.ids import ExecutionId, execution_tag
 from flowfabric_worker.protocol.keys import WAKE_CHANNEL, FlowKeys
 

@@ -21,7 +21,7 @@ from flowfabric_worker.engine.flows.cascade import (
     resolve_edges,
 )
 from flowfabric_worker.engine.runner import Candidate, Scanner
-from flowfabric_worker.protocol.flows import PromoteBlockedToEligible, ResolveDependency
+from flowfabric_worker.protocol.dependencies import PromoteBlockedToEligible, ResolveDependency
 from flowfabric_worker.protocol.ids import ExecutionId
 from flowfabric_worker.protocol.keys import WAKE_CHANNEL, ExecKeys, PartitionKeys
 
