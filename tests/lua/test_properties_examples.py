@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from property_mutations import (
+    fcall,
+)
 from property_support import (
     HOUR,
     LANE,
@@ -21,12 +24,13 @@ from property_support import (
     WORKER,
     Call,
     census,
-    claim_execution,
-    create_execution,
-    fcall,
     index_violations,
     make,
     raw,
+)
+from property_world import (
+    claim_execution,
+    create_execution,
 )
 
 from flowfabric_worker.backend.backend import Backend

@@ -29,23 +29,29 @@ from typing import Any
 import pytest
 import redis
 from hypothesis import HealthCheck, Phase, given, settings
-from property_support import (
+from property_calls import (
     BASE_CALLS,
+)
+from property_mutations import (
     BIG_INPUTS,
-    Census,
     Recipe,
-    Snapshot,
-    World,
     apply_recipe,
-    build_world,
-    census,
     census_diff,
     describe,
-    error_diff_allowed,
     fcall,
-    index_violations,
     recipes,
+)
+from property_support import (
+    Census,
+    Snapshot,
+    census,
+    error_diff_allowed,
+    index_violations,
     registered_functions,
+)
+from property_world import (
+    World,
+    build_world,
 )
 
 from flowfabric_worker.backend.backend import Backend
