@@ -93,7 +93,13 @@ class Settings(BaseModel):
     #: Multiplies every scanner's default interval (tests use a small one).
     scanner_interval_scale: float = Field(default=1.0, gt=0)
     worker_id: str | None = None
+    #: A level, optionally with per-logger ones: ``DEBUG,redis=DEBUG``
+    #: (docs/observability.md; libraries stay at WARNING unless named).
     log_level: str = "INFO"
+    #: ``text`` or ``json`` (one JSON object per line, for log shippers).
+    log_format: Literal["text", "json"] = "text"
+    #: Serve Prometheus ``/metrics`` on this port (None: metrics off).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
     grace_period: float = Field(default=30.0, ge=0)
     #: Worker processes ``run`` starts (> 1: a supervisor and N children,
     #: docs/operations.md "Running several processes"); 1: this process works.
@@ -124,10 +130,14 @@ class Settings(BaseModel):
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
-        value = value.upper()
-        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(f"unknown log level {value!r}")
-        return value
+        parts = []
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            name, eq, level = part.rpartition("=")
+            level = level.strip().upper()
+            if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+                raise ValueError(f"unknown log level {level!r}")
+            parts.append(f"{name.strip()}={level}" if eq else level)
+        return ",".join(parts) or "INFO"
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None,

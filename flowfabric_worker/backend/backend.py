@@ -13,6 +13,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from flowfabric_worker.backend._caller import Caller
+from flowfabric_worker.backend.cluster import ClusterTopology, split_exists
+from flowfabric_worker.backend.cluster_client import ClusterClient
+from flowfabric_worker.backend.cluster_url import ClusterUrl, is_cluster_url
 from flowfabric_worker.backend.connection import is_memory_url, open_redis
 from flowfabric_worker.backend.durability import FAST, Durability
 from flowfabric_worker.backend.library import (
@@ -51,9 +54,24 @@ Mode = Literal["standalone", "attached"]
 
 _NOT_LOADED = "function not found"
 
+#: On a cluster a failed primary is replaced by its replica within a few
+#: seconds (cluster-node-timeout plus the election): retries of calls that
+#: were not sent, and of idempotent ones, span about 7.5 s by default.
+CLUSTER_RETRY = RetryPolicy(attempts=12, base_delay=0.05, max_delay=1.0)
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _sum(replies: Any) -> Any:
+    """``EXISTS`` counts of one read split by slot; an error reply wins."""
+    total = 0
+    for reply in replies:
+        if isinstance(reply, Exception):
+            return reply
+        total += int(reply)
+    return total
 
 
 def _flat(pairs: dict[Any, Any]) -> list[Any]:
@@ -76,7 +94,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: aioredis.Redis | ClusterClient,
         *,
         url: str,
         mode: Mode = "standalone",
@@ -85,18 +103,25 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         multiplex: bool = True,
         durability: Durability = FAST,
     ) -> None:
-        self.redis = redis
+        self.redis: Any = redis
         self.url = url
+        #: On a cluster: the slot map and per-primary routing (cluster.py).
+        self._cluster: ClusterTopology | None = None
         #: Non-blocking commands share one pipelined connection (see
-        #: :mod:`.multiplex`); memory:// has no socket to share.
-        self._mux = (Multiplexer(redis.connection_pool)
-                     if multiplex and not is_memory_url(url) else None)
+        #: :mod:`.multiplex`); memory:// has no socket to share. A cluster
+        #: has one per primary, inside its topology.
+        self._mux: Multiplexer | None = None
+        if isinstance(redis, ClusterClient):
+            self._cluster = redis.topology
+            self._cluster.prepare_node = self._prepare_node
+        elif multiplex and not is_memory_url(url):
+            self._mux = Multiplexer(redis.connection_pool)
         self.mode: Mode = mode
         #: What durable calls (:meth:`call_and_send` with ``durable=True``:
         #: submissions, terminal calls) wait for before they return.
         self.durability = durability
         self.partitions = PartitionConfig()
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or (CLUSTER_RETRY if self._cluster is not None else RetryPolicy())
         #: ``redis`` for plain reads: retried, typed failures (read_client.py).
         self.reads = ReadClient(redis, self._transport)
         # spec 01 §9: six load attempts; 0.15 waits 0.5..7 s between them.
@@ -135,10 +160,16 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
             raise DurabilityUnavailable(
                 f"durability {str(wanted)!r} is impossible on memory:// (an in-process "
                 f"server without persistence): use 'fast', or a real server")
+        redis: aioredis.Redis | ClusterClient
+        if is_cluster_url(url):
+            topology = ClusterTopology(ClusterUrl.parse(url), connect_timeout=connect_timeout,
+                                       request_timeout=request_timeout, multiplex=multiplex)
+            redis = ClusterClient(topology)
+        else:
+            redis = open_redis(
+                url, socket_connect_timeout=connect_timeout, socket_timeout=request_timeout)
         backend = cls(
-            open_redis(
-                url, socket_connect_timeout=connect_timeout, socket_timeout=request_timeout
-            ),
+            redis,
             url=url,
             mode=mode,
             retry=retry,
@@ -147,6 +178,9 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
             durability=wanted,
         )
         try:
+            if backend._cluster is not None:
+                await backend._transport("cluster topology", backend._cluster.start,
+                                         idempotent=True)
             await backend.check_durability(wanted)
             await backend.ensure_libraries(force=force_reload)
             counts = await backend._transport(
@@ -164,7 +198,15 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
     def is_memory(self) -> bool:
         return is_memory_url(self.url)
 
+    @property
+    def cluster(self) -> ClusterTopology | None:
+        """The cluster's topology and routing (None on a single server)."""
+        return self._cluster
+
     async def close(self) -> None:
+        if self._cluster is not None:
+            await self._cluster.aclose()
+            return
         if self._mux is not None:
             await self._mux.aclose()
         await self.redis.aclose()
@@ -188,16 +230,26 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         if self.is_memory:
             raise DurabilityUnavailable(
                 f"durability {str(durability)!r} is impossible on memory://")
-        await self._transport("durability check",
-                              lambda: durability.check(self.redis, self.url), idempotent=True)
+        if self._cluster is None:
+            await self._transport("durability check",
+                                  lambda: durability.check(self.redis, self.url),
+                                  idempotent=True)
+            return
+        # Every primary: a write's WAIT runs on the primary that took it.
+        for addr in self._cluster.primaries():
+            node = self._cluster.node_client(addr)
+            await self._transport(
+                f"durability check on {addr}",
+                lambda node=node, addr=addr: durability.check(node, f"{self.url} ({addr})"),
+                idempotent=True)
 
     # --- library loading ---------------------------------------------------
 
-    async def _loaded_version(self, spec: LibrarySpec) -> str | None:
+    async def _loaded_version(self, spec: LibrarySpec, client: Any) -> str | None:
         try:
             reply = await self._transport(
                 spec.version_function,
-                lambda: execute(self.redis, "FCALL", spec.version_function, 0),
+                lambda: execute(client, "FCALL", spec.version_function, 0),
                 idempotent=True,
             )
         except ResponseError as exc:
@@ -206,7 +258,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
             raise LibraryError(f"{spec.version_function}: {exc}") from exc
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
-    async def _stale_build(self, spec: LibrarySpec) -> bool:
+    async def _stale_build(self, spec: LibrarySpec, client: Any) -> bool:
         """True when the server holds ``spec`` as loaded by another build of
         this SDK (our bundler's marks, other text): replace it.
 
@@ -219,7 +271,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         """
         reply = await self._transport(
             f"FUNCTION LIST {spec.name}",
-            lambda: execute(self.redis, "FUNCTION", "LIST", "LIBRARYNAME", spec.name,
+            lambda: execute(client, "FUNCTION", "LIST", "LIBRARYNAME", spec.name,
                             "WITHCODE"),
             idempotent=True,
         )
@@ -235,7 +287,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
             return text != library_text(spec) and BUNDLE_MARK in text
         return False
 
-    async def _load(self, spec: LibrarySpec) -> None:
+    async def _load(self, spec: LibrarySpec, client: Any) -> None:
         """``FUNCTION LOAD REPLACE`` with retries of transient failures; error
         replies (compile errors) are permanent."""
         text = library_text(spec)
@@ -244,7 +296,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
             try:
                 await self._transport(
                     f"FUNCTION LOAD {spec.name}",
-                    lambda: execute(self.redis, "FUNCTION", "LOAD", "REPLACE", text),
+                    lambda: execute(client, "FUNCTION", "LOAD", "REPLACE", text),
                     idempotent=True,  # REPLACE of the same text is idempotent
                 )
                 return
@@ -259,34 +311,54 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
                     raise
             await asyncio.sleep(self.load_retry.delay(attempt - 1))
 
-    async def ensure_library(self, spec: LibrarySpec, *, force: bool = False) -> None:
+    async def ensure_library(self, spec: LibrarySpec, *, force: bool = False,
+                             client: Any = None, where: str = "the server") -> None:
         """Detect, load if absent or different, re-check (spec 01 §9). In attached
-        mode ``flowfabric`` is only checked, never replaced."""
+        mode ``flowfabric`` is only checked, never replaced. ``client``: one
+        cluster node (default: ``self.redis``)."""
+        client = self.redis if client is None else client
         attached = self.mode == "attached" and spec is FLOWFABRIC
         if not (force and not attached):
-            version = await self._loaded_version(spec)
-            if version == spec.version and (attached or not await self._stale_build(spec)):
+            version = await self._loaded_version(spec, client)
+            if version == spec.version and (
+                    attached or not await self._stale_build(spec, client)):
                 return
             if attached:
                 if version is None:
                     raise LibraryError(
-                        "attached mode: no 'flowfabric' library is loaded on the server"
+                        f"attached mode: no 'flowfabric' library is loaded on {where}"
                     )
                 raise LibraryError(
-                    f"attached mode: the loaded 'flowfabric' library answers version "
-                    f"{version}, this SDK speaks {spec.version}"
+                    f"attached mode: the loaded 'flowfabric' library on {where} answers "
+                    f"version {version}, this SDK speaks {spec.version}"
                 )
-        await self._load(spec)
-        version = await self._loaded_version(spec)
+        await self._load(spec, client)
+        version = await self._loaded_version(spec, client)
         if version != spec.version:
             raise LibraryError(
-                f"library {spec.name!r} reports version {version} after loading "
-                f"{spec.version} (another process loaded a different version?)"
+                f"library {spec.name!r} on {where} reports version {version} after "
+                f"loading {spec.version} (another process loaded a different version?)"
             )
 
+    async def _prepare_node(self, client: Any, addr: str, *, force: bool = False) -> None:
+        """Both libraries on one cluster primary (loaded or, attached, checked)."""
+        where = f"the cluster primary {addr}"
+        await self.ensure_library(FLOWFABRIC, force=force, client=client, where=where)
+        await self.ensure_library(FFW, force=force, client=client, where=where)
+
     async def ensure_libraries(self, *, force: bool = False) -> None:
-        await self.ensure_library(FLOWFABRIC, force=force)
-        await self.ensure_library(FFW, force=force)
+        """Both libraries on the server, or on every primary of a cluster (a
+        primary that appears later is prepared before its first call)."""
+        cluster = self._cluster
+        if cluster is None:
+            await self.ensure_library(FLOWFABRIC, force=force)
+            await self.ensure_library(FFW, force=force)
+            return
+        await cluster.refresh()
+        for addr in cluster.primaries():
+            cluster.forget(addr)
+            await self._prepare_node(cluster.node_client(addr), addr, force=force)
+            cluster.mark_ready(addr)
 
     # --- calling functions ---------------------------------------------------
 
@@ -305,8 +377,14 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         """Run one library function and decode its reply."""
         command = self._command(fn)
         mux = self._mux
+        cluster = self._cluster
 
         async def once() -> Any:
+            if cluster is not None:
+                (reply,) = await cluster.execute((command,))
+                if isinstance(reply, ResponseError):
+                    raise reply
+                return reply
             if mux is not None and mux.usable():
                 (reply,) = await mux.execute((command,))
                 if isinstance(reply, ResponseError):
@@ -400,7 +478,12 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         round trip, replies as the server sends them: ``HGETALL`` is a flat
         field/value list on either path. An error reply (a wrong type) is
         raised. Resent on a lost reply (reads are idempotent)."""
-        replies = await self._pipeline(commands, idempotent=True)
+        if self._cluster is not None:
+            sent, parts = split_exists(commands)
+            raw = await self._pipeline([list(c) for c in sent], idempotent=True)
+            replies = [raw[p[0]] if len(p) == 1 else _sum(raw[i] for i in p) for p in parts]
+        else:
+            replies = await self._pipeline(commands, idempotent=True)
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise reply
@@ -413,8 +496,11 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         """``pooled``: on a pool connection of its own, never the shared one
         (a blocking command such as WAITAOF would hold up every caller)."""
         mux = None if pooled else self._mux
+        cluster = self._cluster
 
         async def once() -> list[Any]:
+            if cluster is not None:
+                return await cluster.execute(commands, pooled=pooled)
             if mux is not None and mux.usable():
                 return await mux.execute(commands)
             pipe = self.redis.pipeline(transaction=False)

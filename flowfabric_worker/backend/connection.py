@@ -37,8 +37,9 @@ def _memory_server(name: str) -> Any:
 
 def open_redis(url: str, **kwargs: Any) -> aioredis.Redis:
     """A ``redis.asyncio.Redis`` for ``url`` (replies are bytes). ``kwargs`` go to
-    the client (e.g. ``socket_connect_timeout``). Cluster URLs are not supported
-    yet: a cluster needs per-primary ``FUNCTION LOAD`` and slot-aware pipelines."""
+    the client (e.g. ``socket_connect_timeout``). Cluster URLs
+    (``redis+cluster://``) are opened by ``Backend.open``, which routes by
+    slot (cluster.py); a plain client of one node cannot serve them."""
     if is_memory_url(url):
         import fakeredis
 
@@ -47,6 +48,10 @@ def open_redis(url: str, **kwargs: Any) -> aioredis.Redis:
     if url.startswith(("redis://", "rediss://", "unix://")):
         client: aioredis.Redis = aioredis.Redis.from_url(url, **kwargs)
         return client
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        raise ConfigurationError(
+            f"{url!r} is a cluster URL: open it with Backend.open or Client.connect")
     raise ConfigurationError(
-        f"unsupported URL {url!r}: use redis://, rediss://, unix:// or memory://"
+        f"unsupported URL {url!r}: use redis://, rediss://, unix://, "
+        f"redis+cluster://, rediss+cluster:// or memory://"
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from flowfabric_worker.backend import cluster_registry
 from flowfabric_worker.backend._caller import Caller
 from flowfabric_worker.protocol.lifecycle import (
     CancelExecution,
@@ -54,6 +57,8 @@ from flowfabric_worker.protocol.worker_registry import (
 
 class LifecycleOps(Caller):
     """One method per lifecycle function of spec 02 §3."""
+
+    redis: Any  # Backend.redis (the cluster registry path sends plain commands)
 
     async def create_execution(self, args: CreateExecution) -> CreateResult:
         return await self.call(args)
@@ -122,9 +127,13 @@ class LifecycleOps(Caller):
         return await self.call(args)
 
     async def register_worker(self, args: RegisterWorker) -> OkResult:
+        if getattr(self, "cluster", None) is not None:  # untagged keys: plain commands
+            return await cluster_registry.register_worker(self.redis, args)
         return await self.call(args)
 
     async def heartbeat_worker(self, args: HeartbeatWorker) -> HeartbeatResult:
+        if getattr(self, "cluster", None) is not None:
+            return await cluster_registry.heartbeat_worker(self.redis, args)
         return await self.call(args)
 
     async def library_version(self, args: Version | None = None) -> str:

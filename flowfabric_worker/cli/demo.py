@@ -16,6 +16,7 @@ import anyio
 
 from flowfabric_worker.authoring.decorators import task
 from flowfabric_worker.client.client import Client
+from flowfabric_worker.client.run_handle import RunHandle
 from flowfabric_worker.context.task_context import TaskContext
 from flowfabric_worker.errors import Permanent, TaskFailed
 from flowfabric_worker.tasks.retry import Retry
@@ -62,7 +63,7 @@ async def run_demo(url: str = "memory://", out: TextIO = sys.stdout) -> int:
         out.flush()
 
     async with Client.connect(url) as client:
-        runs = {
+        runs: dict[str, RunHandle[Any]] = {
             "greet": await greet.submit(client, "world"),
             "flaky": await flaky.submit(client, 42),
             "validate": await validate.submit(client, "nobody"),

@@ -1,5 +1,5 @@
-"""``submit``, ``inspect``, ``signal``, ``tail`` and ``flow cancel``: the
-commands that act on one execution or flow."""
+"""``submit``, ``signal``, ``tail`` and ``flow cancel``: the commands that
+act on one execution or flow (``inspect`` is in ``inspect_commands``)."""
 
 from __future__ import annotations
 
@@ -11,63 +11,97 @@ from typing import Any
 
 import anyio
 
-from flowfabric_worker.cli.common import settings_from
-from flowfabric_worker.errors import ConfigurationError, FlowFabricError
+from flowfabric_worker.cli.common import server_settings
+from flowfabric_worker.errors import (
+    ConfigurationError,
+    ExecutionError,
+    InvalidInput,
+    ResultTimeout,
+)
 from flowfabric_worker.protocol.streams import Frame
-from flowfabric_worker.settings import Settings
+
+_SHAPE = 'a JSON list of arguments or {"args": [...], "kwargs": {...}}'
+#: ``submit --wait`` exit codes beyond 0 (completed) and 2 (an error).
+EXIT_ENDED_WITHOUT_RESULT = 1
+EXIT_WAIT_TIMED_OUT = 124  # as timeout(1)
+
+
+def call_arguments(text: str) -> tuple[list[Any], dict[str, Any]]:
+    """``submit --json``: positional and keyword arguments, or one line
+    saying what shape is wanted."""
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--json is not valid JSON: {exc}") from exc
+    if isinstance(payload, list):
+        return payload, {}
+    if isinstance(payload, dict) and payload and set(payload) <= {"args", "kwargs"}:
+        args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+        if isinstance(args, list) and isinstance(kwargs, dict):
+            return args, kwargs
+    raise InvalidInput(f"--json must be {_SHAPE}, got {text.strip()[:80]}")
+
+
+def _task_from_module(spec: str, name: str) -> Any:
+    from flowfabric_worker.cli.worker_commands import collect_tasks
+
+    sys.path.insert(0, ".")
+    tasks = {t.name: t for t in collect_tasks([spec])}
+    if name not in tasks:
+        # Task names default to module.function; the bare function name is
+        # what a user types after --module, so take it when it is unambiguous.
+        short = [n for n in tasks if n.rsplit(".", 1)[-1] == name]
+        if len(short) == 1:
+            name = short[0]
+    if name not in tasks:
+        raise ConfigurationError(
+            f"no task named {name!r} in {spec} (it has: {', '.join(sorted(tasks))})")
+    return tasks[name]
 
 
 def submit_command(args: argparse.Namespace) -> int:
     from flowfabric_worker.client.client import Client
+    from flowfabric_worker.client.listing import live_worker_lanes
 
-    settings = settings_from(args)
-    try:
-        payload = json.loads(args.json)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"--json is not valid JSON: {exc}") from exc
-    call_args: list[Any] = payload if isinstance(payload, list) else [payload]
-    kwargs: dict[str, Any] = {}
-    if isinstance(payload, dict) and set(payload) <= {"args", "kwargs"} and payload:
-        call_args, kwargs = list(payload.get("args", [])), dict(payload.get("kwargs", {}))
+    call_args, kwargs = call_arguments(args.json)
+    settings = server_settings(args)
+    # The task's own lane and options (retry, timeout, priority...) when its
+    # module imports; by name, the worker alone knows them.
+    task: Any = _task_from_module(args.module, args.name) if args.module else args.name
 
-    async def go() -> str:
+    async def go() -> int:
         async with Client.connect(settings.url, mode=settings.mode,
                                   namespace=settings.namespace, limits=settings.limits,
                                   durability=settings.durability) as client:
-            run = await client.submit(args.name, *call_args, lane=args.lane or "default",
+            lane = args.lane or (task.lane if not isinstance(task, str) else "default")
+            run = await client.submit(task, *call_args, lane=lane,
                                       idempotency_key=args.idempotency_key, **kwargs)
-            return str(run.id)
+            if lane not in await live_worker_lanes(client.backend, client.namespace):
+                print(f"warning: no live worker serves lane {lane!r}; the execution waits "
+                      "until one starts", file=sys.stderr)
+            if not args.wait:
+                print(run.id)
+                return 0
+            print(f"submitted {run.id}", file=sys.stderr)
+            try:
+                result: Any = await client.run(run.id).result(timeout=args.wait_timeout)
+            except ExecutionError as exc:
+                print(f"{exc.__class__.__name__}: {str(exc).partition(chr(10))[0]}",
+                      file=sys.stderr)
+                return EXIT_ENDED_WITHOUT_RESULT
+            except ResultTimeout as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_WAIT_TIMED_OUT
+            print(json.dumps(result, default=str))
+            return 0
 
-    print(anyio.run(go))
-    return 0
-
-
-def _is_flow_id(text: str) -> bool:
-    from flowfabric_worker.protocol.ids import validate_uuid
-
-    try:
-        validate_uuid(text)
-    except FlowFabricError:
-        return False
-    return True
-
-
-def _inspect_flow(settings: Settings, flow_id: str) -> int:
-    from flowfabric_worker.client.client import Client
-
-    async def go() -> dict[str, Any]:
-        async with Client.connect(settings.url, mode=settings.mode,
-                                  namespace=settings.namespace, limits=settings.limits) as client:
-            return await client.flow_handle(flow_id).describe()
-
-    print(json.dumps(anyio.run(go), indent=2, default=str))
-    return 0
+    return int(anyio.run(go))
 
 
 def flow_cancel_command(args: argparse.Namespace) -> int:
     from flowfabric_worker.client.client import Client
 
-    settings = settings_from(args)
+    settings = server_settings(args)
 
     async def go() -> dict[str, Any]:
         async with Client.connect(settings.url, mode=settings.mode,
@@ -82,50 +116,14 @@ def flow_cancel_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect_command(args: argparse.Namespace) -> int:
-    from flowfabric_worker.client.client import Client
-    from flowfabric_worker.client.run_handle import RunHandle
-
-    settings = settings_from(args)
-    if _is_flow_id(args.id):
-        return _inspect_flow(settings, args.id)
-
-    async def go() -> dict[str, Any]:
-        async with Client.connect(settings.url, mode=settings.mode,
-                                  namespace=settings.namespace, limits=settings.limits) as client:
-            run: RunHandle[Any] = client.run(args.id)
-            core = await run.info()
-            out: dict[str, Any] = {
-                "id": run.id, "task": core.execution_kind, "lane": core.lane_id,
-                "state": core.public_state, "attempts": core.total_attempt_count,
-                "retries": core.retry_count,
-            }
-            if core.flow_id:
-                out["flow"] = core.flow_id  # `inspect FLOW_ID` shows the flow
-            if core.failure_reason or core.cancellation_reason:
-                out["reason"] = core.failure_reason or core.cancellation_reason
-                out["category"] = await run.failure_category(core)
-            if core.public_state == "completed":
-                data = await client.backend.get_result(run.id)
-                out["result"] = json.loads(data) if data else None
-            if not core.is_terminal:
-                # Open waitpoints, tokens redacted to their kid.
-                out["waitpoints"] = [w.to_display()
-                                     for w in await client.pending_waitpoints(run.id)]
-            return out
-
-    print(json.dumps(anyio.run(go), indent=2, default=str))
-    return 0
-
-
 def signal_command(args: argparse.Namespace) -> int:
     from flowfabric_worker.client.client import Client
 
-    settings = settings_from(args)
     try:
         payload = json.loads(args.json) if args.json is not None else None
     except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"--json is not valid JSON: {exc}") from exc
+        raise InvalidInput(f"--json is not valid JSON: {exc}") from exc
+    settings = server_settings(args)
 
     async def go() -> dict[str, Any]:
         async with Client.connect(settings.url, mode=settings.mode,
@@ -184,7 +182,7 @@ def tail_command(args: argparse.Namespace) -> int:
     from flowfabric_worker.client.client import Client
     from flowfabric_worker.client.run_handle import RunHandle
 
-    settings = settings_from(args)
+    settings = server_settings(args)
     printer = _TailPrinter(sys.stdout, sys.stderr)
 
     async def go() -> None:

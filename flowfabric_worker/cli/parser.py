@@ -11,11 +11,13 @@ import anyio
 from flowfabric_worker.backend.library import FFW, FLOWFABRIC, library_text
 from flowfabric_worker.cli.execution_commands import (
     flow_cancel_command,
-    inspect_command,
     signal_command,
     submit_command,
     tail_command,
 )
+from flowfabric_worker.cli.inspect_commands import add_inspect_flags, inspect_command
+from flowfabric_worker.cli.metrics_commands import add_metrics_command, add_observability_flags
+from flowfabric_worker.cli.operator_commands import add_operator_commands
 from flowfabric_worker.cli.secrets_commands import secrets_command
 from flowfabric_worker.cli.worker_commands import run_command, scan_command
 from flowfabric_worker.errors import FlowFabricError
@@ -33,11 +35,25 @@ def _demo(args: argparse.Namespace) -> int:
     return int(anyio.run(run_demo, args.url or "memory://"))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flowfabric-worker")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def _connection_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", help="redis://, rediss:// or memory:// (FLOWFABRIC_URL)")
-    p.add_argument("--mode", choices=["standalone", "attached"], help="(FLOWFABRIC_MODE)")
-    p.add_argument("--namespace", help="(FLOWFABRIC_NAMESPACE)")
-    p.add_argument("--log-level", dest="log_level", help="(FLOWFABRIC_LOG_LEVEL)")
+    p.add_argument("--url", help="redis://, rediss://, redis+cluster://h:p[,h:p...], "
+                   "rediss+cluster:// or memory:// (FLOWFABRIC_URL)")
+    p.add_argument("--mode", choices=["standalone", "attached"],
+                   help="standalone: load our Lua library; attached: join a FlowFabric "
+                        "deployment whose server loaded it (FLOWFABRIC_MODE, default standalone)")
+    p.add_argument("--namespace", help="namespace of executions and workers "
+                                       "(FLOWFABRIC_NAMESPACE, default: default)")
+    p.add_argument("--log-level", dest="log_level",
+                   help="DEBUG, INFO, WARNING or ERROR (FLOWFABRIC_LOG_LEVEL, default INFO)")
 
 
 def _durability_flag(p: argparse.ArgumentParser) -> None:
@@ -58,17 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flowfabric-worker",
         description="Durable tasks on Redis/Valkey, FlowFabric 0.15 compatible.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {_version()}",
+                        help="print the package version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a worker for the tasks in MODULE[:ATTR]...")
-    run.add_argument("modules", nargs="+", metavar="MODULE[:ATTR]")
+    run.add_argument("modules", nargs="+", metavar="MODULE[:ATTR]",
+                     help="module(s) whose @task functions to serve; :ATTR picks one task "
+                          "or a list of tasks")
     _connection_flags(run)
     _durability_flag(run)
     run.add_argument("--lane", dest="lanes", action="append", default=[],
                      help="lane to claim from, repeatable (FLOWFABRIC_LANES=a,b)")
-    run.add_argument("--concurrency", type=int, help="(FLOWFABRIC_CONCURRENCY)")
+    run.add_argument("--concurrency", type=int,
+                     help="tasks run at once (FLOWFABRIC_CONCURRENCY)")
     run.add_argument("--capability", dest="capabilities", action="append", default=[],
-                     help="repeatable (FLOWFABRIC_CAPABILITIES=a,b)")
+                     help="a capability this worker offers (tasks may require one); "
+                          "repeatable (FLOWFABRIC_CAPABILITIES=a,b)")
     run.add_argument("--lease-ttl", dest="lease_ttl", type=float,
                      help="seconds (FLOWFABRIC_LEASE_TTL)")
     run.add_argument("--no-scanners", dest="scanners", action="store_const", const=False,
@@ -78,7 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip one maintenance scanner; repeatable "
                           "(FLOWFABRIC_DISABLED_SCANNERS=a,b)")
     _scanner_flags(run)
-    run.add_argument("--worker-id", dest="worker_id", help="(FLOWFABRIC_WORKER_ID)")
+    add_observability_flags(run)
+    run.add_argument("--worker-id", dest="worker_id",
+                     help="this worker's name in leases and the worker registry "
+                          "(FLOWFABRIC_WORKER_ID, default: host and pid)")
     run.add_argument("--grace-period", dest="grace_period", type=float,
                      help="seconds to drain on shutdown (FLOWFABRIC_GRACE_PERIOD)")
     run.add_argument("--no-attempt-timeouts", dest="attempt_timeouts", action="store_const",
@@ -102,19 +128,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=run_command)
 
     submit = commands.add_parser("submit", help="submit an execution of a task by name")
-    submit.add_argument("name")
+    submit.add_argument("name", help="the task's name (@task(name=...), or module.function)")
     submit.add_argument("--json", default="[]",
-                        help='arguments: a JSON list, or {"args": [...], "kwargs": {...}}')
-    submit.add_argument("--lane", help="lane (default: default)")
-    submit.add_argument("--idempotency-key", dest="idempotency_key")
+                        help='arguments: a JSON list, or {"args": [...], "kwargs": {...}} '
+                             "(default: [])")
+    submit.add_argument("--module", metavar="MODULE[:ATTR]",
+                        help="import the task from here and submit with its declared lane "
+                             "and options (retry, timeout, priority...)")
+    submit.add_argument("--lane", help="lane (default: the task's with --module, else default)")
+    submit.add_argument("--idempotency-key", dest="idempotency_key",
+                        help="a second submit with the same key returns the first execution")
+    submit.add_argument("--wait", action="store_true",
+                        help="wait for the outcome and print the result as JSON; exit 0 "
+                             "completed, 1 failed/cancelled/expired/skipped, 124 timed out")
+    submit.add_argument("--wait-timeout", dest="wait_timeout", type=float, metavar="SECONDS",
+                        help="with --wait: give up after this long (default: wait forever)")
     _connection_flags(submit)
     _durability_flag(submit)
     submit.set_defaults(handler=submit_command)
 
     signal = commands.add_parser(
         "signal", help="send a signal to an execution waiting on a waitpoint")
-    signal.add_argument("id")
-    signal.add_argument("name")
+    signal.add_argument("id", help="execution id {fp:N}:<uuid>")
+    signal.add_argument("name", help="signal name the waitpoint's condition matches")
     signal.add_argument("--json", help="payload as JSON (default: none)")
     signal.add_argument("--idempotency-key", dest="idempotency_key",
                         help="the same key on the same waitpoint records the signal once")
@@ -127,12 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         "inspect", help="show an execution's state and outcome, or a flow (bare UUID): "
         "its members, edges and state")
     inspect.add_argument("id", help="execution id {fp:N}:<uuid> or flow id <uuid>")
+    add_inspect_flags(inspect)
     _connection_flags(inspect)
     inspect.set_defaults(handler=inspect_command)
 
     tail = commands.add_parser(
         "tail", help="print an execution's stream live until the attempt ends")
-    tail.add_argument("id")
+    tail.add_argument("id", help="execution id {fp:N}:<uuid>")
     tail.add_argument("--after", help="start after this entry id (default: the beginning)")
     tail.add_argument("--attempt", type=int, help="attempt index (default: the current one)")
     tail.add_argument("--no-best-effort", dest="no_best_effort", action="store_true",
@@ -145,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     flow = commands.add_parser("flow", help="flow operations")
     flow_commands = flow.add_subparsers(dest="flow_command", required=True)
     cancel = flow_commands.add_parser("cancel", help="cancel a flow and dispatch member cancels")
-    cancel.add_argument("flow_id")
+    cancel.add_argument("flow_id", help="flow id <uuid>")
     cancel.add_argument("--policy", default="cancel_all",
                         choices=["cancel_all", "cancel_pending", "flow_only"],
                         help="cancel_all: every member; cancel_pending: members not started; "
@@ -158,8 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(scan)
     scan.add_argument("--disable-scanner", dest="disabled_scanners", action="append",
                       default=[], metavar="NAME", help="skip one scanner; repeatable")
-    scan.add_argument("--lane", dest="lanes", action="append", default=[])
+    scan.add_argument("--lane", dest="lanes", action="append", default=[],
+                      help="only this lane's indexes; repeatable (default: every lane)")
     _scanner_flags(scan)
+    add_observability_flags(scan)
     scan.set_defaults(handler=scan_command)
 
     secrets = commands.add_parser(
@@ -188,8 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=secrets_command)
 
     demo = commands.add_parser("demo", help="a self-contained end-to-end demo on memory://")
-    demo.add_argument("--url", default="memory://")
+    demo.add_argument("--url", default="memory://",
+                      help="where to run it (default: memory://, nothing to install)")
     demo.set_defaults(handler=_demo)
+
+    add_operator_commands(commands, _connection_flags)
+
+    add_metrics_command(commands, _connection_flags)
 
     library = commands.add_parser("library", help="the Lua function libraries")
     library_commands = library.add_subparsers(dest="library_command", required=True)

@@ -13,6 +13,7 @@ import anyio
 
 from flowfabric_worker.authoring.decorators import TaskDefinition
 from flowfabric_worker.cli.common import settings_from, setup_logging
+from flowfabric_worker.cli.metrics_commands import enable_metrics, export_depths
 from flowfabric_worker.errors import ConfigurationError
 from flowfabric_worker.settings import Settings
 
@@ -68,21 +69,18 @@ def child_commands(raw_argv: Sequence[str], settings: Settings) -> list[list[str
     arguments, so every child has the same settings and task modules, plus
     ``--processes 1`` (appended: argparse keeps the last value, whatever form
     or abbreviation the parent's flag had, and a flag beats
-    FLOWFABRIC_PROCESSES) and ``--no-scanners`` on all but child 0.
+    FLOWFABRIC_PROCESSES).
 
-    Scanners in child 0 only: N processes would be safe (slice leases share
-    the work) but each would still probe every slice and try its lock on
-    every tick, N times the scanning round trips for the same maintenance.
-    While child 0 restarts, maintenance pauses for its backoff; a separate
-    ``flowfabric-worker scan`` process avoids even that."""
+    Scanners run in every child (unless ``--no-scanners``): the children
+    share the partition ranges through range leases (engine/scan_leases.py),
+    so N children scan each partition once, an extra child costs a lease
+    renewal every 2 s, and maintenance goes on while one child restarts."""
     argv = list(raw_argv)
     # Flags after a "--" would be read as task modules.
     cut = argv.index("--") if "--" in argv else len(argv)
     commands = []
     for index in range(settings.processes):
         extra = ["--processes", "1", "--child-index", str(index)]
-        if index > 0 and settings.scanners:
-            extra.append("--no-scanners")
         commands.append([sys.executable, "-m", "flowfabric_worker.cli",
                          *argv[:cut], *extra, *argv[cut:]])
     return commands
@@ -102,9 +100,12 @@ def _supervise(args: argparse.Namespace, settings: Settings) -> int:
 def run_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     child = getattr(args, "child_index", None)
-    setup_logging(settings.log_level, f"child={child}" if child is not None else "")
+    setup_logging(settings.log_level, f"child={child}" if child is not None else "",
+                  settings.log_format)
     if settings.processes > 1:
         return _supervise(args, settings)
+    if settings.metrics_port is not None:  # children of --processes N: one port each
+        enable_metrics(settings.metrics_port + (child or 0) if settings.metrics_port else 0)
     sys.path.insert(0, ".")
     tasks = collect_tasks(args.modules)
     logging.getLogger("flowfabric_worker.cli").info(
@@ -119,14 +120,20 @@ def scan_command(args: argparse.Namespace) -> int:
     from flowfabric_worker.engine.roles import run_scanners
 
     settings = settings_from(args)
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, fmt=settings.log_format)
+    if settings.metrics_port is not None:
+        enable_metrics(settings.metrics_port)
 
     async def go() -> None:
         backend = await Backend.open(settings.url, mode=settings.mode)
         try:
-            await run_scanners(backend, lanes=settings.lanes or None,
-                               disabled=settings.disabled_scanners,
-                               interval_scale=settings.scanner_interval_scale)
+            async with anyio.create_task_group() as tg:
+                if settings.metrics_port is not None:  # and the backlog, from the indexes
+                    tg.start_soon(export_depths, settings, settings.lanes or None, 15.0)
+                await run_scanners(backend, lanes=settings.lanes or None,
+                                   disabled=settings.disabled_scanners,
+                                   interval_scale=settings.scanner_interval_scale)
+                tg.cancel_scope.cancel()
         finally:
             await backend.close()
 

@@ -22,6 +22,7 @@ from flowfabric_worker.client.signal_sender import (
 )
 from flowfabric_worker.client.submission import Submission, now_ms, resolve
 from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.observability import tracing
 from flowfabric_worker.protocol.ids import parse_execution_id
 from flowfabric_worker.protocol.lifecycle import CancelExecution
 from flowfabric_worker.settings import Limits
@@ -159,8 +160,9 @@ class Client:
         sub = self._resolve(task, lane=lane, priority=priority, tags=tags, budgets=budgets,
                             quota=quota, delay=delay)
         idem = check_idempotency_key(idempotency_key, self.limits)
-        create, attach = sub.build(sub.payload(args, kwargs), idem, now_ms())
-        result = await sub.send_one(self.backend, create, attach)
+        with tracing.producer_span("send", sub.name, sub.lane_id):
+            create, attach = sub.build(sub.payload(args, kwargs), idem, now_ms())
+            result = await sub.send_one(self.backend, create, attach)
         # A new execution has the id minted here; a duplicate, the holder's.
         eid = parse_execution_id(result.execution_id) if result.duplicate else create.eid
         return RunHandle(self, eid, sub.definition, duplicate=result.duplicate)
@@ -220,8 +222,9 @@ class Client:
         sub = self._resolve(task, lane=lane, priority=priority, tags=tags, budgets=budgets,
                             quota=quota, delay=delay)
         listed = items if isinstance(items, Sequence) else list(items)
-        calls = prepare(sub, listed, idempotency_keys)
-        return await submit_batch(self, sub, calls)
+        with tracing.producer_span("send", sub.name, sub.lane_id, count=len(listed)):
+            calls = prepare(sub, listed, idempotency_keys)
+            return await submit_batch(self, sub, calls)
 
     def _resolve(self, task: TaskSpec[Any, R] | str, *, lane: str | None,
                  priority: int | None, tags: Mapping[str, str] | None,

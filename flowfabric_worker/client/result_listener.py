@@ -15,6 +15,10 @@ from typing import Any
 
 import anyio
 
+from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.protocol.keys import ExecKeys
+from flowfabric_worker.protocol.records import ExecCore
+
 log = logging.getLogger("flowfabric_worker.client")
 
 #: How long a waiter waits for the server to confirm its subscription before
@@ -24,6 +28,21 @@ CONFIRM_TIMEOUT = 2.0
 
 def _text(v: object) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+async def read_core_and_result(backend: Backend, eid: str
+                               ) -> tuple[ExecCore | None, bytes | None]:
+    """What a woken waiter reads: ``exec_core`` and the result, in one round
+    trip on the backend's shared connection (issue 18: the result used to be
+    a second read after the state). The result GET costs the server next to
+    nothing when the execution has not finished. Read in this order, a
+    completed core implies its result is there: both are written by one call."""
+    k = ExecKeys(eid)
+    flat, result = await backend.read_many([["HGETALL", k.core], ["GET", k.result]])
+    if not flat:
+        return None, None
+    core = ExecCore.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+    return core, result
 
 
 class DoneListener:

@@ -11,7 +11,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast, get_args
 import anyio
 
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.client.result_listener import DoneListener
+from flowfabric_worker.client.result_listener import DoneListener, read_core_and_result
 from flowfabric_worker.client.signal_sender import SignalOutcome, WaitpointInfo
 from flowfabric_worker.client.stream_reader import frames as stream_frames
 from flowfabric_worker.errors import (
@@ -117,10 +117,11 @@ class RunHandle(Generic[R]):
         attempt = await self.client.backend.get_attempt(self.id, core.current_attempt_index)
         return attempt.failure_category if attempt is not None else ""
 
-    async def _outcome(self, core: ExecCore) -> R:
+    async def _outcome(self, core: ExecCore, read: tuple[bytes | None] | None = None) -> R:
+        """``read``: the result as already read with ``core``."""
         state = str(core.public_state)
         if state == "completed":
-            data = await self.client.backend.get_result(self.id)
+            data = read[0] if read is not None else await self.client.backend.get_result(self.id)
             if self.task is not None:
                 return self.task.decode_result(data or b"")
             return cast(R, codec.loads(data) if data else None)
@@ -157,9 +158,12 @@ class RunHandle(Generic[R]):
                     subscribed = await listener.subscribe(channel, done)
                     poll = poll or (_POLL_SUBSCRIBED if subscribed else _POLL_UNSUBSCRIBED)
                 done.clear()  # set from here on means: look again
-                core = await self.info()
+                found, data = await read_core_and_result(self.client.backend, self.id)
+                if found is None:
+                    raise InvalidInput(f"execution {self.id} does not exist")
+                core = found
                 if core.is_terminal:
-                    return await self._outcome(core)
+                    return await self._outcome(core, (data,))
                 wait = poll
                 if deadline is not None:
                     left = deadline - time.monotonic()

@@ -10,12 +10,12 @@ call of one item from its payload and idempotency key.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.observability import tracing
 from flowfabric_worker.protocol.budgets import AttachAdmission
 from flowfabric_worker.protocol.ids import ExecutionId, new_uuid, validate_lane
 from flowfabric_worker.protocol.keys import LANES_INDEX, WAKE_CHANNEL
@@ -24,6 +24,7 @@ from flowfabric_worker.protocol.partitions import PartitionConfig, solo_partitio
 from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks.bounds import check_delay, check_tags, encode_untyped
 from flowfabric_worker.tasks.budgets import Budget, Quota, attachment
+from flowfabric_worker.tasks.clock import wall_ms
 from flowfabric_worker.tasks.spec import TaskSpec, check_priority
 
 __all__ = ["Submission", "resolve"]
@@ -108,7 +109,9 @@ class Submission(Generic[R]):
             input_payload=payload,
             delay_until=now_ms + int(self.delay_s * 1000) if self.delayed else None,
             idempotency_key=idempotency_key,
-            tags_json=self.tags_json,
+            # The span current now (Client.submit's) is the parent of the
+            # execution's attempt spans (docs/observability.md, traces).
+            tags_json=tracing.with_traceparent(self.tags_json),
             execution_deadline_at=(now_ms + int(self.deadline_s * 1000)
                                    if self.deadline_s else None),
             partition_id=self.partition,
@@ -186,4 +189,4 @@ def resolve(
 
 
 def now_ms() -> int:
-    return int(time.time() * 1000)
+    return wall_ms()

@@ -31,6 +31,7 @@ from flowfabric_worker.context.waits import (
     Waits,
 )
 from flowfabric_worker.errors import ConfigurationError, LeaseLost
+from flowfabric_worker.observability import tracing
 from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
 from flowfabric_worker.tasks.budgets import UsageReport, usage_deltas
@@ -69,7 +70,9 @@ LEASE_FENCE_MARGIN = 0.1
 
 
 class _ExecutionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
-    """Adds ``execution_id`` / ``attempt_index`` to every record."""
+    """Adds the execution's fields to every record, as the worker's lifecycle
+    lines carry them: ``execution_id``, ``task``, ``attempt``, ``lane``
+    (written by the JSON and text formatters of ``observability.logs``)."""
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
@@ -77,7 +80,7 @@ class _ExecutionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         extra = dict(self.extra or {})
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra
-        return f"[{extra['execution_id']}#{extra['attempt_index']}] {msg}", kwargs
+        return msg, kwargs
 
 
 #: The context of the task running in this (async or worker-thread) context.
@@ -109,8 +112,11 @@ class TaskContext:
         tags: Mapping[str, str],
         progress_fn: Callable[[float, str], Awaitable[None]] | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        task: str = "",
     ) -> None:
         self.execution_id = execution_id
+        #: The name of the task this attempt runs.
+        self.task = task
         #: The worker's bounds; children spawned here are checked against them.
         self.limits = limits
         self.attempt_index = attempt_index
@@ -139,9 +145,10 @@ class TaskContext:
         #: Feature hooks installed by the worker (frames, journal, flows...).
         self.extensions = Extensions()
         self._progress_fn = progress_fn
+        #: A logger bound to this execution: ``ctx.log.info("…")``.
         self.log = _ExecutionLog(
-            _base_log, {"execution_id": execution_id, "attempt_index": attempt_index}
-        )
+            _base_log, {"execution_id": execution_id, "task": task,
+                        "attempt": attempt_index, "lane": lane})
 
     def progress(self, pct: float, message: str = "") -> Awaitable[None]:
         """Record progress (0..100) on the execution (``ff_update_progress``).
@@ -258,7 +265,9 @@ class TaskContext:
             order = await ctx.step("charge", charge_card, order_id)
         """
         self.ensure_lease()
-        return await self._journal().step(name, fn, args, kwargs, result_type)
+        journal = self._journal()
+        with tracing.span(f"step {name}", {"ffw.step.name": name}):
+            return await journal.step(name, fn, args, kwargs, result_type)
 
     async def waitpoint(self, name: str = "", *,
                         expires_in: float = DEFAULT_WAITPOINT_TTL) -> Waitpoint:

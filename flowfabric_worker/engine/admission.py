@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.backend.ops_budgets import BudgetState, QuotaLimits
 from flowfabric_worker.errors import InvalidInput
+from flowfabric_worker.observability.metrics import recorder
 from flowfabric_worker.protocol.budgets import (
     AdmissionResult,
     CheckAdmissionAndRecord,
@@ -100,8 +101,10 @@ async def admit(backend: Backend, requests: Sequence[AdmissionRequest]) -> list[
         if verdicts[n] is not None:
             continue
         for bid in ids:
+            hit = states[bid].hard_breach()
             detail = budget_block_detail(states[bid])
-            if detail is not None:
+            if detail is not None and hit is not None:
+                recorder().budget_hit(hit[0])
                 blocks.append((n, "waiting_for_budget", detail))
                 verdicts[n] = Verdict(False)
                 break
@@ -142,6 +145,8 @@ async def admit(backend: Backend, requests: Sequence[AdmissionRequest]) -> list[
                 fresh = qid if reply.status == "ADMITTED" else ""
                 verdicts[n] = Verdict(True, fresh_quota=fresh)
             elif isinstance(reply, AdmissionResult):
+                recorder().quota_hit("rate" if reply.status == "RATE_EXCEEDED"
+                                     else "concurrency")
                 blocks.append((n, "waiting_for_quota", _quota_detail(qid, lim, reply)))
                 verdicts[n] = Verdict(False)
     if blocks:

@@ -4,6 +4,7 @@ completion dispatch, in one task group."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 
 import anyio
@@ -12,6 +13,7 @@ from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.engine.flows import flow_scanners
 from flowfabric_worker.engine.flows.completion import COMPLETION_DISPATCH, CompletionDispatcher
 from flowfabric_worker.engine.runner import Scanner, ScanRunner
+from flowfabric_worker.engine.scan_leases import LEASE_TTL, RangeLeases, lease_group
 from flowfabric_worker.engine.scanners.budgets import budget_scanners
 from flowfabric_worker.engine.scanners.catalogue import lifecycle_scanners
 from flowfabric_worker.errors import ConfigurationError
@@ -20,6 +22,8 @@ __all__ = [
     "default_scanners",
     "run_scanners",
 ]
+
+log = logging.getLogger("flowfabric_worker.scanners")
 
 
 def default_scanners() -> list[Scanner]:
@@ -38,13 +42,18 @@ async def run_scanners(
     interval_scale: float = 1.0,
     slice_size: int = 32,
     completion_dispatch: bool | None = None,
+    share: bool = True,
+    lease_ttl: float = LEASE_TTL,
 ) -> None:
     """Run the standalone maintenance scanners until ``stop`` is set.
 
     ``scanners`` defaults to :func:`default_scanners` (spec 05 §7.3);
     ``disabled`` drops scanners by name; ``interval_scale`` multiplies every
     default interval (tests use a small one). Safe to run in several processes:
-    partition slices are leased per tick, so the work is shared, not repeated.
+    with ``share`` (the default) the partition ranges are spread over the live
+    processes running the same scanners, each range leased (``lease_ttl``) by
+    one of them (:mod:`flowfabric_worker.engine.scan_leases`), so the work is
+    shared, not repeated; ``share=False`` scans every range here.
 
     ``completion_dispatch`` (default: on with the default catalogue) also runs
     the flow completion subscriber (spec 05 §8); ``disabled`` may name it
@@ -60,11 +69,22 @@ async def run_scanners(
     chosen = [dataclasses.replace(s, interval=s.interval * interval_scale)
               for s in chosen if s.name not in off]
     runner = ScanRunner(backend, chosen, lanes=lanes, slice_size=slice_size)
+    if share and chosen:
+        runner.leases = RangeLeases(backend, runner.ranges(),
+                                    group=lease_group([s.name for s in chosen]),
+                                    ttl=lease_ttl, token=runner.token)
     await backend.add_lanes(list(lanes or []))
     dispatch = scanners is None if completion_dispatch is None else completion_dispatch
     stop = stop or anyio.Event()
     async with anyio.create_task_group() as tg:
         if dispatch and COMPLETION_DISPATCH not in off:
             tg.start_soon(CompletionDispatcher(backend).run, stop)
+        if runner.leases is not None:
+            # The first share before the first pass, so it is not empty.
+            try:
+                await runner.leases.keep()
+            except Exception as exc:
+                log.warning("scan range leases not taken yet: %s", exc)
+            tg.start_soon(runner.leases.run, stop)
         await runner.run(stop)
         tg.cancel_scope.cancel()

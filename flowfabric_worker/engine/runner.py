@@ -1,32 +1,33 @@
-"""The scanner runner: one loop per scanner, partitions walked in slices, each
-slice claimed with a short lease so several processes share the work instead of
-repeating it (spec 05 §7.1).
+"""The scanner runner: one loop per scanner, walking the partitions this
+process holds (spec 05 §7.1; sharing: :mod:`.scan_leases`).
 
-A slice lock ``ffw:scan:<scanner>:<first>-<last>`` is taken with SET NX PX for
-one interval and not released: whoever takes it scans that slice for this tick,
-every other process skips it. The total Redis load of N processes is therefore
-that of one process plus N lock attempts per slice and tick.
+Partitions are grouped in ranges of ``slice_size`` (``fp:0-31`` …, ``b:0-31``,
+``q:0-31``). With ``leases`` (what :func:`~flowfabric_worker.engine.roles.run_scanners`
+passes) a scanner walks only the ranges this process holds, so N processes
+scan each partition once per interval; without, every range (one process).
 
-Idle scanners cost (almost) nothing. On ``memory://`` every read is Python work
-on the caller's own event loop, and walking 256 partitions × lanes × indexes
-per tick at a small interval scale used to take most of a core and starve the
-worker sharing that loop. So:
+Idle scanners cost (almost) nothing:
 
-* each tick first asks, in one round trip, which slices have any index key at
-  all: one multi-key ``EXISTS`` per slice (Redis deletes empty sorted sets and
-  sets, so a missing key is an empty index). Only those slices are locked and
-  read; an empty one would have yielded no candidate anyway. Multi-key
-  ``EXISTS`` spans hash slots, as these pipelines already do: cluster URLs
-  are refused by ``backend.connection``.
-* the loop yields between slices, so a long pass interleaves with other work.
+* a tick first asks, in one command, whether any index key of the held
+  ranges exists at all (one multi-key ``EXISTS``; Redis deletes empty sorted
+  sets and sets, so a missing key is an empty index; a cluster backend splits
+  it per slot). Nothing there: the tick is over, one command spent.
+* the lanes of lane-scoped scanners are re-read at most every
+  :data:`LANES_REFRESH` seconds, not every tick.
+* sorted-set scanners read each range with one ``EVAL`` (:data:`_DUE`, one
+  per partition on a cluster) that returns the server time, the due members
+  of every key and the earliest score not yet due: no lock, no ``TIME``, no
+  command per key. The scanner then sleeps until its interval ends or that
+  earliest entry comes due, whichever is sooner, so known work is handled on
+  time rather than up to an interval late; entries written later are found
+  within one interval, as before.
+* the loop yields between ranges, so a long pass interleaves with other work.
 * a scanner whose pass used X s of the event loop's CPU waits at least
   ``(N / LOOP_SHARE - 1)·X`` before the next (N = scanners of the runner), so
   together they take at most about ``LOOP_SHARE`` of the loop however small
-  their intervals and however many lanes they walk: the probe above still
-  names every index key (a few µs each on ``memory://``), and a busy pass
-  that finds nothing due (running leases in every partition) walks them all.
-  CPU time, not wall time: on a real server a pass mostly waits for replies,
-  costs the loop little and keeps its interval.
+  their intervals and however many lanes they walk (``memory://`` runs every
+  read on the caller's own loop). CPU time, not wall time: on a real server a
+  pass mostly waits for replies, costs the loop little and keeps its interval.
 """
 
 from __future__ import annotations
@@ -43,11 +44,14 @@ import anyio.lowlevel
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.backend.transport import classify
+from flowfabric_worker.engine.scan_leases import RangeLeases
 from flowfabric_worker.errors import TransportError
+from flowfabric_worker.observability.metrics import recorder
 from flowfabric_worker.protocol.keys import LANES_INDEX, PartitionKeys
 from flowfabric_worker.protocol.partitions import tag as partition_tag
 
 __all__ = [
+    "LANES_REFRESH",
     "LOOP_SHARE",
     "MIN_INTERVAL",
     "Candidate",
@@ -67,6 +71,42 @@ MIN_INTERVAL = 0.1  # spec 05 §7.1 interval floor
 #: The most of the event loop's time a runner's scanners may take together;
 #: enforced by spacing each scanner's passes by its last pass's CPU cost.
 LOOP_SHARE = 0.25
+
+#: Seconds between reads of the lane registry by lane-scoped scanners.
+LANES_REFRESH = 5.0
+
+#: Earliest wake for an entry about to come due (s): known work is handled
+#: on time, but never in a tighter loop than this.
+_MIN_WAKE = 0.01
+
+# The due read of a sorted-set scanner over many keys of one range (one
+# slot per partition on a cluster). ARGV: lag_ms, limit. Returns
+# {now_ms, earliest not-yet-due score + lag (-1: none), {due members}…}.
+# A key's head is read first (one call for an empty or not-yet-due key,
+# the common idle case); only a key with a due head is read again.
+_DUE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lag, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local max = now - lag
+local earliest = -1
+local out = {}
+for i, k in ipairs(KEYS) do
+  local head = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+  if head[2] == nil then
+    out[i] = {}
+  else
+    local score = math.floor(tonumber(head[2]))
+    if score > max then
+      out[i] = {}
+      if earliest < 0 or score + lag < earliest then earliest = score + lag end
+    else
+      out[i] = redis.call('ZRANGEBYSCORE', k, '-inf', max, 'LIMIT', 0, limit)
+    end
+  end
+end
+return {now, earliest, out}
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +152,11 @@ class Scanner:
 
 @dataclass(frozen=True, slots=True)
 class _Slice:
-    """One slice of a scanner's partitions: its lock and its index keys, each
-    with the partition tag and lane it belongs to."""
+    """One range of a scanner's partitions: its name (``fp:0-31``, the unit
+    of leasing) and its index keys, each with the partition tag and lane it
+    belongs to."""
 
-    lock: str
+    range: str
     where: list[tuple[str, str | None, str]]
     keys: list[str]
 
@@ -158,12 +199,19 @@ class ScanRunner:
         lanes: Sequence[str] | None = None,
         slice_size: int = 32,
         token: str | None = None,
+        leases: RangeLeases | None = None,
     ) -> None:
         self.backend = backend
         self.scanners = list(scanners)
         self.configured_lanes = list(lanes or [])
         self.slice_size = max(1, slice_size)
         self.token = token or uuid.uuid4().hex
+        #: This process's share of the ranges; None: every range.
+        self.leases = leases
+        #: Per scanner: seconds until the earliest known entry comes due, as
+        #: of its last pass (None: nothing pending in the ranges it read).
+        self.next_due: dict[str, float | None] = {s.name: None for s in self.scanners}
+        self._lanes: tuple[float, list[str]] | None = None
         self.processed: dict[str, int] = {s.name: 0 for s in self.scanners}
         self.slices_scanned: dict[str, int] = {s.name: 0 for s in self.scanners}
         # Per scanner: the lanes its key lists were built for, and those lists.
@@ -173,6 +221,12 @@ class ScanRunner:
         #: Wait after a pass, as a multiple of the CPU time it took.
         self.pace = max(1, len(self.scanners)) / LOOP_SHARE - 1
 
+    def ranges(self) -> list[str]:
+        """The names of every range the scanners walk (what is leased)."""
+        families = dict.fromkeys(s.family for s in self.scanners)
+        return [f"{family}:{part.start}-{part.stop - 1}"
+                for family in families for part in self.slices(family)]
+
     def slices(self, family: str = "fp") -> list[range]:
         parts = self.backend.partitions
         n = {"b": parts.num_budget_partitions,
@@ -180,9 +234,13 @@ class ScanRunner:
         return [range(i, min(i + self.slice_size, n)) for i in range(0, n, self.slice_size)]
 
     async def lanes(self) -> list[str]:
-        """Configured lanes ∪ ``ff:idx:lanes`` (spec 05 §7.1 Python extension)."""
-        known = await self.backend.lane_members(LANES_INDEX)
-        return sorted(set(self.configured_lanes) | set(known))
+        """Configured lanes ∪ ``ff:idx:lanes`` (spec 05 §7.1 Python extension),
+        re-read at most every :data:`LANES_REFRESH` s (lanes change rarely)."""
+        now = anyio.current_time()
+        if self._lanes is None or now - self._lanes[0] >= LANES_REFRESH:
+            known = await self.backend.lane_members(LANES_INDEX)
+            self._lanes = (now, sorted(set(self.configured_lanes) | set(known)))
+        return self._lanes[1]
 
     def _slice_keys(self, scanner: Scanner, lanes: list[str | None]) -> list[_Slice]:
         cached = self._keys.get(scanner.name)
@@ -197,32 +255,77 @@ class ScanRunner:
                     for key in scanner.indexes(pk, lane):
                         where.append((pk.tag, lane, key))
             slices.append(_Slice(
-                lock=f"ffw:scan:{scanner.name}:{part.start}-{part.stop - 1}",
+                range=f"{scanner.family}:{part.start}-{part.stop - 1}",
                 where=where, keys=[k for _, _, k in where]))
         self._keys[scanner.name] = (lanes, slices)
         return slices
 
     async def tick(self, scanner: Scanner) -> int:
-        """One cycle of ``scanner`` over every non-empty slice this process wins."""
-        ttl_ms = max(int(max(scanner.interval, MIN_INTERVAL) * 1000), 100)
+        """One cycle of ``scanner`` over every range this process holds."""
+        self.next_due[scanner.name] = None
         lanes: list[str | None] = list(await self.lanes()) if scanner.per_lane else [None]
-        slices = [s for s in self._slice_keys(scanner, lanes) if s.keys]
+        slices = [s for s in self._slice_keys(scanner, lanes)
+                  if s.keys and (self.leases is None or self.leases.holds(s.range))]
         if not slices:
-            return 0  # a lane-scoped scanner before any lane is known
-        # Which slices hold any index key: one round trip for the whole pass.
-        occupied = await self.backend.read_many([["EXISTS", *s.keys] for s in slices])
+            return 0  # nothing held, or a lane-scoped scanner before any lane is known
+        # Does any index of the held ranges hold anything? One command.
+        (present,) = await self.backend.read_many(
+            [["EXISTS", *(k for s in slices for k in s.keys)]])
+        if not int(present):
+            return 0
+        if scanner.due_only and not scanner.set_read:
+            done = await self._scan_due(scanner, slices)
+        else:
+            done = 0
+            # Which ranges hold any index key: one round trip for the pass.
+            occupied = await self.backend.read_many([["EXISTS", *s.keys] for s in slices])
+            for piece, there in zip(slices, occupied, strict=True):
+                if not int(there):
+                    continue
+                self.slices_scanned[scanner.name] += 1
+                done += await self._scan_slice(scanner, piece)
+                # Let the rest of the loop in between ranges: a read that is
+                # answered at once (memory://) need not have given it a turn.
+                await anyio.lowlevel.checkpoint()
+        self.processed[scanner.name] += done
+        return done
+
+    async def _scan_due(self, scanner: Scanner, slices: list[_Slice]) -> int:
+        """Sorted-set scanners: every held range read in one round trip of
+        :data:`_DUE` calls (one per range; one per partition on a cluster,
+        where a call must stay in one slot), then handled range by range."""
+        groups: list[tuple[_Slice, list[int]]] = []
+        for piece in slices:
+            if self.backend.cluster is None:
+                groups.append((piece, list(range(len(piece.keys)))))
+                continue
+            by_tag: dict[str, list[int]] = {}
+            for i, (t, _lane, _key) in enumerate(piece.where):
+                by_tag.setdefault(t, []).append(i)
+            groups += [(piece, idx) for idx in by_tag.values()]
+        replies = await self.backend.read_many([
+            ["EVAL", _DUE, len(idx), *(piece.keys[i] for i in idx),
+             scanner.lag_ms, scanner.batch] for piece, idx in groups])
+        earliest: float | None = None
+        found: dict[str, tuple[_Slice, int, list[Candidate]]] = {}
+        for (piece, idx), (now, first, members) in zip(groups, replies, strict=True):
+            now, first = int(now), int(first)
+            if first >= 0:
+                wait = max(first - now, 0) / 1000
+                earliest = wait if earliest is None else min(earliest, wait)
+            entry = found.setdefault(piece.range, (piece, now, []))
+            for i, due in zip(idx, members, strict=True):
+                t, lane, key = piece.where[i]
+                entry[2].extend(Candidate(tag=t, lane=lane, index=key, member=_text(m))
+                                for m in due)
+        self.next_due[scanner.name] = earliest
         done = 0
-        for piece, present in zip(slices, occupied, strict=True):
-            if not int(present):
-                continue  # every index of the slice is empty: nothing to lock or read
-            if not await self.backend.try_scan_lock(piece.lock, self.token, ttl_ms):
+        for _piece, now, candidates in found.values():
+            if not candidates:
                 continue
             self.slices_scanned[scanner.name] += 1
-            done += await self._scan_slice(scanner, piece)
-            # Let the rest of the loop in between slices: a read that is
-            # answered at once (memory://) need not have given it a turn.
+            done += await scanner.handle(self.backend, candidates, now)
             await anyio.lowlevel.checkpoint()
-        self.processed[scanner.name] += done
         return done
 
     async def _scan_slice(self, scanner: Scanner, piece: _Slice) -> int:
@@ -252,6 +355,7 @@ class ScanRunner:
         sooner than ``pace`` times this pass's CPU time after it ended.
         """
         interval = max(scanner.interval, MIN_INTERVAL)
+        gained = self.leases.gained if self.leases is not None else anyio.Event()
         while not stop.is_set():
             started = anyio.current_time()
             # The loop thread's CPU time: an upper bound on what the pass cost
@@ -260,10 +364,15 @@ class ScanRunner:
             cpu = time.thread_time()
             try:
                 n = await self.tick(scanner)
+                recorder().scanner_cycle(scanner.name, anyio.current_time() - started)
                 if n:
                     log.debug("scanner %s processed %d", scanner.name, n)
-                delay = max(interval - (anyio.current_time() - started),
-                            self.pace * (time.thread_time() - cpu))
+                wait = interval - (anyio.current_time() - started)
+                due = self.next_due[scanner.name]
+                if due is not None:
+                    # Known work comes due before the next tick: be there.
+                    wait = min(wait, max(due, _MIN_WAKE))
+                delay = max(wait, self.pace * (time.thread_time() - cpu))
             except Exception as exc:
                 if isinstance(exc, TransportError | OSError) or classify(exc) is not None:
                     # The server is away or dropped us: expected, retried.
@@ -273,9 +382,25 @@ class ScanRunner:
                 delay = 1.0
             if delay > 0:
                 with anyio.move_on_after(delay):
-                    await stop.wait()
+                    await _first_of(stop, gained)
+            if self.leases is not None and gained.is_set():
+                gained = self.leases.gained  # ranges taken: scanned at once
 
     async def run(self, stop: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:
             for scanner in self.scanners:
                 tg.start_soon(self.run_one, scanner, stop)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _first_of(*events: anyio.Event) -> None:
+    """Return once any of ``events`` is set."""
+    async with anyio.create_task_group() as tg:
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+        for event in events:
+            tg.start_soon(wait, event)

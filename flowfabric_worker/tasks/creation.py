@@ -4,16 +4,17 @@ builder and the in-task child spawner)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from flowfabric_worker.observability import tracing
 from flowfabric_worker.protocol.budgets import AttachAdmission
 from flowfabric_worker.protocol.ids import ExecutionId, partition_of
 from flowfabric_worker.protocol.lifecycle import CreateExecution
 from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS, check_tags, encode_untyped
 from flowfabric_worker.tasks.budgets import Budget, Quota, attachment
+from flowfabric_worker.tasks.clock import wall_ms
 from flowfabric_worker.tasks.passed_input import INPUT_TAG, placeholder
 from flowfabric_worker.tasks.spec import TaskSpec, check_priority
 
@@ -22,7 +23,7 @@ __all__ = ["NODE_TAG", "PARENT_TAG", "member_admission", "member_create"]
 #: Execution tags naming a member in its flow and, for children, its parent.
 NODE_TAG = "ffw.flow_node"
 PARENT_TAG = "ffw.parent"
-_OWN_TAGS = frozenset({NODE_TAG, PARENT_TAG, INPUT_TAG})
+_OWN_TAGS = frozenset({NODE_TAG, PARENT_TAG, INPUT_TAG, tracing.TRACE_TAG})
 
 
 def member_create(
@@ -54,7 +55,13 @@ def member_create(
     all_tags[NODE_TAG] = name
     if input_from:
         all_tags[INPUT_TAG] = input_from
-    now_ms = int(time.time() * 1000)
+    # A span for the member's creation (the parent of its attempts' spans),
+    # under the span current here: the submitter's, or the parent attempt's.
+    with tracing.producer_span("create", kind, lane_id, execution_id=eid):
+        parent = tracing.current_traceparent()
+    if parent is not None:
+        all_tags[tracing.TRACE_TAG] = parent
+    now_ms = wall_ms()  # the server's clock in tests too (tasks/clock.py)
     return CreateExecution(
         eid=eid, namespace=namespace, lane_id=lane_id, execution_kind=kind,
         priority=prio, creator_identity="flowfabric-worker", policy_json=policy,

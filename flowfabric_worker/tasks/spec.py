@@ -9,7 +9,7 @@ import math
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 from flowfabric_worker.errors import InvalidInput, PayloadError
 from flowfabric_worker.protocol.ids import validate_capability, validate_lane
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from flowfabric_worker.tasks.budgets import Budget, Quota
 
 
-P = TypeVar("P")
+#: The task's parameters after its context, as a type checker sees them
+#: (``TaskDefinition.submit`` / ``child`` take exactly these).
+P = ParamSpec("P")
 
 
 R = TypeVar("R")

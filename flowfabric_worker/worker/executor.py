@@ -26,9 +26,10 @@ from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
 from flowfabric_worker.tasks.passed_input import INPUT_TAG, decode_passed_input
 from flowfabric_worker.tasks.spec import TaskLike, TaskSpec
 from flowfabric_worker.worker.failures import FailureDecision, classify, describe
-from flowfabric_worker.worker.port import Engine
+from flowfabric_worker.worker.port import Engine, FailOutcome
 from flowfabric_worker.worker.renewer import Renewals, Renewer
 from flowfabric_worker.worker.task_threads import TaskThreads
+from flowfabric_worker.worker.telemetry import Attempt, Telemetry
 from flowfabric_worker.worker.terminal_retry import TerminalRetry
 
 log = logging.getLogger("flowfabric_worker.executor")
@@ -38,8 +39,13 @@ class Executor:
     """Executes claimed leases with the registered task functions."""
 
     def __init__(self, engine: Engine, tasks: Mapping[str, TaskLike], lease_ttl_ms: int,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+                 limits: Limits = DEFAULT_LIMITS, telemetry: Telemetry | None = None) -> None:
         self.engine = engine
+        #: Log lines, metrics and spans of each attempt (docs/observability.md).
+        self.telemetry = telemetry or Telemetry()
+        #: The running attempts' telemetry, by execution id (the worker
+        #: reports a drain hand-back on it).
+        self.attempts: dict[str, Attempt] = {}
         self.tasks = dict(tasks)
         self.lease_ttl_ms = lease_ttl_ms
         #: Bounds results (and, through the context, children's payloads).
@@ -65,7 +71,7 @@ class Executor:
             execution_id=lease.execution_id, attempt_index=lease.attempt_index,
             attempt_type=lease.attempt_type, lane=lease.lane, tags=lease.tags,
             progress_fn=lambda pct, msg: self.engine.update_progress(lease, pct, msg),
-            limits=self.limits,
+            limits=self.limits, task=lease.execution_kind,
         )
         # The fence counts from when the claim was sent (an engine that does
         # not say: from now, just after its answer arrived).
@@ -76,9 +82,12 @@ class Executor:
             # the reply): another worker may already own the execution, so
             # nothing of the body runs. No terminal call either; the lease
             # expires and the execution is reclaimed as after a crash.
-            log.warning("not starting %s: its lease may have expired before the claim's "
-                        "answer was read (process paused?)", lease.execution_id)
+            Attempt(self.telemetry, lease).lease_lost(
+                "not started: the lease may have expired before the claim's answer was "
+                "read (process paused?)")
             return "lease_lost"
+        att = self.telemetry.begin(lease)
+        self.attempts[lease.execution_id] = att
         self.contexts[lease.execution_id] = ctx
         opener = getattr(self.engine, "frame_writer", None)
         if callable(opener):
@@ -92,17 +101,29 @@ class Executor:
         if callable(durable):
             durable(ctx, lease, lambda: self.flush_frames(lease))
         task = self.tasks.get(lease.execution_kind)
-        outcome = "not_run"
         body = anyio.CancelScope()
+        with att:
+            try:
+                outcome = await self._attempt(task, lease, ctx, body, att)
+            except LeaseLost as exc:  # refused terminal call: someone else owns it now
+                att.lease_lost(exc.reason)
+                raise
+            finally:
+                self.attempts.pop(lease.execution_id, None)
+        return outcome
+
+    async def _attempt(self, task: TaskLike | None, lease: Claimed, ctx: TaskContext,
+                       body: anyio.CancelScope, att: Attempt) -> str:
+        outcome = "not_run"
         async with self._renewal(lease, ctx, body):
             try:
                 if task is None:
-                    outcome = await self._fail(lease, FailureDecision(
+                    outcome = await self._fail(lease, att, FailureDecision(
                         "unknown_task",
                         f"no task registered for {lease.execution_kind!r} on this worker",
                         retry=False))
                 else:
-                    outcome = await self._execute(task, lease, ctx, body)
+                    outcome = await self._execute(task, lease, ctx, body, att)
             finally:
                 if lease.quota_policy_id and outcome not in ("not_run", "lease_lost"):
                     await self._release_quota(lease)
@@ -123,7 +144,8 @@ class Executor:
         terminal call has answered (spec 05 §4.2). A worker shares one
         renewal loop (:attr:`renewals`) between its attempts; without one
         (an executor used on its own) each attempt runs its own renewer."""
-        renewer = Renewer(self.engine, lease, ctx, body, self.lease_ttl_ms)
+        renewer = Renewer(self.engine, lease, ctx, body, self.lease_ttl_ms,
+                          self.telemetry.metrics)
         if self.renewals is not None:
             self.renewals.add(renewer)
             try:
@@ -154,7 +176,8 @@ class Executor:
                 log.warning("quota slot of %s not released: %s", lease.execution_id, exc)
 
     async def _execute(
-        self, task: TaskLike, lease: Claimed, ctx: TaskContext, body: anyio.CancelScope
+        self, task: TaskLike, lease: Claimed, ctx: TaskContext, body: anyio.CancelScope,
+        att: Attempt,
     ) -> str:
         value: Any = None
         error: BaseException | None = None
@@ -209,15 +232,18 @@ class Executor:
         if suspended is not None:
             # The lease is released and the execution parked: no terminal
             # call; a signal (or the timeout) makes it claimable again.
-            log.info("task %s suspended", lease.execution_id)
+            att.suspended()
             return "suspended"
         if ctx.timed_out and (error is None or isinstance(error, LeaseLost)):
             # Fenced by its time limit: the body raised the fence's LeaseLost
             # or swallowed it, but the attempt timed out and fails as such.
             error = TimeoutError("attempt time limit passed")
         if body.cancelled_caught or ctx.lease_gone:
-            log.warning("task %s stopped: %s", lease.execution_id,
-                        ctx.lease_lost_reason or "cancelled")
+            if ctx.lease_gone:  # else ended by a drain: the worker reports the hand-back
+                att.lease_lost(ctx.lease_lost_reason or "cancelled")
+            else:
+                log.info("task %s stopped: %s", lease.execution_id,
+                         ctx.lease_lost_reason or "cancelled")
             return "lease_lost"
         # A resumed run is checked even if it never used its journal; any
         # other run only if it did (StepJournal.check_finished).
@@ -228,10 +254,10 @@ class Executor:
         violation = getattr(journal, "violation", None)
         if violation is not None:
             # Even when the task caught it: its journal no longer describes it.
-            return await self._fail(lease, classify(violation))
+            return await self._fail(lease, att, classify(violation), exc=violation)
         if error is not None:
             decision = classify(error, getattr(task, "retry", None))
-            return await self._fail(lease, decision, getattr(task, "retry", None))
+            return await self._fail(lease, att, decision, getattr(task, "retry", None), error)
         try:
             result = (task.encode_result(value, limits=self.limits)
                       if isinstance(task, TaskSpec) else task.encode_result(value))
@@ -240,33 +266,39 @@ class Executor:
             codec.check_size(result, self.limits.max_result_bytes,
                              f"result of task {lease.execution_kind}", "max_result_bytes")
         except Exception as exc:
-            return await self._fail(lease, FailureDecision(
-                "result_encode", describe(exc), retry=False))
+            return await self._fail(lease, att, FailureDecision(
+                "result_encode", describe(exc), retry=False), exc=exc)
         await self._terminal(lease, "complete", result)
+        att.succeeded()
         return "completed"
 
-    async def _fail(self, lease: Claimed, decision: FailureDecision, retry: Any = None) -> str:
+    async def _fail(self, lease: Claimed, att: Attempt, decision: FailureDecision,
+                    retry: Any = None, exc: BaseException | None = None) -> str:
         policy = ""
         if decision.retry:
             fn = getattr(retry, "fail_policy_json", None)
             policy = fn(lease.retry_count) if callable(fn) else ""
-        await self._terminal(lease, "fail", (decision, policy))
+        answer = await self._terminal(lease, "fail", (decision, policy))
+        att.failed(decision, answer if isinstance(answer, FailOutcome) else None, retry,
+                   policy, exc)
         return f"failed:{decision.category}"
 
-    async def _terminal(self, lease: Claimed, op: str, arg: Any) -> None:
+    async def _terminal(self, lease: Claimed, op: str, arg: Any) -> Any:
         """Terminal call, retried on transport errors for as long as the
         lease is known to be ours (:mod:`.terminal_retry`); replays are
         reconciled by the engine adapter (spec 05 §4.4). Lease loss →
         :class:`LeaseLost`."""
         await self.flush_frames(lease)
         retry = TerminalRetry(op, lease.execution_id, self.contexts.get(lease.execution_id))
+        answer: Any = None
         while True:
             try:
                 if op == "complete":
                     await self.engine.complete(lease, arg)
                 elif op == "fail":
                     decision, policy = arg
-                    await self.engine.fail(lease, decision.reason, decision.category, policy)
+                    answer = await self.engine.fail(lease, decision.reason, decision.category,
+                                                    policy)
                 else:
                     await self.engine.cancel(lease, str(arg))
                 break
@@ -281,6 +313,7 @@ class Executor:
                 raise
         if not getattr(self.engine, "publishes_done", False):
             await self.engine.publish_done(lease.execution_id)
+        return answer
 
     async def flush_frames(self, lease: Claimed, fw: FrameWriter | None = None) -> None:
         """Send the attempt's queued frames. Must precede every terminal or

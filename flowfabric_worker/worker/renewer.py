@@ -23,6 +23,7 @@ import anyio
 from flowfabric_worker.context.attempt import Claimed, is_lease_lost
 from flowfabric_worker.context.task_context import TaskContext
 from flowfabric_worker.errors import ContractError, TransportError
+from flowfabric_worker.observability.metrics import Recorder, recorder
 from flowfabric_worker.worker.port import Engine
 
 log = logging.getLogger("flowfabric_worker.renewer")
@@ -33,9 +34,10 @@ class Renewer:
 
     def __init__(
         self, engine: Engine, lease: Claimed, ctx: TaskContext,
-        scope: anyio.CancelScope, lease_ttl_ms: int,
+        scope: anyio.CancelScope, lease_ttl_ms: int, metrics: Recorder | None = None,
     ) -> None:
         self.engine = engine
+        self.metrics = metrics if metrics is not None else recorder()
         self.lease = lease
         self.ctx = ctx
         self.scope = scope
@@ -56,7 +58,8 @@ class Renewer:
     def _lose(self, reason: str) -> None:
         if self.stopped:  # the attempt already ended: a late answer means nothing
             return
-        log.warning("lease lost for %s: %s", self.lease.execution_id, reason)
+        # The executor logs the loss as the attempt's lifecycle event.
+        log.debug("lease lost for %s: %s", self.lease.execution_id, reason)
         self.ctx.mark_lease_lost(reason)
         self.scope.cancel()
 
@@ -86,10 +89,12 @@ class Renewer:
                 self.ctx.confirm_lease(sent, self.lease_ttl_ms / 1000)
         except (TransportError, OSError) as exc:
             self.consecutive_failures += 1
+            self.metrics.lease_renewal(False)
             log.info("renewal of %s failed (will retry): %s", self.lease.execution_id, exc)
             return True
         except ContractError as exc:
             self.consecutive_failures += 1
+            self.metrics.lease_renewal(False)
             if is_lease_lost(exc):
                 self._lose(exc.code)
                 return False
@@ -98,6 +103,7 @@ class Renewer:
             return True
         self.consecutive_failures = 0
         self.renewals += 1
+        self.metrics.lease_renewal(True)
         return True
 
 

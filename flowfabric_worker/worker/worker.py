@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import uuid
 from collections.abc import Iterable
 from types import FrameType
@@ -17,6 +18,7 @@ from anyio.abc import TaskGroup
 
 from flowfabric_worker.backend.durability import Durability
 from flowfabric_worker.context.attempt import Claimed
+from flowfabric_worker.observability.metrics import Recorder, recorder
 from flowfabric_worker.protocol.keys import WAKE_CHANNEL
 from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
@@ -26,6 +28,7 @@ from flowfabric_worker.worker.executor import Executor
 from flowfabric_worker.worker.port import Engine
 from flowfabric_worker.worker.renewer import Renewals
 from flowfabric_worker.worker.scheduler import Backoff, ClaimIdentity, Permits, Scheduler
+from flowfabric_worker.worker.telemetry import Telemetry
 from flowfabric_worker.worker.watchdog import LoopWatchdog
 
 log = logging.getLogger("flowfabric_worker.worker")
@@ -37,6 +40,9 @@ ATTEMPT_TIMEOUT_GRACE_MS = 2_000
 #: process exits at grace + this at most (a lease not handed back in time
 #: lapses and is reclaimed, nothing is lost).
 HAND_BACK_TIMEOUT = 2.0
+
+#: Seconds between two Redis round-trip probes while metrics are enabled.
+ROUND_TRIP_PROBE_INTERVAL = 5.0
 
 
 def _attempt_timeouts(tasks: Iterable[TaskLike]) -> dict[str, int]:
@@ -73,6 +79,11 @@ class Worker:
     as done; ``run()`` refuses a server that cannot give it with
     :class:`~flowfabric_worker.errors.DurabilityUnavailable`
     (docs/operations.md, "Durability").
+
+    ``metrics`` (default: the process's recorder,
+    :func:`~flowfabric_worker.observability.metrics.recorder`) receives the
+    worker's measurements; every attempt's lifecycle is logged on
+    ``flowfabric_worker.lifecycle`` (docs/observability.md).
     """
 
     def __init__(
@@ -84,6 +95,7 @@ class Worker:
         init_secrets: bool = True, waitpoint_hmac_secret: str | None = None,
         loop_watchdog: float = 1.0, max_abandoned_threads: int | None = None,
         limits: Limits | None = None, durability: str | None = None,
+        metrics: Recorder | None = None,
     ) -> None:
         # durability: what terminal calls wait for (None: the client's own).
         engine: Engine = (BackendEngine(client.backend, Durability.parse(durability)
@@ -114,7 +126,9 @@ class Worker:
         #: Result bounds and those of children spawned by tasks: ``limits``,
         #: else the client's (one configuration for both sides of a process).
         self.limits: Limits = limits or getattr(client, "limits", None) or DEFAULT_LIMITS
-        self.executor = Executor(engine, self.tasks, self.lease_ttl_ms, self.limits)
+        self.metrics = metrics if metrics is not None else recorder()
+        self.executor = Executor(engine, self.tasks, self.lease_ttl_ms, self.limits,
+                                 Telemetry(self.metrics, self.worker_id))
         self.executor.threads.on_released = self._thread_released
         self.max_abandoned_threads = (concurrency if max_abandoned_threads is None
                                       else max_abandoned_threads)
@@ -133,6 +147,9 @@ class Worker:
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._leases: dict[str, Claimed] = {}
         self.outcomes: list[tuple[str, str]] = []
+        # Read when scraped: nothing per task.
+        self.metrics.bind_slots(lambda: len(self._inflight),
+                                lambda: self.permits.size - self.permits.in_use)
 
     def stop(self) -> None:
         """Stop claiming and start draining (safe to call from a signal handler)."""
@@ -145,6 +162,18 @@ class Worker:
             # Before claiming anything: a server that cannot confirm terminal
             # calls as asked is refused (DurabilityUnavailable), not found out later.
             await self.engine.check_durability()
+        self.executor.telemetry.worker_started(
+            lanes=self.lanes, tasks=self.tasks, concurrency=self.permits.size,
+            mode=getattr(self._backend, "mode", "embedded"), worker_id=self.worker_id)
+        try:
+            await self._run(install_signals)
+        finally:
+            self.executor.telemetry.worker_stopped(
+                worker_id=self.worker_id,
+                ran=sum(1 for _, o in self.outcomes if o != "handed_back"),
+                handed_back=sum(1 for _, o in self.outcomes if o == "handed_back"))
+
+    async def _run(self, install_signals: bool) -> None:
         async with anyio.create_task_group() as tg:
             if install_signals:
                 tg.start_soon(self._signals, tg)
@@ -157,6 +186,8 @@ class Worker:
                 self.engine.promotes_retries = True
                 tg.start_soon(self.engine.retry_promoter.run)
                 tg.start_soon(self._wake_listener, self.engine)
+                if self.metrics.enabled:
+                    tg.start_soon(self._probe_round_trips, self.engine)
             renewals = Renewals()
             tg.start_soon(renewals.run)
             self.executor.renewals = renewals
@@ -230,6 +261,19 @@ class Worker:
                 await engine.heartbeat(self.namespace, self.instance_id)
             except Exception as exc:
                 log.info("worker heartbeat failed: %s", exc)
+
+    async def _probe_round_trips(self, engine: BackendEngine) -> None:
+        """Time one ``TIME`` round trip every few seconds for
+        ``ffw_redis_round_trip_seconds`` (a probe, so the hot path measures nothing)."""
+        while True:
+            started = time.perf_counter()
+            try:
+                await engine.backend.server_time_ms()
+            except Exception as exc:  # an outage shows in the gap, and in the logs elsewhere
+                log.debug("round-trip probe failed: %s", exc)
+            else:
+                self.metrics.redis_round_trip(time.perf_counter() - started)
+            await anyio.sleep(ROUND_TRIP_PROBE_INTERVAL)
 
     async def _wake_listener(self, engine: BackendEngine) -> None:
         """Wake the claim loop when a submitter announces work on one of our
@@ -326,6 +370,7 @@ class Worker:
                 # Several permits usually come back while one claim round
                 # runs, so rounds serve several tasks without waiting here.
                 self._at_capacity = True
+                self.metrics.at_capacity()
                 await self._wake.wait()
                 self._at_capacity = False
                 continue
@@ -380,6 +425,8 @@ class Worker:
         # Taken before cancelling: a cancelled executor forgets its writer.
         writers = {lease.execution_id: self.executor.frames.get(lease.execution_id)
                    for lease in pending}
+        reports = {lease.execution_id: self.executor.attempts.get(lease.execution_id)
+                   for lease in pending}
         # Fenced before the lease moves: a body still running (shielded, or
         # a sync one in its thread) must fail ensure_lease from here on.
         for lease in pending:
@@ -395,6 +442,9 @@ class Worker:
                 await self.engine.hand_back(lease)
                 await self.engine.publish_done(lease.execution_id)
                 self.outcomes.append((lease.execution_id, "handed_back"))
+                report = reports[lease.execution_id]
+                if report is not None:
+                    report.handed_back()
             except Exception as exc:
                 log.warning("hand-back of %s failed (lease will expire): %s",
                             lease.execution_id, exc)

@@ -1,5 +1,6 @@
 """``flowfabric-worker library print | redis-cli -x FUNCTION LOAD REPLACE`` into a
-fresh, private redis-server (FUNCTION is server-wide, so not the shared one)."""
+fresh, private server (FUNCTION is server-wide, so not the shared one): a
+redis-server, or valkey-server with valkey-cli under FLOWFABRIC_TEST_SERVER=valkey."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from servers import server_binary, server_cli
 
 
 def _free_port() -> int:
@@ -23,9 +25,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def private_server() -> Iterator[int]:
-    binary = shutil.which("redis-server")
-    if binary is None or shutil.which("redis-cli") is None:
-        pytest.skip("redis-server / redis-cli not installed")
+    binary = server_binary()
+    server_cli()  # fails (CI) or skips here, not in the middle of the test
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="ffw-cli-")
     proc = subprocess.Popen(
@@ -47,7 +48,7 @@ def private_server() -> Iterator[int]:
 
 def _cli(port: int, *args: str, stdin: bytes | None = None) -> str:
     done = subprocess.run(
-        ["redis-cli", "-p", str(port), *args], input=stdin, capture_output=True, check=False
+        [server_cli(), "-p", str(port), *args], input=stdin, capture_output=True, check=False
     )
     return done.stdout.decode().strip()
 
@@ -61,6 +62,7 @@ def _printed(library: str) -> bytes:
     ).stdout
 
 
+@pytest.mark.own_server
 def test_printed_library_loads_with_redis_cli(private_server: int) -> None:
     port = private_server
     assert _cli(port, "FCALL", "ff_version", "0") != "34"

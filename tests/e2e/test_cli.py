@@ -26,7 +26,7 @@ def test_submit_then_inspect(redis_server_url: str, capsys: pytest.CaptureFixtur
                  "--url", redis_server_url]) == 0
     eid = capsys.readouterr().out.strip()
     assert eid.startswith("{fp:")
-    assert main(["inspect", eid, "--url", redis_server_url]) == 0
+    assert main(["inspect", eid, "--json", "--url", redis_server_url]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["id"] == eid and shown["task"] == "no.such.task"
     assert shown["state"] == "waiting" and shown["lane"] == "cli"

@@ -46,7 +46,7 @@ async def test_signal_and_inspect(client: Client, redis_server_url: str) -> None
     s = await suspend(client, eid, c, ["a", "b"], mode="all")
     token = s.primary.token.secret()
 
-    shown = cli("inspect", eid, url=url)
+    shown = cli("inspect", eid, "--json", url=url)
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)
     (wp,) = doc["waitpoints"]
@@ -82,7 +82,7 @@ async def test_inspect_shows_why_a_suspension_timed_out(
         eid=eid, lane=LANE, current_waitpoint_id=s.primary.waitpoint_id,
         current_attempt_index=c.attempt_index))
     assert (r.outcome, r.public_state) == (behaviour, state)
-    shown = cli("inspect", eid, url=redis_server_url)
+    shown = cli("inspect", eid, "--json", url=redis_server_url)
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)
     assert (doc["state"], doc["reason"]) == (state, f"suspension_timeout:{behaviour}")
@@ -112,7 +112,7 @@ async def test_story_with_a_worker_process(client: Client, redis_server_url: str
     try:
         run = await client.submit("e2e.sigcli.approve", "doc-1", lane="sigcli")
         assert await run.wait_for("suspended", timeout=30) == "suspended"
-        shown = json.loads(cli("inspect", run.id, url=url).stdout)
+        shown = json.loads(cli("inspect", run.id, "--json", url=url).stdout)
         assert [w["state"] for w in shown["waitpoints"]] == ["active"]
         sent = cli("signal", run.id, "approve", "--json", '{"ok": true}', "--source", "alice",
                    url=url)

@@ -81,9 +81,11 @@ def test_tail_follows_live_and_exits_when_closed(redis_server_url: str) -> None:
     assert after.returncode == 0 and after.stdout == out
 
 
-def test_tail_unknown_execution_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_tail_unknown_execution_is_an_error(redis_server_url: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # A real server: tail refuses memory:// (a database of its own process).
     assert main(["tail", "{fp:0}:00000000-0000-4000-8000-000000000000",
-                 "--url", "memory://"]) == 2
+                 "--url", redis_server_url]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

@@ -151,7 +151,8 @@ async def test_paused_worker_is_fenced_on_waking(backend: Backend, workers: Work
     # The woken worker gives up each stale attempt (ensure_lease() raised
     # LeaseLost, or its first renewal tick found the lease expired and
     # cancelled the body) without a terminal call.
-    await until(lambda: all(f"task {e} stopped" in workers.log(first) for e in eids),
+    await until(lambda: all(f"event=lease_lost execution_id={e} " in workers.log(first)
+                            for e in eids),
                 SLOW_BOX, "the first worker dropped every stale attempt", workers)
     assert first.poll() is None and second.poll() is None
 

@@ -157,14 +157,16 @@ async def test_cli_cancel_all_then_inspect(
         [running.id, waiting.id])
     st = await handle.wait(timeout=10)
     assert st.state == "cancelled" and set(st.members.values()) == {"cancelled"}
-    assert await anyio.to_thread.run_sync(lambda: main(["inspect", handle.id, "--url", url])) == 0
+    assert await anyio.to_thread.run_sync(
+        lambda: main(["inspect", handle.id, "--json", "--url", url])) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["state"] == "cancelled" and shown["cancel_reason"] == "stop"
     assert {m["name"]: m["state"] for m in shown["members"]} == {
         "running": "cancelled", "waiting": "cancelled"}
     assert [(e["upstream"], e["downstream"]) for e in shown["edges"]] == [
         (running.id, waiting.id)]
-    assert await anyio.to_thread.run_sync(lambda: main(["inspect", waiting.id, "--url", url])) == 0
+    assert await anyio.to_thread.run_sync(
+        lambda: main(["inspect", waiting.id, "--json", "--url", url])) == 0
     member = json.loads(capsys.readouterr().out)
     assert member["flow"] == handle.id and member["state"] == "cancelled"
 

@@ -151,7 +151,7 @@ def exit_within(p: subprocess.Popen[bytes], since: float, limit: float) -> float
     return time.monotonic() - since
 
 
-def test_child_commands_pin_one_process_and_scanners_to_child_0() -> None:
+def test_child_commands_pin_one_process_and_share_the_scanners() -> None:
     settings = Settings.load({"processes": 3}, {})
     argv = ["run", "mod", "--proc", "3", "--", "other"]
     cmds = child_commands(argv, settings)
@@ -162,7 +162,8 @@ def test_child_commands_pin_one_process_and_scanners_to_child_0() -> None:
         tail = cmd[3:]
         assert tail[-2:] == ["--", "other"]
         assert tail[4:8] == ["--processes", "1", "--child-index", str(i)]
-        assert ("--no-scanners" in tail) == (i > 0)
+        # Every child scans: range leases share the partitions among them.
+        assert "--no-scanners" not in tail
     no_scan = Settings.load({"processes": 2, "scanners": False}, {})
     assert all("--no-scanners" not in c for c in child_commands(["run", "m"], no_scan))
 
@@ -195,7 +196,7 @@ async def test_killed_child_is_restarted_and_the_work_completes(
     with anyio.fail_after(30):
         while await count_completed(backend, eids[:40]) < 10:  # noqa: ASYNC110
             await anyio.sleep(0.05)
-    victim = supervised.child_pid(0)  # the one running the scanners
+    victim = supervised.child_pid(0)
     os.kill(victim, signal.SIGKILL)
     # Restarted after the first backoff (1 s) plus an interpreter start.
     with anyio.fail_after(20):

