@@ -4,6 +4,12 @@ Workers ``PUBLISH ffw:done:<eid>`` after each terminal (or hand-back) call.
 Opening a pub/sub connection per ``RunHandle.result()`` costs a connection
 set-up and a SUBSCRIBE round trip per wait; instead every waiter of a client
 registers here and one reader task dispatches the notifications.
+
+A message is either the bare execution id (look: read the state) or
+:data:`CARRIED_PREFIX` followed by the stored result of a *completed*
+execution, which the waiter takes without a read (issue 18). The worker's
+publish script builds the second form from the server's state in the same
+atomic step, so it says exactly what a read at that moment would have said.
 """
 
 from __future__ import annotations
@@ -25,6 +31,16 @@ log = logging.getLogger("flowfabric_worker.client")
 #: it falls back to polling.
 CONFIRM_TIMEOUT = 2.0
 
+#: Starts a done message that carries a completed execution's result (an
+#: execution id never starts with ``ffw:``, so older bare-id messages — older
+#: SDKs, FlowFabric's own workers — are told apart).
+CARRIED_PREFIX = b"ffw:completed:"
+
+#: The largest result carried in a message (bytes); larger ones are read.
+#: Every subscriber's connection buffers a copy, and past a few segments the
+#: transfer, not the saved round trip, is what the wait costs.
+CARRIED_MAX = 16 * 1024
+
 
 def _text(v: object) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
@@ -43,6 +59,22 @@ async def read_core_and_result(backend: Backend, eid: str
         return None, None
     core = ExecCore.from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
     return core, result
+
+
+def carried_result(data: object) -> bytes | None:
+    """The result a done message carries; ``None`` when it carries none."""
+    if isinstance(data, bytes) and data.startswith(CARRIED_PREFIX):
+        return data[len(CARRIED_PREFIX):]
+    return None
+
+
+class Wakeup(asyncio.Event):
+    """A waiter's event: set by a done message (or a lost connection);
+    :attr:`carried` holds the completed result a message carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.carried: bytes | None = None
 
 
 class DoneListener:
@@ -122,7 +154,10 @@ class DoneListener:
                     if confirmed is not None:
                         confirmed.set()
                 elif msg.get("type") == "message":
+                    carried = carried_result(msg.get("data"))
                     for event in self._waiters.get(channel, ()):
+                        if carried is not None and isinstance(event, Wakeup):
+                            event.carried = carried
                         event.set()
         except asyncio.CancelledError:
             raise

@@ -11,7 +11,11 @@ from typing import Any, Generic, Protocol, TypeVar, cast, get_args
 import anyio
 
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.client.result_listener import DoneListener, read_core_and_result
+from flowfabric_worker.client.result_listener import (
+    DoneListener,
+    Wakeup,
+    read_core_and_result,
+)
 from flowfabric_worker.client.signal_sender import SignalOutcome, WaitpointInfo
 from flowfabric_worker.client.stream_reader import frames as stream_frames
 from flowfabric_worker.errors import (
@@ -117,14 +121,18 @@ class RunHandle(Generic[R]):
         attempt = await self.client.backend.get_attempt(self.id, core.current_attempt_index)
         return attempt.failure_category if attempt is not None else ""
 
+    def _decode(self, data: bytes | None) -> R:
+        """A completed execution's stored result, typed."""
+        if self.task is not None:
+            return self.task.decode_result(data or b"")
+        return cast(R, codec.loads(data) if data else None)
+
     async def _outcome(self, core: ExecCore, read: tuple[bytes | None] | None = None) -> R:
         """``read``: the result as already read with ``core``."""
         state = str(core.public_state)
         if state == "completed":
             data = read[0] if read is not None else await self.client.backend.get_result(self.id)
-            if self.task is not None:
-                return self.task.decode_result(data or b"")
-            return cast(R, codec.loads(data) if data else None)
+            return self._decode(data)
         reason = core.failure_reason or core.cancellation_reason
         category = await self.failure_category(core)
         message = f"execution {self.id} {state}" + (f": {reason}" if reason else "")
@@ -145,12 +153,13 @@ class RunHandle(Generic[R]):
         client's one shared listener connection) is confirmed *before*
         exec_core is re-read, so a completion between the two is not missed.
         A slow poll covers lost notifications; a fast one stands in when the
-        subscription fails.
+        subscription fails. A message that carries the result (a completion
+        with a small result) ends the wait without a read.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         listener = self.client.done_listener()
         channel = DONE_CHANNEL.format(eid=self.id)
-        done = asyncio.Event()
+        done = Wakeup()
         try:
             poll = 0.0
             while True:
@@ -158,6 +167,7 @@ class RunHandle(Generic[R]):
                     subscribed = await listener.subscribe(channel, done)
                     poll = poll or (_POLL_SUBSCRIBED if subscribed else _POLL_UNSUBSCRIBED)
                 done.clear()  # set from here on means: look again
+                done.carried = None
                 found, data = await read_core_and_result(self.client.backend, self.id)
                 if found is None:
                     raise InvalidInput(f"execution {self.id} does not exist")
@@ -172,6 +182,8 @@ class RunHandle(Generic[R]):
                     wait = min(wait, left)
                 with anyio.move_on_after(wait):
                     await done.wait()
+                if done.carried is not None:
+                    return self._decode(done.carried)
                 poll = min(poll * 2, _POLL_CAP)
         finally:
             with anyio.CancelScope(shield=True):

@@ -17,6 +17,7 @@ import anyio
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.backend.durability import Durability
+from flowfabric_worker.client.result_listener import CARRIED_MAX, CARRIED_PREFIX
 from flowfabric_worker.context.attempt import Claimed
 from flowfabric_worker.context.children import Children
 from flowfabric_worker.context.frame_writer import FrameWriter
@@ -78,6 +79,23 @@ def _backoff_ms(retry_policy_json: str) -> int:
         return int(backoff.get("delay_ms") or 0)
     except (ValueError, TypeError, AttributeError):
         return 0
+
+
+# Sent in the complete call's pipeline, after the call. It reads the state
+# the call left, atomically, so the message can never contradict a read: a
+# completion puts its stored result in the message (when small) and the
+# waiter skips its read; a refused call (lease lost, cancelled meanwhile, a
+# replay of our own landed call) publishes what is actually stored, or the
+# bare id. KEYS: core, result; ARGV: channel, cap, prefix, eid.
+_PUBLISH_DONE = """
+if redis.call('HGET', KEYS[1], 'public_state') == 'completed' then
+  local r = redis.call('GET', KEYS[2]) or ''
+  if #r <= tonumber(ARGV[2]) then
+    return redis.call('PUBLISH', ARGV[1], ARGV[3] .. r)
+  end
+end
+return redis.call('PUBLISH', ARGV[1], ARGV[4])
+"""
 
 
 class BackendEngine:
@@ -441,7 +459,7 @@ class BackendEngine:
                 eid=lease.execution_id, lane_id=lease.lane, attempt_index=lease.attempt_index,
                 worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
                 lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id,
-                result_payload=result), self._done_command(lease.execution_id),
+                result_payload=result), self._completed_command(lease.execution_id),
                 durable=True, durability=self.durability)
         except ContractError as exc:
             if not self._replayed(exc, lease, "success"):
@@ -546,6 +564,14 @@ class BackendEngine:
         so a woken waiter reads the new state (a refused call only costs the
         waiter a look)."""
         return ("PUBLISH", DONE_CHANNEL.format(eid=eid), eid)
+
+    @staticmethod
+    def _completed_command(eid: str) -> tuple[str | int | bytes, ...]:
+        """The complete call's done message: :data:`_PUBLISH_DONE` (the
+        result rides along when the call left it stored and small)."""
+        k = ExecKeys(eid)
+        return ("EVAL", _PUBLISH_DONE, 2, k.core, k.result,
+                DONE_CHANNEL.format(eid=eid), CARRIED_MAX, CARRIED_PREFIX, eid)
 
     async def publish_done(self, eid: str) -> None:
         await self.backend.redis.publish(DONE_CHANNEL.format(eid=eid), eid)

@@ -125,7 +125,11 @@ class Scheduler:
         self.permits = permits
         self.reclaim_enabled = reclaim
         self.window = PartitionWindow(engine.num_partitions, ident.instance_id)
-        self.reclaim_window = PartitionWindow(engine.num_partitions, ident.instance_id)
+        #: One window per lane and purpose: lanes take turns, so one shared
+        #: cursor would show each of L lanes only every L-th window, and
+        #: with L dividing the window count a lane never saw some partitions
+        #: (a flow member there was never claimed).
+        self._windows: dict[tuple[str, bool], PartitionWindow] = {}
         self._lane_rr = 0
         #: Per lane, so with several lanes each one is looked at on time.
         self._last_reclaim: dict[str, float] = {}
@@ -191,7 +195,7 @@ class Scheduler:
         solo = solo_partition(lane) % self.window.n
         parts = [solo]
         if lane not in self._solo_backlog:
-            parts += [p for p in self.window.next_window() if p != solo]
+            parts += [p for p in self._window(lane).next_window() if p != solo]
         # A few more heads than wanted, so racing workers spread over them.
         pre_read: Any = None
         if self._candidate_reads is not None:
@@ -277,7 +281,7 @@ class Scheduler:
 
     async def _scan(self, lane: str) -> Claimed | None:
         solo = solo_partition(lane) % self.window.n
-        parts = [solo] + [p for p in self.window.next_window() if p != solo]
+        parts = [solo] + [p for p in self._window(lane).next_window() if p != solo]
         heads = await self.engine.candidates(lane, parts, HEADS)
         for eids in heads:
             # Several workers read the same heads; each starts at its own offset
@@ -315,7 +319,14 @@ class Scheduler:
         members live on their flow's partition, and a crashed worker's flow
         members must be found there too."""
         solo = solo_partition(lane) % self.window.n
-        return [solo, *(p for p in self.reclaim_window.next_window() if p != solo)]
+        return [solo, *(p for p in self._window(lane, reclaim=True).next_window() if p != solo)]
+
+    def _window(self, lane: str, *, reclaim: bool = False) -> PartitionWindow:
+        window = self._windows.get((lane, reclaim))
+        if window is None:
+            window = PartitionWindow(self.window.n, self.ident.instance_id)
+            self._windows[(lane, reclaim)] = window
+        return window
 
     async def _try_reclaim(self, lane: str, partitions: list[int]) -> Claimed | None:
         many = getattr(self.engine, "list_reclaimable_many", None)

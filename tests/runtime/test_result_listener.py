@@ -89,7 +89,8 @@ async def test_worker_publishes_done_after_complete_and_fail(
                                                    timeout=0.5)
                     if msg is not None:
                         # Published after the terminal call: the state is final.
-                        eid = msg["data"].decode()
+                        # (The data is the id, or the carried result: issue 18.)
+                        eid = msg["channel"].decode().removeprefix("ffw:done:")
                         got[eid] = await client.run(eid).state()
             worker.stop()
         await pubsub.aclose()
