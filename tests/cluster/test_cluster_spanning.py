@@ -139,7 +139,10 @@ async def test_static_flow_with_a_skip(cluster_url: str) -> None:
 async def test_static_flow_on_a_worker_of_every_lane(cluster_url: str) -> None:
     # Lanes take turns in the scheduler; each needs its own partition window
     # to find the flow's members (tests/runtime/test_multi_lane_flows.py).
-    await _static_flow_with_a_skip(cluster_url, LANES)
+    # Two lanes show the shared-window bug (the window count is even); with all
+    # eight lanes a member waits for its lane's window to come round (tens of
+    # seconds on a 2-core box), which only slows the test down.
+    await _static_flow_with_a_skip(cluster_url, LANES[:2])
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,9 @@ from flowfabric_worker.worker.worker import Worker
 
 pytestmark = pytest.mark.anyio
 
-LANES = [f"ml{i}" for i in range(8)]
+#: Two lanes are enough: the window count (256 partitions / 32) is even, so
+#: with a shared cursor each lane saw only every other window.
+LANES = [f"ml{i}" for i in range(2)]
 
 
 @task(name="ml.step", lane="ml0")
@@ -30,7 +32,7 @@ async def test_flows_on_any_partition_reach_a_multi_lane_worker(url: str) -> Non
                         scanner_interval_scale=0.05, grace_period=1.0)
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
-            # Six flows on random partitions: before the fix, each had a 7/8
+            # Six flows on random partitions: before the fix, each had a 1/2
             # chance of landing where lane ml0 never looked.
             handles = []
             for i in range(6):
