@@ -12,6 +12,16 @@ from flowfabric_worker.client.client import Client
 
 
 @pytest.fixture
+async def backend(url: str) -> AsyncIterator[Backend]:
+    """A backend on ``url`` (the real server, flushed, or a new memory://)."""
+    b = await Backend.open(url)
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+@pytest.fixture
 async def keyed_backend(url: str) -> AsyncIterator[Backend]:
     """A backend on ``url`` whose waitpoint keystore is installed, so tasks
     can suspend (the signal and durable-step tests)."""

@@ -5,7 +5,6 @@ stale before the claim."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,15 +30,6 @@ CAPS: frozenset[str] = frozenset()
 @task(name="t.pre_read", lane=LANE)
 async def job(n: int) -> int:
     return n
-
-
-@pytest.fixture
-async def backend(url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(url)
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 def _parts(b: Backend) -> list[int]:

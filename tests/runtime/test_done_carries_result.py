@@ -4,7 +4,6 @@ leads to a read, and a message never contradicts the stored state."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -114,15 +113,6 @@ async def test_failure_is_read(url: str, monkeypatch: Any) -> None:
 
 
 # -- the message itself, built by the worker's publish ----------------------
-
-
-@pytest.fixture
-async def backend(url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(url)
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 async def claimed(backend: Backend) -> Claimed:

@@ -5,7 +5,6 @@ its backlog to drain before it looks for expired leases."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -34,15 +33,6 @@ assert DRAIN_AT_LEAST > BOUND + 2
 class _Client:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-
-
-@pytest.fixture
-async def backend(url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(url)
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 @task(name="t.reclaim.nap", lane=LANE)

@@ -3,7 +3,6 @@ result in one round trip (issue 18)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,15 +25,6 @@ pytestmark = pytest.mark.anyio
 @task(name="t.result_read")
 async def job() -> int:
     return 7
-
-
-@pytest.fixture
-async def backend(url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(url)
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 async def test_state_and_result_in_one_read(backend: Backend, monkeypatch: Any) -> None:

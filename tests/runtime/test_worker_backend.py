@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import weakref
-from collections.abc import AsyncIterator
 
 import anyio
 import msgspec
@@ -29,15 +28,6 @@ pytestmark = pytest.mark.anyio
 class Client:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-
-
-@pytest.fixture
-async def backend(url: str) -> AsyncIterator[Backend]:
-    b = await Backend.open(url)
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 class Point(msgspec.Struct):
