@@ -182,8 +182,11 @@ class Run:
     machine: dict[str, Any] = field(default_factory=dict)
 
 
+WORKLOADS = ("submit", "drain", "roundtrip", "retry", "batch")
+
+
 async def run_once(run: Run, url: str, n: int, trips: int, concurrency: int,
-                   batch: int) -> None:
+                   batch: int, workloads: frozenset[str] = frozenset(WORKLOADS)) -> None:
     m = run.metrics
     peer = load(run.system)
     r = aioredis.Redis.from_url(url)
@@ -191,60 +194,72 @@ async def run_once(run: Run, url: str, n: int, trips: int, concurrency: int,
     try:
         await peer.open(url)
         try:
-            phase = "submit"
-            await r.delete(DONE_KEY)
-            meter = Meter(r)
-            await meter.begin()
-            for _ in range(n):
-                await peer.submit()
-            secs, rcpu, ccpu, _ = await meter.end()
-            m.update(submit_per_s=n / secs, submit_redis_cpu_us=rcpu / n * 1e6,
-                     submit_client_cpu_us=ccpu / n * 1e6)
-
-            phase = "drain"
-            async with worker(run.system, url, concurrency) as w:
-                meter = Meter(r, w.proc.pid)
+            # drain runs the tasks submit queued: it needs them.
+            if workloads & {"submit", "drain"}:
+                phase = "submit"
+                await r.delete(DONE_KEY)
+                meter = Meter(r)
                 await meter.begin()
-                await wait_done(r, n, max(60.0, n / 20), w)
-                secs, rcpu, _, wcpu = await meter.end()
-                m.update(drain_per_s=n / secs, drain_redis_cpu_us=rcpu / n * 1e6,
-                         drain_worker_cpu_us=wcpu / n * 1e6)
+                for _ in range(n):
+                    await peer.submit()
+                secs, rcpu, ccpu, _ = await meter.end()
+                m.update(submit_per_s=n / secs, submit_redis_cpu_us=rcpu / n * 1e6,
+                         submit_client_cpu_us=ccpu / n * 1e6)
 
-                phase = "round trip"
-                for _ in range(WARMUP_TRIPS):
-                    await peer.roundtrip()
-                samples: list[float] = []
-                await meter.begin()
-                for _ in range(trips):
-                    t = time.perf_counter()
-                    await peer.roundtrip()
-                    samples.append((time.perf_counter() - t) * 1000)
-                _, rcpu, _, wcpu = await meter.end()
-                m.update(rt_p50_ms=statistics.median(samples), rt_p99_ms=pct(samples, 0.99),
-                         rt_redis_cpu_us=rcpu / trips * 1e6, rt_worker_cpu_us=wcpu / trips * 1e6)
+            if workloads & {"drain", "roundtrip"}:
+                async with worker(run.system, url, concurrency) as w:
+                    meter = Meter(r, w.proc.pid)
+                    if "drain" in workloads:
+                        phase = "drain"
+                        await meter.begin()
+                        await wait_done(r, n, max(60.0, n / 20), w)
+                        secs, rcpu, _, wcpu = await meter.end()
+                        m.update(drain_per_s=n / secs, drain_redis_cpu_us=rcpu / n * 1e6,
+                                 drain_worker_cpu_us=wcpu / n * 1e6)
+                    elif "submit" in workloads:
+                        # Queued by submit: run them before the round trips.
+                        await wait_done(r, n, max(60.0, n / 20), w)
 
-            phase = "retry"
-            await r.delete(DONE_KEY)
-            for _ in range(n):
-                await peer.submit_flaky()
-            async with worker(run.system, url, concurrency) as w:
-                meter = Meter(r, w.proc.pid)
-                await meter.begin()
-                await wait_done(r, n, max(60.0, n / 10), w)
-                secs, rcpu, _, wcpu = await meter.end()
-                m.update(retry_per_s=n / secs, retry_redis_cpu_us=rcpu / n * 1e6,
-                         retry_worker_cpu_us=wcpu / n * 1e6)
+                    if "roundtrip" in workloads:
+                        phase = "round trip"
+                        for _ in range(WARMUP_TRIPS):
+                            await peer.roundtrip()
+                        samples: list[float] = []
+                        await meter.begin()
+                        for _ in range(trips):
+                            t = time.perf_counter()
+                            await peer.roundtrip()
+                            samples.append((time.perf_counter() - t) * 1000)
+                        _, rcpu, _, wcpu = await meter.end()
+                        m.update(rt_p50_ms=statistics.median(samples),
+                                 rt_p99_ms=pct(samples, 0.99),
+                                 rt_redis_cpu_us=rcpu / trips * 1e6,
+                                 rt_worker_cpu_us=wcpu / trips * 1e6)
 
-            phase = "submit batch"
-            t0 = time.perf_counter()
-            done = 0
-            while done < n:
-                size = min(batch, n - done)
-                if not await peer.submit_batch(size):
-                    break
-                done += size
-            if done:
-                m["submit_batch_per_s"] = done / (time.perf_counter() - t0)
+            if "retry" in workloads:
+                phase = "retry"
+                await r.delete(DONE_KEY)
+                for _ in range(n):
+                    await peer.submit_flaky()
+                async with worker(run.system, url, concurrency) as w:
+                    meter = Meter(r, w.proc.pid)
+                    await meter.begin()
+                    await wait_done(r, n, max(60.0, n / 10), w)
+                    secs, rcpu, _, wcpu = await meter.end()
+                    m.update(retry_per_s=n / secs, retry_redis_cpu_us=rcpu / n * 1e6,
+                             retry_worker_cpu_us=wcpu / n * 1e6)
+
+            if "batch" in workloads:
+                phase = "submit batch"
+                t0 = time.perf_counter()
+                done = 0
+                while done < n:
+                    size = min(batch, n - done)
+                    if not await peer.submit_batch(size):
+                        break
+                    done += size
+                if done:
+                    m["submit_batch_per_s"] = done / (time.perf_counter() - t0)
         finally:
             await peer.close()
     except Exception as exc:  # one system failing must not hide the others
@@ -337,7 +352,8 @@ async def one(system: str, rep: int, args: argparse.Namespace,
                 server_version.append(str((await r.info("server"))["redis_version"]))
         finally:
             await r.aclose()
-        await run_once(run, url, args.n, args.trips, args.concurrency, args.batch)
+        await run_once(run, url, args.n, args.trips, args.concurrency, args.batch,
+                       frozenset(args.workloads))
     shown = ", ".join(f"{k}={v:.4g}" for k, v in run.metrics.items())
     print(f"rep {rep} {system}: {shown}{' ERROR ' + run.error if run.error else ''}",
           file=sys.stderr, flush=True)
@@ -376,6 +392,7 @@ async def main_async(args: argparse.Namespace) -> None:
                "settings": {"n": args.n, "trips": args.trips, "warmup_trips": WARMUP_TRIPS,
                             "reps": args.reps, "concurrency": args.concurrency,
                             "batch": args.batch, "systems": args.systems,
+                            "workloads": args.workloads,
                             "shared_url": args.url},
                "peers": peers_info, **summary,
                "runs": [{"rep": r.rep, "system": r.system, "metrics": r.metrics,
@@ -413,6 +430,9 @@ def main() -> None:
                         default=int(os.environ.get("BENCH_CONCURRENCY", "16")),
                         help="worker concurrency, the same for every system (default 16)")
     parser.add_argument("--batch", type=int, default=100, help="ffw submit_many batch size")
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS,
+                        help="workloads to run (default: all; drain implies submit, "
+                             "whose tasks it runs)")
     parser.add_argument("--url", help="use this Redis (flushed before each system) instead of "
                                       "a fresh private redis-server per system and repetition")
     parser.add_argument("--json", nargs="?", const="-", metavar="PATH",

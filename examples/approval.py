@@ -11,10 +11,12 @@ its "not approved in time" path.
 Runs self-contained on ``memory://`` with an in-process worker::
 
     python examples/approval.py            # or: ... redis://localhost:6379
+    FLOWFABRIC_URL=redis+cluster://127.0.0.1:7000 python examples/approval.py
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import anyio
@@ -84,4 +86,6 @@ async def main(url: str = "memory://") -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(anyio.run(main, sys.argv[1] if len(sys.argv) > 1 else "memory://"))
+    # The server: the first argument, else FLOWFABRIC_URL, else memory://.
+    url = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("FLOWFABRIC_URL", "memory://")
+    sys.exit(anyio.run(main, url))

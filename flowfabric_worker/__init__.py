@@ -25,6 +25,7 @@ from flowfabric_worker.client.flow_builder import FlowBuilder
 from flowfabric_worker.client.flow_graph import FlowNode, Join, all_of, any_of, quorum
 from flowfabric_worker.client.flow_handle import FlowCancelResult, FlowHandle, FlowState
 from flowfabric_worker.client.run_handle import RunHandle
+from flowfabric_worker.client.schedule_handle import ScheduleHandle, ScheduleInfo
 from flowfabric_worker.client.signal_sender import SignalOutcome, WaitpointInfo
 from flowfabric_worker.context.task_context import TaskContext
 from flowfabric_worker.context.waits import Signal, Waitpoint
@@ -49,6 +50,8 @@ from flowfabric_worker.errors import (
     PayloadTooLarge,
     Permanent,
     ResultTimeout,
+    ResultTypeError,
+    SignalPayloadError,
     SignalTimeout,
     StateNotReached,
     TaskCancelled,
@@ -59,6 +62,7 @@ from flowfabric_worker.errors import (
     TransportError,
     UnknownTask,
     UnknownWaitpoint,
+    UnmatchedSignalWarning,
 )
 from flowfabric_worker.protocol.errors import (
     HmacSecretNotInitialized,
@@ -72,12 +76,13 @@ from flowfabric_worker.settings import Limits, Settings
 from flowfabric_worker.tasks.budgets import (
     Budget,
     BudgetInfo,
-    Limit,
     Quota,
     QuotaInfo,
     UsageReport,
 )
+from flowfabric_worker.tasks.flow_control import Debounce, Limit, Rate
 from flowfabric_worker.tasks.retry import Retry
+from flowfabric_worker.tasks.schedule_specs import Cron, DeclaredSchedule, Every, ScheduleTick
 
 if TYPE_CHECKING:
     from flowfabric_worker.worker.worker import Worker
@@ -95,8 +100,12 @@ __all__ = [
     "Client",
     "ConfigurationError",
     "ContractError",
+    "Cron",
+    "Debounce",
+    "DeclaredSchedule",
     "DurabilityNotConfirmed",
     "DurabilityUnavailable",
+    "Every",
     "FlowBuilder",
     "FlowCancelResult",
     "FlowFabricError",
@@ -121,12 +130,18 @@ __all__ = [
     "Permanent",
     "Quota",
     "QuotaInfo",
+    "Rate",
     "ResultTimeout",
+    "ResultTypeError",
     "Retry",
     "RunHandle",
+    "ScheduleHandle",
+    "ScheduleInfo",
+    "ScheduleTick",
     "Settings",
     "Signal",
     "SignalOutcome",
+    "SignalPayloadError",
     "SignalTimeout",
     "StateNotReached",
     "TargetNotSignalable",
@@ -142,6 +157,7 @@ __all__ = [
     "TransportError",
     "UnknownTask",
     "UnknownWaitpoint",
+    "UnmatchedSignalWarning",
     "UsageReport",
     "Waitpoint",
     "WaitpointClosed",

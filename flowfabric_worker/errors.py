@@ -213,6 +213,31 @@ class PayloadTooLarge(PayloadError, InvalidInput):
         self.limit = limit
 
 
+class ResultTypeError(PayloadError):
+    """A task returned a value its return annotation does not allow (checked
+    on the worker, failure category ``result_type``, never retried): the
+    message names the task, the annotation and what was wrong."""
+
+    def __init__(self, message: str, *, task: str, annotation: str) -> None:
+        super().__init__(message)
+        self.task = task
+        self.annotation = annotation
+
+
+class SignalPayloadError(PayloadError, InvalidInput):
+    """A signal payload does not match the JSON Schema the waiting task
+    recorded for it (``wait_for_signal(..., payload_type=...)``); refused
+    before anything is written. ``problems`` lists ``(path, message)``
+    pairs, ``path`` in JSON-path form (``$.ok``)."""
+
+    def __init__(self, message: str, *, execution_id: str, signal_name: str,
+                 problems: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.signal_name = signal_name
+        self.problems = problems
+
+
 class UnknownTask(FlowFabricError):
     """No task with that name is registered."""
 
@@ -250,6 +275,11 @@ class UnknownWaitpoint(NoWaitpoint):
 
 class AmbiguousWaitpoint(InvalidInput):
     """Several waitpoints are open; name one with ``waitpoint=``."""
+
+
+class UnmatchedSignalWarning(UserWarning):
+    """A signal was sent under a name the waiting task does not wait for: it
+    is recorded on the waitpoint but resumes nothing (status ``unmatched``)."""
 
 
 class KeystoreError(ConfigurationError):

@@ -113,6 +113,9 @@ class Settings(BaseModel):
     #: Hung sync task threads tolerated before the worker stops claiming
     #: (None: the concurrency).
     max_abandoned_threads: int | None = Field(default=None, ge=0)
+    #: Fail a kind this worker has no task for after N claims (standalone
+    #: only); None: hand it back for another worker, always.
+    fail_unknown_after: int | None = Field(default=None, ge=1)
     #: Hex secret ``secrets init`` / ``secrets rotate`` install (the
     #: counterpart of 0.15's ``FF_WAITPOINT_HMAC_SECRET``); default: random.
     #: A ``SecretStr``: never shown by ``repr`` or in validation errors.

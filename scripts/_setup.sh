@@ -39,3 +39,31 @@ print(servers.valkey_binary() or "")' 2>/dev/null || true)
       return 1 ;;
   esac
 }
+
+# ensure_chromium: Debian's chromium for the dashboard's browser tests
+# (Playwright drives /usr/bin/chromium; a browser download does not work on
+# these machines, so never `playwright install`). Missing after an attempt
+# to install it is an error in CI (CI=true); elsewhere those tests skip.
+ensure_chromium() {
+  local ci="${CI:-}"
+  if [ -x /usr/bin/chromium ]; then
+    return 0
+  fi
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium with apt (the dashboard's browser tests)" >&2
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    { $SUDO apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null; } \
+      || true
+  fi
+  if [ -x /usr/bin/chromium ]; then
+    return 0
+  fi
+  case "${ci,,}" in
+    ""|0|false|no)
+      echo "warning: no /usr/bin/chromium (apt-get install chromium): the dashboard's browser tests will skip" >&2 ;;
+    *)
+      echo "error: no /usr/bin/chromium and apt could not install it; CI runs the browser tests" >&2
+      return 1 ;;
+  esac
+}

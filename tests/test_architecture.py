@@ -68,6 +68,6 @@ def test_top_level_holds_only_folders_and_the_shared_leaves() -> None:
     graph = grimp.build_graph(ROOT, cache_dir=None)
     top = {m.split(".")[1] for m in graph.modules if m.count(".") >= 1}
     folders = {"protocol", "backend", "tasks", "engine", "client", "context", "worker",
-               "authoring", "cli", "observability", "testing"}
+               "authoring", "cli", "dashboard", "observability", "testing"}
     leaves = {"errors", "settings", "__main__"}
     assert top == folders | leaves

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Concatenate, Protocol, cast, overload
 from flowfabric_worker.client.run_handle import RunHandle
 from flowfabric_worker.context.children import ChildHandle
 from flowfabric_worker.context.task_context import TaskContext
+from flowfabric_worker.tasks.flow_control import Debounce, Limit, Rate, declare
 from flowfabric_worker.tasks.retry import Retry
+from flowfabric_worker.tasks.schedule_specs import SCHEDULE_ATTR, Cron, DeclaredSchedule, Every
 from flowfabric_worker.tasks.spec import P, R, TaskSpec
 
 if TYPE_CHECKING:
@@ -167,6 +169,11 @@ def task(
     tags: Mapping[str, str] | None = None,
     budgets: Iterable[Budget | str] = (),
     quota: Quota | str | None = None,
+    concurrency: Limit | None = None,
+    rate: Rate | None = None,
+    debounce: Debounce | None = None,
+    schedule: Cron | Every | DeclaredSchedule | None = None,
+    schedule_args: tuple[Any, ...] = (),
 ) -> TaskDecorator: ...
 
 
@@ -184,13 +191,34 @@ def task(
     tags: Mapping[str, str] | None = None,
     budgets: Iterable[Budget | str] = (),
     quota: Quota | str | None = None,
+    concurrency: Limit | None = None,
+    rate: Rate | None = None,
+    debounce: Debounce | None = None,
+    schedule: Cron | Every | DeclaredSchedule | None = None,
+    schedule_args: tuple[Any, ...] = (),
 ) -> Any:
     """Declare a task. Use bare (``@task``) or with options (``@task(lane="x")``).
 
     ``budgets`` / ``quota`` are attached to every submission by default
-    (handles or ids; see docs/budgets.md)."""
+    (handles or ids; see docs/budgets.md). ``concurrency`` / ``rate`` /
+    ``debounce`` limit the executions per key computed from the arguments
+    (docs/flow-control.md). ``schedule`` (a ``Cron``, an ``Every`` or a
+    ``DeclaredSchedule``) with ``schedule_args`` runs it on a recurring
+    schedule, registered when a worker serving it starts (docs/schedules.md)."""
+    flow_control = declare(concurrency, rate, debounce)
+
+    # Recurring: registered when a worker serving the task starts
+    # (docs/schedules.md); a DeclaredSchedule carries its own options.
+    declared = (schedule if isinstance(schedule, DeclaredSchedule) or schedule is None
+                else DeclaredSchedule(schedule, args=schedule_args))
 
     def wrap(f: Callable[..., Any]) -> TaskDefinition[Any, Any]:
+        definition = _wrap(f)
+        if declared is not None:
+            setattr(definition, SCHEDULE_ATTR, declared)
+        return definition
+
+    def _wrap(f: Callable[..., Any]) -> TaskDefinition[Any, Any]:
         return TaskDefinition(
             fn=f,
             name=name or _default_name(f),
@@ -203,6 +231,7 @@ def task(
             tags=dict(tags or {}),
             budgets=tuple(budgets),
             quota=quota,
+            flow_control=flow_control,
         )
 
     if fn is not None:

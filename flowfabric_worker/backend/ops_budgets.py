@@ -23,6 +23,7 @@ from flowfabric_worker.protocol.budgets import (
     ResetBudget,
     ResetResult,
 )
+from flowfabric_worker.protocol.flow_control import LABEL_FIELD, STRATEGY_FIELD, waiting_key
 from flowfabric_worker.protocol.keys import BudgetKeys, QuotaKeys
 from flowfabric_worker.protocol.partitions import PartitionConfig, budget_tag, quota_tag
 
@@ -77,6 +78,10 @@ class QuotaLimits:
     window_seconds: int
     concurrency_cap: int
     jitter_ms: int
+    #: Ours, on flow-control policies only (docs/flow-control.md): what
+    #: happens over the cap, and which task and key the policy limits.
+    strategy: str = "queue"
+    label: str = ""
 
     @property
     def unlimited(self) -> bool:
@@ -173,15 +178,17 @@ class BudgetOps(Caller):
         for qid in ids:
             pipe.hmget(self.quota_keys(qid).definition,
                        ["max_requests_per_window", "requests_per_window_seconds",
-                        "active_concurrency_cap", "jitter_ms"])
+                        "active_concurrency_cap", "jitter_ms", STRATEGY_FIELD, LABEL_FIELD])
         out: dict[str, QuotaLimits | None] = {}
         for qid, vals in zip(ids, await pipe.execute(), strict=True):
             if all(v is None for v in vals):
                 out[qid] = None
                 continue
-            rate, window, cap, jitter = (_int(v) for v in vals)
+            rate, window, cap, jitter = (_int(v) for v in vals[:4])
             out[qid] = QuotaLimits(rate_limit=max(rate, 0), window_seconds=window or 60,
-                                   concurrency_cap=max(cap, 0), jitter_ms=max(jitter, 0))
+                                   concurrency_cap=max(cap, 0), jitter_ms=max(jitter, 0),
+                                   strategy=_text(vals[4]) if vals[4] is not None else "queue",
+                                   label=_text(vals[5]) if vals[5] is not None else "")
         return out
 
     async def read_quota_state(self, quota_id: str, limits: QuotaLimits,
@@ -196,6 +203,49 @@ class BudgetOps(Caller):
         pipe.get(qk.concurrency)
         _trimmed, count, active = await pipe.execute()
         return QuotaState(limits=limits, in_window=int(count or 0), active=_int(active))
+
+    # --- flow control (docs/flow-control.md) -----------------------------------
+
+    async def add_quota_waiters(self, waiters: Sequence[tuple[str, str, str]],
+                                now_ms: int) -> None:
+        """Note ``(quota_id, eid, lane)`` as blocked on a flow quota, in
+        first-refusal order (a second refusal keeps the first place)."""
+        if not waiters:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for qid, eid, lane in waiters:
+            pipe.zadd(waiting_key(quota_tag(qid, self.partitions), qid),
+                      {f"{eid}|{lane}": now_ms}, nx=True)
+        await pipe.execute()
+
+    async def pop_quota_waiters(self, quota_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """The longest-waiting ``(quota_id, eid, lane)`` of each quota (taken
+        off its waiting set), for the quotas that have one."""
+        if not quota_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for qid in quota_ids:
+            pipe.zpopmin(waiting_key(quota_tag(qid, self.partitions), qid))
+        out: list[tuple[str, str, str]] = []
+        for qid, popped in zip(quota_ids, await pipe.execute(), strict=True):
+            for member, _score in popped or ():
+                eid, _, lane = _text(member).partition("|")
+                out.append((qid, eid, lane))
+        return out
+
+    async def quota_admitted(self, quota_id: str) -> list[tuple[str, float]]:
+        """The executions holding a slot of the quota with their admission
+        time (ms), oldest first."""
+        qk = self.quota_keys(quota_id)
+        members = sorted(_text(m) for m in await self.redis.smembers(qk.admitted_set))
+        if not members:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for eid in members:
+            pipe.zscore(qk.window(CLAIM_WINDOW), eid)
+        scores = await pipe.execute()
+        return sorted(((eid, float(sc or 0)) for eid, sc in zip(members, scores, strict=True)),
+                      key=lambda p: p[1])
 
     async def set_quota_jitter(self, quota_id: str, jitter_ms: int) -> None:
         """``jitter_ms`` on the policy (no 0.15 function writes it; §7.2)."""

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from flowfabric_worker.protocol.keys import LANES_INDEX, ExecKeys
+from flowfabric_worker.protocol.signal_types import signal_types_key
 
 # Release only our own lock: a lock that expired and was taken by another
 # process must not be deleted by the late previous holder.
@@ -119,7 +120,8 @@ class ScanOps:
         doomed = [k.payload, k.result, k.tags, k.lease_current, k.lease_history,
                   k.claim_grant, k.attempts, k.suspension_current, k.satisfied_set,
                   k.satisfied_signals, k.member_map, k.deps_meta, k.deps_unresolved,
-                  k.deps_all_edges, k.waitpoints, k.signals, k.journal]
+                  k.deps_all_edges, k.waitpoints, k.signals, k.journal,
+                  signal_types_key(k.eid)]
         for i in range(max(attempts, 0)):
             doomed += [k.attempt(i), k.attempt_usage(i), k.attempt_policy(i),
                        k.attempt_summary(i), k.stream(i), k.stream_meta(i)]

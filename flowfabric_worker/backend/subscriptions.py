@@ -8,7 +8,7 @@ The worker's wake-ups, the flow completion dispatcher and
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -21,19 +21,24 @@ class Subscriptions:
 
     redis: Any
 
-    async def messages(self, *channels: str, retry_delay: float = 1.0
+    async def messages(self, *channels: str, retry_delay: float = 1.0,
+                       subscribed: Callable[[], None] | None = None
                        ) -> AsyncIterator[Any]:
         """The data of each message published on ``channels``, for as long as
         the caller iterates (on its own pool connection).
 
         Best effort, as pub/sub is: when the connection is lost the channels
         are subscribed again after ``retry_delay`` seconds, and what was
-        published in between is missed — callers keep a poll for that.
+        published in between is missed — callers keep a poll for that, and
+        ``subscribed`` (called once each (re)subscription is sent) lets them
+        look at once instead of waiting for it.
         """
         while True:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(*channels)
+                if subscribed is not None:
+                    subscribed()
                 while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True,
                                                    timeout=1.0)

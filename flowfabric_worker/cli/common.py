@@ -14,7 +14,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     keys = ("url", "mode", "namespace", "lanes", "concurrency", "capabilities",
             "lease_ttl", "scanners", "worker_id", "log_level", "grace_period",
             "disabled_scanners", "scanner_interval_scale", "attempt_timeouts",
-            "loop_watchdog", "max_abandoned_threads", "durability", "processes",
+            "loop_watchdog", "max_abandoned_threads", "fail_unknown_after", "durability",
+            "processes",
             "log_format", "metrics_port")
     return Settings.load({k: getattr(args, k, None) for k in keys})
 

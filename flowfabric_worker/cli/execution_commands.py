@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from flowfabric_worker.errors import (
     ExecutionError,
     InvalidInput,
     ResultTimeout,
+    UnmatchedSignalWarning,
 )
 from flowfabric_worker.protocol.streams import Frame
 
@@ -24,6 +26,8 @@ _SHAPE = 'a JSON list of arguments or {"args": [...], "kwargs": {...}}'
 #: ``submit --wait`` exit codes beyond 0 (completed) and 2 (an error).
 EXIT_ENDED_WITHOUT_RESULT = 1
 EXIT_WAIT_TIMED_OUT = 124  # as timeout(1)
+#: ``signal``: sent, but the execution's wait does not wait for that name.
+SIGNAL_UNMATCHED_EXIT = 3
 
 
 def call_arguments(text: str) -> tuple[list[Any], dict[str, Any]]:
@@ -128,13 +132,23 @@ def signal_command(args: argparse.Namespace) -> int:
     async def go() -> dict[str, Any]:
         async with Client.connect(settings.url, mode=settings.mode,
                                   namespace=settings.namespace, limits=settings.limits) as client:
-            out = await client.signal(args.id, args.name, payload,
-                                      idempotency_key=args.idempotency_key,
-                                      source=args.source, waitpoint=args.waitpoint)
+            # A mistyped payload raises SignalPayloadError before anything is
+            # written: main() prints it, exit status 2.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnmatchedSignalWarning)  # said below
+                out = await client.signal(args.id, args.name, payload,
+                                          idempotency_key=args.idempotency_key,
+                                          source=args.source, waitpoint=args.waitpoint)
             return {"status": out.status, "signal_id": out.signal_id, "effect": out.effect,
                     "execution_id": out.execution_id, "waitpoint_id": out.waitpoint_id}
 
-    print(json.dumps(anyio.run(go)))
+    out = anyio.run(go)
+    print(json.dumps(out))
+    if out["status"] == "unmatched":
+        print(f"warning: execution {out['execution_id']} does not wait for a signal named "
+              f"{args.name!r}: it was recorded but resumes nothing (check the name)",
+              file=sys.stderr)
+        return SIGNAL_UNMATCHED_EXIT
     return 0
 
 

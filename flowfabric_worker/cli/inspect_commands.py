@@ -60,6 +60,17 @@ async def _awaited_signals(client: Any, eid: str, waitpoints: list[Any]) -> dict
     return out
 
 
+async def _schedule_of(client: Any, eid: str) -> Any:
+    """The schedule and tick that created ``eid`` (from its tags), or None."""
+    from flowfabric_worker.protocol.keys import ExecKeys
+    from flowfabric_worker.tasks.schedule_specs import SCHEDULE_TAG, TICK_TAG, ScheduleTick
+
+    (raw,) = await client.backend.read_many(
+        [["HMGET", ExecKeys(eid).tags, SCHEDULE_TAG, TICK_TAG]])
+    sid, tick = (v.decode() if isinstance(v, bytes) else v for v in raw)
+    return ScheduleTick.from_tags({SCHEDULE_TAG: sid or "", TICK_TAG: tick or ""})
+
+
 async def _execution(settings: Settings, eid: str) -> dict[str, Any]:
     """The machine form (``--json``), plus private ``_`` keys for the text form."""
     async with _client(settings) as client:
@@ -83,6 +94,9 @@ async def _execution(settings: Settings, eid: str) -> dict[str, Any]:
             out["progress"] = {"pct": core.progress_pct, "message": core.progress_message}
         if core.flow_id:
             out["flow"] = core.flow_id  # `inspect FLOW_ID` shows the flow
+        tick = await _schedule_of(client, run.id)
+        if tick is not None:  # started by a recurring schedule (`schedule ls`)
+            out["schedule"] = {"id": tick.schedule_id, "tick": tick.tick.isoformat()}
         reason = core.failure_reason or core.cancellation_reason
         if state in _REASON_STATES and reason:
             out["reason"] = reason
@@ -92,6 +106,10 @@ async def _execution(settings: Settings, eid: str) -> dict[str, Any]:
         if state == "completed":
             data = await client.backend.get_result(run.id)
             out["result"] = json.loads(data) if data else None
+        if not core.is_terminal and core.blocking_detail:
+            # Why it waits: e.g. which flow-control key and limit (docs/flow-control.md).
+            out["waiting"] = {"reason": str(core.blocking_reason),
+                              "detail": core.blocking_detail}
         if not core.is_terminal:
             # Open waitpoints, tokens redacted to their kid.
             wps = await client.pending_waitpoints(run.id)
@@ -132,10 +150,14 @@ def _execution_text(doc: dict[str, Any], traceback: bool) -> str:
             row("duration", f"{span(att['ended_at'] - att['started_at'])}, {which}")
         elif state == "active":
             row("running", f"for {span(_now() - att['started_at'])}, {which}")
+    if "waiting" in doc:
+        row("waiting", f"{doc['waiting']['reason']}: {doc['waiting']['detail']}")
     if "progress" in doc:
         row("progress", progress(doc["progress"]["pct"], doc["progress"]["message"]))
     if doc.get("flow"):
         row("flow", doc["flow"])
+    if doc.get("schedule"):
+        row("schedule", f"{doc['schedule']['id']} (tick {doc['schedule']['tick']})")
     for key, label in (("reason", "reason"), ("last_failure", "last error")):
         if key in doc:
             first, _, rest = doc[key].partition("\n")

@@ -42,9 +42,15 @@ def ls_command(args: argparse.Namespace) -> int:
     if not rows:
         print("no executions")
         return 0
-    print(table(["ID", "TASK", "LANE", "STATE", "ATTEMPT", "AGE", "PROGRESS"],
-                [[r.id, r.task, r.lane, r.state, str(r.attempts), age(r.created_at),
-                  progress(r.progress_pct, r.progress_message)] for r in rows]))
+    headers = ["ID", "TASK", "LANE", "STATE", "ATTEMPT", "AGE", "PROGRESS"]
+    body = [[r.id, r.task, r.lane, r.state, str(r.attempts), age(r.created_at),
+             progress(r.progress_pct, r.progress_message)] for r in rows]
+    if any(r.state == "rate_limited" for r in rows):
+        # Why the blocked ones wait (budget, quota, flow-control key).
+        headers.append("WAITING ON")
+        for line, r in zip(body, rows, strict=True):
+            line.append(r.blocking_detail if r.state == "rate_limited" else "")
+    print(table(headers, body))
     return 0
 
 

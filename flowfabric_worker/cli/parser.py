@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 import anyio
 
 from flowfabric_worker.backend.library import FFW, FLOWFABRIC, library_text
+from flowfabric_worker.cli.dashboard_commands import add_dashboard_command
 from flowfabric_worker.cli.execution_commands import (
     flow_cancel_command,
     signal_command,
@@ -18,6 +20,7 @@ from flowfabric_worker.cli.execution_commands import (
 from flowfabric_worker.cli.inspect_commands import add_inspect_flags, inspect_command
 from flowfabric_worker.cli.metrics_commands import add_metrics_command, add_observability_flags
 from flowfabric_worker.cli.operator_commands import add_operator_commands
+from flowfabric_worker.cli.schedule_commands import add_schedule_commands
 from flowfabric_worker.cli.secrets_commands import secrets_command
 from flowfabric_worker.cli.worker_commands import run_command, scan_command
 from flowfabric_worker.errors import FlowFabricError
@@ -119,10 +122,20 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="N",
                      help="stop claiming while N sync task bodies hang past their timeout "
                           "(FLOWFABRIC_MAX_ABANDONED_THREADS, default: the concurrency)")
+    run.add_argument("--fail-unknown-after", dest="fail_unknown_after", type=int,
+                     metavar="N",
+                     help="standalone only: fail an execution of a kind no task here has "
+                          "(unknown_task) once claimed N times, instead of handing it back "
+                          "(FLOWFABRIC_FAIL_UNKNOWN_AFTER; default: always hand back)")
     run.add_argument("--processes", type=int, metavar="N",
                      help="start N worker processes under a supervisor that restarts a "
                           "crashed one and drains all on SIGTERM; 1 = this process "
                           "(FLOWFABRIC_PROCESSES, default 1; docs/operations.md)")
+    run.add_argument("--dashboard-port", dest="dashboard_port", type=int, metavar="PORT",
+                     default=os.environ.get("FLOWFABRIC_DASHBOARD_PORT") or None,
+                     help="also serve the web dashboard on http://127.0.0.1:PORT/ inside "
+                          "this worker (FLOWFABRIC_DASHBOARD_PORT; needs the 'dashboard' "
+                          "extra; docs/dashboard.md)")
     # Set by the supervisor on the command lines of its children (their log tag).
     run.add_argument("--child-index", dest="child_index", type=int, help=argparse.SUPPRESS)
     run.set_defaults(handler=run_command)
@@ -193,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = commands.add_parser("scan", help="run only the maintenance scanners")
     _connection_flags(scan)
+    scan.add_argument("--only", dest="only_scanners", action="append", default=[],
+                      metavar="NAME[,NAME...]",
+                      help="run only these scanners (e.g. 'schedules' beside a FlowFabric "
+                           "server in attached mode); repeatable; an unknown name is an "
+                           "error listing the valid ones")
     scan.add_argument("--disable-scanner", dest="disabled_scanners", action="append",
                       default=[], metavar="NAME", help="skip one scanner; repeatable")
     scan.add_argument("--lane", dest="lanes", action="append", default=[],
@@ -233,7 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_operator_commands(commands, _connection_flags)
 
+    add_schedule_commands(commands, _connection_flags)
+
     add_metrics_command(commands, _connection_flags)
+
+    add_dashboard_command(commands, _connection_flags)
 
     library = commands.add_parser("library", help="the Lua function libraries")
     library_commands = library.add_subparsers(dest="library_command", required=True)

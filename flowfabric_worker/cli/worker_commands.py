@@ -42,7 +42,8 @@ def collect_tasks(specs: Sequence[str]) -> list[TaskDefinition[Any, Any]]:
     return list(found.values())
 
 
-async def _run_worker(settings: Settings, tasks: list[TaskDefinition[Any, Any]]) -> None:
+async def _run_worker(settings: Settings, tasks: list[TaskDefinition[Any, Any]],
+                      dashboard_port: int | None = None) -> None:
     from flowfabric_worker.client.client import Client
     from flowfabric_worker.worker.worker import Worker
 
@@ -58,10 +59,22 @@ async def _run_worker(settings: Settings, tasks: list[TaskDefinition[Any, Any]])
             disabled_scanners=settings.disabled_scanners,
             attempt_timeouts=settings.attempt_timeouts, loop_watchdog=settings.loop_watchdog,
             max_abandoned_threads=settings.max_abandoned_threads,
+            fail_unknown_after=settings.fail_unknown_after,
             waitpoint_hmac_secret=(settings.waitpoint_hmac_secret.get_secret_value()
                                    if settings.waitpoint_hmac_secret else None),
         )
-        await worker.run(install_signals=True)
+        if dashboard_port is None:
+            await worker.run(install_signals=True)
+            return
+        from flowfabric_worker.cli.dashboard_commands import serve_in_worker
+
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve_in_worker, client, dashboard_port, stop)
+            try:
+                await worker.run(install_signals=True)
+            finally:
+                stop.set()
 
 
 def child_commands(raw_argv: Sequence[str], settings: Settings) -> list[list[str]]:
@@ -111,15 +124,25 @@ def run_command(args: argparse.Namespace) -> int:
     logging.getLogger("flowfabric_worker.cli").info(
         "starting tasks=%s lanes=%s", ",".join(sorted(t.name for t in tasks)),
         ",".join(settings.lanes) or "(from tasks)")
-    anyio.run(_run_worker, settings, tasks)
+    port = getattr(args, "dashboard_port", None)
+    if port is not None:
+        from flowfabric_worker.cli.dashboard_commands import load_dashboard
+
+        load_dashboard()  # a missing extra fails before the worker starts
+        # run --processes N: child i serves on PORT+i, as --metrics-port does
+        port = port + (child or 0) if port else 0
+    anyio.run(_run_worker, settings, tasks, port)
     return 0
 
 
 def scan_command(args: argparse.Namespace) -> int:
     from flowfabric_worker.backend.backend import Backend
-    from flowfabric_worker.engine.roles import run_scanners
+    from flowfabric_worker.engine.roles import run_scanners, select_scanners
 
     settings = settings_from(args)
+    only = [n for value in getattr(args, "only_scanners", None) or [] for n in value.split(",")]
+    # Checked before connecting: a typo exits 2 at once, having touched nothing.
+    scanners, dispatch = select_scanners(only) if only else (None, None)
     setup_logging(settings.log_level, fmt=settings.log_format)
     if settings.metrics_port is not None:
         enable_metrics(settings.metrics_port)
@@ -131,6 +154,7 @@ def scan_command(args: argparse.Namespace) -> int:
                 if settings.metrics_port is not None:  # and the backlog, from the indexes
                     tg.start_soon(export_depths, settings, settings.lanes or None, 15.0)
                 await run_scanners(backend, lanes=settings.lanes or None,
+                                   scanners=scanners, completion_dispatch=dispatch,
                                    disabled=settings.disabled_scanners,
                                    interval_scale=settings.scanner_interval_scale)
                 tg.cancel_scope.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar, cast, overload
 
 import msgspec
@@ -12,14 +13,27 @@ from flowfabric_worker.backend.backend import Backend, Mode
 from flowfabric_worker.client.batch import prepare, submit_batch
 from flowfabric_worker.client.flow_builder import FlowBuilder
 from flowfabric_worker.client.flow_handle import FlowHandle
+from flowfabric_worker.client.flow_submit import (
+    controlled,
+    submit_controlled,
+    submit_many_controlled,
+)
 from flowfabric_worker.client.result_listener import DoneListener
 from flowfabric_worker.client.run_handle import RunHandle
+from flowfabric_worker.client.schedule_handle import (
+    ScheduleHandle,
+    ScheduleInfo,
+    create_schedule,
+    plan_of,
+)
 from flowfabric_worker.client.signal_sender import (
     SignalOutcome,
     WaitpointInfo,
+    check_signal,
     open_waitpoints,
     send_signal,
 )
+from flowfabric_worker.client.signal_types import SignalCheck
 from flowfabric_worker.client.submission import Submission, now_ms, resolve
 from flowfabric_worker.errors import InvalidInput
 from flowfabric_worker.observability import tracing
@@ -34,6 +48,8 @@ from flowfabric_worker.tasks.budgets import (
     build_create_budget,
     build_create_quota,
 )
+from flowfabric_worker.tasks.schedule_specs import Catchup, Cron, Every, Overlap
+from flowfabric_worker.tasks.schedule_store import list_schedules
 from flowfabric_worker.tasks.spec import TaskSpec
 
 R = TypeVar("R")
@@ -160,6 +176,10 @@ class Client:
         sub = self._resolve(task, lane=lane, priority=priority, tags=tags, budgets=budgets,
                             quota=quota, delay=delay)
         idem = check_idempotency_key(idempotency_key, self.limits)
+        flow = controlled(sub)
+        if flow is not None:  # per-key limits or debounce (docs/flow-control.md)
+            with tracing.producer_span("send", sub.name, sub.lane_id):
+                return await submit_controlled(self, self.backend, sub, flow, args, kwargs, idem)
         with tracing.producer_span("send", sub.name, sub.lane_id):
             create, attach = sub.build(sub.payload(args, kwargs), idem, now_ms())
             result = await sub.send_one(self.backend, create, attach)
@@ -222,6 +242,16 @@ class Client:
         sub = self._resolve(task, lane=lane, priority=priority, tags=tags, budgets=budgets,
                             quota=quota, delay=delay)
         listed = items if isinstance(items, Sequence) else list(items)
+        flow = controlled(sub)
+        if flow is not None:  # per-key limits or debounce (docs/flow-control.md)
+            if any(not isinstance(i, tuple) for i in listed) or (
+                    idempotency_keys is not None and len(idempotency_keys) != len(listed)):
+                raise InvalidInput("items must be tuples, with one idempotency key each")
+            keys = [check_idempotency_key(k, self.limits)
+                    for k in (idempotency_keys or [None] * len(listed))]
+            with tracing.producer_span("send", sub.name, sub.lane_id, count=len(listed)):
+                return await submit_many_controlled(
+                    self, self.backend, sub, flow, [(i, {}) for i in listed], keys)
         with tracing.producer_span("send", sub.name, sub.lane_id, count=len(listed)):
             calls = prepare(sub, listed, idempotency_keys)
             return await submit_batch(self, sub, calls)
@@ -284,12 +314,27 @@ class Client:
         rotation grace), :class:`HmacSecretNotInitialized` (no keystore),
         :class:`WaitpointClosed`, :class:`TargetNotSignalable`,
         :class:`SignalLimitExceeded`.
+
+        When the task waits with ``payload_type=``, the payload is checked
+        against the JSON Schema it recorded first: :class:`SignalPayloadError`
+        (naming the field), nothing written. A name the wait does not wait for
+        is sent but comes back ``status == "unmatched"`` with an
+        :class:`UnmatchedSignalWarning` (docs/signals.md).
         """
         return await send_signal(
             self.backend, execution_id, name, payload, idempotency_key=idempotency_key,
             source=source, source_type=source_type, category=category,
             correlation_id=correlation_id, waitpoint=waitpoint, token=token,
             limits=self.limits)
+
+    async def validate_signal_payload(self, execution_id: str, name: str, payload: Any = None,
+                                      *, waitpoint: str | None = None) -> SignalCheck:
+        """Check a signal as :meth:`signal` would, without sending it: raises
+        what :meth:`signal` raises before writing (:class:`SignalPayloadError`,
+        :class:`NoWaitpoint`...); returns what the wait expects (a
+        :class:`SignalCheck`: ``waited_for``, ``payload_type``, ``schema``)."""
+        return await check_signal(self.backend, execution_id, name, payload,
+                                  waitpoint=waitpoint, limits=self.limits)
 
     async def pending_waitpoints(self, execution_id: str) -> list[WaitpointInfo]:
         """The execution's open waitpoints (``pending`` and ``active``), the
@@ -381,6 +426,37 @@ class Client:
     def quota(self, quota_id: str) -> Quota:
         """A handle on an existing quota policy (the id is validated)."""
         return Quota(self.backend, quota_id)
+
+    async def schedule(
+        self, task: TaskSpec[Any, Any] | str, *args: Any, cron: str | Cron | None = None,
+        every: float | Every | None = None, schedule_id: str | None = None,
+        tz: str | None = None, start_at: datetime | float | None = None,
+        end_at: datetime | float | None = None, jitter: float = 0.0,
+        overlap: Overlap = "allow", catchup: Catchup = "skip", catchup_limit: int = 100,
+        lane: str | None = None, priority: int | None = None,
+        tags: Mapping[str, str] | None = None, budgets: Iterable[Budget | str] | None = None,
+        quota: Quota | str | None = None, **kwargs: Any,
+    ) -> ScheduleHandle:
+        """Run ``task(*args, **kwargs)`` on a recurring schedule: ``cron=``
+        (5 fields, in ``tz``) or ``every=`` (seconds or an :class:`Every`).
+        Creates the schedule, or updates the one with this ``schedule_id``
+        (default: the task's name) in place. ``overlap`` / ``catchup`` /
+        ``jitter`` / ``start_at`` / ``end_at``: docs/schedules.md. Checked
+        before anything is written (:class:`InvalidInput`)."""
+        plan = plan_of(cron, every, tz, start_at, end_at, jitter)
+        return await create_schedule(
+            self, task, args, kwargs, plan=plan, schedule_id=schedule_id, overlap=overlap,
+            catchup=catchup, catchup_limit=catchup_limit, lane=lane, priority=priority,
+            tags=tags, budgets=budgets, quota=quota)
+
+    def schedule_handle(self, schedule_id: str) -> ScheduleHandle:
+        """A handle on an existing schedule (the id is validated)."""
+        return ScheduleHandle(self, schedule_id)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule of this client's namespace, by id."""
+        return [ScheduleInfo.from_record(r)
+                for r in await list_schedules(self.backend, self.namespace)]
 
     def run(self, execution_id: str, task: TaskSpec[Any, R] | None = None) -> RunHandle[R]:
         """A handle on an existing execution (the id is validated)."""

@@ -84,13 +84,16 @@ class ExecutionRow:
     progress_pct: str
     progress_message: str
     flow_id: str | None
+    #: Why a waiting execution waits (e.g. a flow-control key at its limit).
+    blocking_detail: str = ""
 
     @classmethod
     def of(cls, core: ExecCore) -> ExecutionRow:
         return cls(id=core.execution_id, task=core.execution_kind, lane=core.lane_id,
                    state=str(core.public_state), attempts=core.total_attempt_count,
                    created_at=core.created_at, progress_pct=core.progress_pct,
-                   progress_message=core.progress_message, flow_id=core.flow_id)
+                   progress_message=core.progress_message, flow_id=core.flow_id,
+                   blocking_detail="" if core.is_terminal else core.blocking_detail)
 
 
 def _index_key(keys: PartitionKeys, lane: str, index: str) -> str:

@@ -61,6 +61,23 @@ async def read_core_and_result(backend: Backend, eid: str
     return core, result
 
 
+async def read_state_and_result(backend: Backend, eid: str
+                                ) -> tuple[str | None, str, bytes | None]:
+    """What ``run.result()`` reads before it waits: ``lifecycle_phase``
+    (``None``: no such execution), ``public_state`` and the result, in one
+    round trip. Two fields, not the whole record: the common answer is "not
+    finished yet", and decoding ``exec_core`` then is client CPU spent while
+    the worker runs the task on the same machine (issue 18, round trip). A
+    ``terminal`` phase with a state other than ``completed`` needs the whole
+    record (failure details): the caller reads it then."""
+    k = ExecKeys(eid)
+    (phase, state), result = await backend.read_many([
+        ["HMGET", k.core, "lifecycle_phase", "public_state"], ["GET", k.result]])
+    if phase is None:
+        return None, "", None
+    return _text(phase), _text(state or ""), result
+
+
 def carried_result(data: object) -> bytes | None:
     """The result a done message carries; ``None`` when it carries none."""
     if isinstance(data, bytes) and data.startswith(CARRIED_PREFIX):

@@ -14,7 +14,7 @@ from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.client.result_listener import (
     DoneListener,
     Wakeup,
-    read_core_and_result,
+    read_state_and_result,
 )
 from flowfabric_worker.client.signal_sender import SignalOutcome, WaitpointInfo
 from flowfabric_worker.client.stream_reader import frames as stream_frames
@@ -168,12 +168,14 @@ class RunHandle(Generic[R]):
                     poll = poll or (_POLL_SUBSCRIBED if subscribed else _POLL_UNSUBSCRIBED)
                 done.clear()  # set from here on means: look again
                 done.carried = None
-                found, data = await read_core_and_result(self.client.backend, self.id)
-                if found is None:
+                phase, state, data = await read_state_and_result(self.client.backend,
+                                                                 self.id)
+                if phase is None:
                     raise InvalidInput(f"execution {self.id} does not exist")
-                core = found
-                if core.is_terminal:
-                    return await self._outcome(core, (data,))
+                if phase == "terminal":
+                    if state == "completed":  # written with its result, by one call
+                        return self._decode(data)
+                    return await self._outcome(await self.info(), (data,))
                 wait = poll
                 if deadline is not None:
                     left = deadline - time.monotonic()

@@ -16,17 +16,26 @@ Used through :meth:`Client.signal <flowfabric_worker.client.Client.signal>` and
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any, Literal
 
 import msgspec
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.client.signal_types import (
+    SignalCheck,
+    check_payload,
+    expectation,
+    is_waited_for,
+    waited_names,
+)
 from flowfabric_worker.errors import (
     AmbiguousWaitpoint,
     InvalidInput,
     NoWaitpoint,
     TransportError,
     UnknownWaitpoint,
+    UnmatchedSignalWarning,
 )
 from flowfabric_worker.protocol.errors import (
     ExecutionNotFound,
@@ -47,6 +56,7 @@ __all__ = [
     "MAX_SIGNAL_PAYLOAD",
     "SignalOutcome",
     "WaitpointInfo",
+    "check_signal",
     "open_waitpoints",
     "send_signal",
 ]
@@ -60,6 +70,8 @@ _EFFECT_RESUMED = "resume_condition_satisfied"
 # execution announces it in the same round trip so an idle worker claims it at
 # once instead of at its next fallback poll.
 _EFFECT_BUFFERED = "buffered_for_pending_waitpoint"
+#: The library's effect for a delivered signal no matcher of the condition takes.
+_EFFECT_NO_MATCH = "no_op"
 
 
 class WaitpointInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,10 +112,12 @@ class SignalOutcome(msgspec.Struct, frozen=True, kw_only=True):
     it matched, e.g. ``appended_to_waitpoint`` or ``no_op``), ``buffered``
     (the waitpoint is still pending; evaluated when the task suspends) or
     ``duplicate`` (the idempotency key was used before: nothing was recorded
-    and ``signal_id`` is the first signal's id).
+    and ``signal_id`` is the first signal's id) or ``unmatched`` (recorded,
+    but the wait does not wait for this name: it resumes nothing; an
+    :class:`~flowfabric_worker.errors.UnmatchedSignalWarning` is issued too).
     """
 
-    status: Literal["resumed", "accepted", "buffered", "duplicate"]
+    status: Literal["resumed", "accepted", "buffered", "duplicate", "unmatched"]
     signal_id: str
     effect: str
     execution_id: str
@@ -114,9 +128,20 @@ class SignalOutcome(msgspec.Struct, frozen=True, kw_only=True):
         return self.status == "resumed"
 
 
-def _outcome(result: SignalResult, eid: str, wp_id: str) -> SignalOutcome:
+_Status = Literal["resumed", "accepted", "buffered", "duplicate", "unmatched"]
+
+
+def _outcome(result: SignalResult, eid: str, wp_id: str, *, unmatched: bool = False,
+             name: str = "") -> SignalOutcome:
+    status: _Status
     if result.duplicate:
-        status: Literal["resumed", "accepted", "buffered", "duplicate"] = "duplicate"
+        status = "duplicate"
+    elif result.effect == _EFFECT_NO_MATCH or unmatched:
+        # Not silent (issue 16): a misspelt name resumes nothing.
+        status = "unmatched"
+        warnings.warn(f"signal {name!r} was recorded on {eid}, but its wait does not wait "
+                      "for that name: it resumes nothing", UnmatchedSignalWarning,
+                      stacklevel=4)
     elif result.effect == _EFFECT_RESUMED:
         status = "resumed"
     elif result.effect == _EFFECT_BUFFERED:
@@ -279,18 +304,14 @@ async def send_signal(
 ) -> SignalOutcome:
     """Deliver signal ``name`` to the execution's open waitpoint (see
     :meth:`Client.signal <flowfabric_worker.client.Client.signal>`)."""
-    if not name:
-        raise InvalidInput("a signal needs a name")
-    eid = parse_execution_id(execution_id)
-    body = b""
-    if payload is not None:
-        plain = codec.to_builtins(payload)
-        codec.check_json(plain, max_depth=limits.max_depth, what="signal payload")
-        # PayloadTooLarge is an InvalidInput, as this refusal always was.
-        body = codec.check_size(codec.dumps(plain), limits.max_signal_payload_bytes,
-                                "signal payload", "max_signal_payload_bytes")
+    eid, plain, body = _encoded(execution_id, name, payload, limits)
     core = await _core(backend, eid)
     wp = await _target(backend, eid, core, waitpoint)
+    # Checked against what the wait recorded before anything is written.
+    found = await expectation(backend, eid, wp.waitpoint_id)
+    unmatched = found is not None and is_waited_for(found[0].names, name) is False
+    if found is not None and not unmatched:
+        check_payload(found, eid, name, plain)
     presented = wp.token
     if token is not None:
         if not wp.token.matches(token):
@@ -310,7 +331,48 @@ async def send_signal(
         late = await _redeliver_if_late(backend, core, result.signal_id, common)
         if late is not None:
             return late
-    return _outcome(result, eid, wp.waitpoint_id)
+    return _outcome(result, eid, wp.waitpoint_id, unmatched=unmatched, name=name)
+
+
+def _encoded(execution_id: str, name: str, payload: Any, limits: Limits
+             ) -> tuple[ExecutionId, Any, bytes]:
+    """``(execution id, JSON value, bytes)`` of a signal, checked (no I/O)."""
+    if not name:
+        raise InvalidInput("a signal needs a name")
+    eid = parse_execution_id(execution_id)
+    if payload is None:
+        return eid, None, b""
+    plain = codec.to_builtins(payload)
+    codec.check_json(plain, max_depth=limits.max_depth, what="signal payload")
+    # PayloadTooLarge is an InvalidInput, as this refusal always was.
+    body = codec.check_size(codec.dumps(plain), limits.max_signal_payload_bytes,
+                            "signal payload", "max_signal_payload_bytes")
+    return eid, plain, body
+
+
+async def check_signal(backend: Backend, execution_id: str, name: str, payload: Any = None,
+                       *, waitpoint: str | None = None,
+                       limits: Limits = DEFAULT_LIMITS) -> SignalCheck:
+    """Everything :func:`send_signal` checks before sending, and nothing sent
+    (see :meth:`Client.validate_signal_payload
+    <flowfabric_worker.client.Client.validate_signal_payload>`)."""
+    eid, plain, _ = _encoded(execution_id, name, payload, limits)
+    core = await _core(backend, eid)
+    wp = await _target(backend, eid, core, waitpoint)
+    found = await expectation(backend, eid, wp.waitpoint_id)
+    if found is not None:
+        names: list[str] | None = found[0].names
+    elif wp.state == "active":
+        names = await waited_names(backend, eid, wp.waitpoint_id)
+    else:
+        names = None  # a pending waitpoint's condition is stated when the task waits
+    waited = is_waited_for(names, name)
+    if found is not None and waited is not False:
+        check_payload(found, eid, name, plain)
+    return SignalCheck(
+        execution_id=eid, waitpoint_id=wp.waitpoint_id, name=name, waited_for=waited,
+        expected_names=names, payload_type=found[0].type if found is not None else "",
+        schema=found[0].schema if found is not None else None)
 
 
 async def _redeliver_if_late(backend: Backend, core: ExecCore, signal_id: str,
@@ -340,4 +402,4 @@ async def _redeliver_if_late(backend: Backend, core: ExecCore, signal_id: str,
         late["idempotency_key"] = late["idempotency_key"] + "#redeliver"
     again = await _call(backend, DeliverSignal(signal_id=new_uuid(),
                                                lane=core.lane_id or "default", **late))
-    return _outcome(again, eid, wp_id)
+    return _outcome(again, eid, wp_id, name=common["signal_name"])

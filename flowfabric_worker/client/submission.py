@@ -21,6 +21,7 @@ from flowfabric_worker.protocol.ids import ExecutionId, new_uuid, validate_lane
 from flowfabric_worker.protocol.keys import LANES_INDEX, WAKE_CHANNEL
 from flowfabric_worker.protocol.lifecycle import CreateExecution
 from flowfabric_worker.protocol.partitions import PartitionConfig, solo_partition
+from flowfabric_worker.protocol.wake import PLAIN_WAKE, direct_wake
 from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks.bounds import check_delay, check_tags, encode_untyped
 from flowfabric_worker.tasks.budgets import Budget, Quota, attachment
@@ -126,10 +127,16 @@ class Submission(Generic[R]):
         the lane."""
         return ["SADD", LANES_INDEX, self.lane_id]
 
-    def wake_command(self) -> list[Any] | None:
+    def wake_command(self, eid: str | None = None) -> list[Any] | None:
         """The wake-up of the lane's workers, None for delayed executions
-        (nobody to wake before ``delay_until``)."""
-        return None if self.delayed else ["PUBLISH", WAKE_CHANNEL.format(lane=self.lane_id), "1"]
+        (nobody to wake before ``delay_until``). With ``eid`` (one item) and
+        no budget or quota to admit, it names the execution, so a woken
+        worker claims it without reading the index first (protocol/wake.py)."""
+        if self.delayed:
+            return None
+        message = (direct_wake(eid, self.lane_id, self.name)
+                   if eid is not None and not (self.budget_ids or self.quota_id) else PLAIN_WAKE)
+        return ["PUBLISH", WAKE_CHANNEL.format(lane=self.lane_id), message]
 
     async def send_one(self, backend: Backend, create: CreateExecution,
                        attach: AttachAdmission | None) -> Any:
@@ -142,7 +149,7 @@ class Submission(Generic[R]):
         if attach is not None:
             extra.append(backend.fcall_command(attach))
         extra.append(self.registry_command())
-        wake = self.wake_command()
+        wake = self.wake_command(create.eid)
         if wake is not None:
             extra.append(wake)
         return await backend.call_and_send(create, *extra, durable=True)

@@ -35,6 +35,7 @@ from flowfabric_worker.observability import tracing
 from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
 from flowfabric_worker.tasks.budgets import UsageReport, usage_deltas
+from flowfabric_worker.tasks.schedule_specs import ScheduleTick
 
 if TYPE_CHECKING:
     from flowfabric_worker.context.children import ChildHandle, Children
@@ -181,6 +182,12 @@ class TaskContext:
     @staticmethod
     def deactivate(token: Token[TaskContext | None]) -> None:
         _current.reset(token)
+
+    @property
+    def schedule(self) -> ScheduleTick | None:
+        """``(schedule_id, tick)`` when a recurring schedule started this
+        run — ``tick`` is the nominal tick time in UTC — else None."""
+        return ScheduleTick.from_tags(self.tags)
 
     @property
     def sync(self) -> SyncContext:

@@ -37,6 +37,11 @@ from flowfabric_worker.errors import (
 )
 from flowfabric_worker.protocol import conditions as C
 from flowfabric_worker.protocol.records import SignalRecord, Suspension
+from flowfabric_worker.protocol.signal_types import (
+    MAX_RECORD_BYTES,
+    RecordSignalTypes,
+    SignalTypes,
+)
 from flowfabric_worker.protocol.signals import (
     CloseWaitpoint,
     CreatePendingWaitpoint,
@@ -44,6 +49,7 @@ from flowfabric_worker.protocol.signals import (
     Token,
 )
 from flowfabric_worker.tasks import codec
+from flowfabric_worker.tasks.payload_schema import schema_of, type_label
 
 __all__ = ["ON_TIMEOUT", "Signal", "TaskSuspended", "Waitpoint", "Waits"]
 
@@ -217,6 +223,24 @@ def _decode(rec: _RecordedSignal, payload_type: Any) -> Signal[Any]:
                   category=rec.category, correlation_id=rec.correlation_id, raw=raw)
 
 
+def _types_record(names: list[str], payload_type: Any) -> bytes | None:
+    """What a typed wait records for senders to check payloads against
+    (protocol/signal_types.py), or None: no type, no schema for it, or one too
+    big to store (then senders do not check; the task still decodes)."""
+    if payload_type is None:
+        return None
+    schema = schema_of(payload_type)
+    if schema is None:
+        return None
+    record = _ENC.encode(SignalTypes(names=names, type=type_label(payload_type),
+                                     schema=schema))
+    if len(record) > MAX_RECORD_BYTES:
+        log.warning("the JSON Schema of %s is over %d bytes: signals are not checked "
+                    "against it when sent", type_label(payload_type), MAX_RECORD_BYTES)
+        return None
+    return record
+
+
 class Waits:
     """Waitpoints, waits and sleeps of one run of a task (``ctx`` delegates)."""
 
@@ -292,7 +316,8 @@ class Waits:
         condition, needed, single = _condition(wanted, mode, ON_TIMEOUT[on_timeout])
         label = f"wait:{'|'.join(wanted) or '*'}"
         outcome = await self._suspend_or_replay(
-            label, condition, needed, timeout, ON_TIMEOUT[on_timeout], waitpoint, reason)
+            label, condition, needed, timeout, ON_TIMEOUT[on_timeout], waitpoint, reason,
+            types=(wanted, payload_type))
         signals = [_decode(s, payload_type) for s in outcome.signals]
         if outcome.outcome != "signals":
             what = ("the timeout passed" if outcome.outcome == "timeout"
@@ -313,6 +338,7 @@ class Waits:
     async def _suspend_or_replay(
         self, label: str, condition: str, needed: int, timeout_s: float | None,
         behavior: str, waitpoint: Waitpoint | None, reason: str,
+        types: tuple[list[str], Any] = ([], None),
     ) -> _WaitOutcome:
         self.journal.claim()
         try:
@@ -325,7 +351,7 @@ class Waits:
                 outcome = await self._outcome_of(resumed, needed)
             else:
                 outcome = await self._suspend(pos, label, condition, needed, timeout_s, behavior,
-                                              waitpoint, reason)
+                                              waitpoint, reason, types)
             await self.journal.record(label, "signal", _ENC.encode(outcome))
             return outcome
         finally:
@@ -348,7 +374,8 @@ class Waits:
 
     async def _suspend(self, pos: int, label: str, condition: str, needed: int,
                        timeout_s: float | None, behavior: str, waitpoint: Waitpoint | None,
-                       reason: str) -> _WaitOutcome:
+                       reason: str, types: tuple[list[str], Any] = ([], None)
+                       ) -> _WaitOutcome:
         lease = self.lease
         now = await self.backend.server_time_ms()
         pending = waitpoint is not None and await self._usable(waitpoint, now)
@@ -357,6 +384,15 @@ class Waits:
             if early is not None:
                 return early
         wp_id = waitpoint.id if (waitpoint is not None and pending) else str(uuid.uuid4())
+        record = _types_record(*types)
+        if record is not None:
+            # Before the suspension: a signal that can resume it is checked.
+            try:
+                await self.backend.call(RecordSignalTypes(
+                    eid=lease.execution_id, lease_id=lease.lease_id,
+                    lease_epoch=lease.lease_epoch, waitpoint_id=wp_id, record=record))
+            except ContractError as exc:
+                raise self._refusal(exc) from exc
         # Frames first: appends are refused once the execution is suspended.
         await self._flush()
         call = SuspendExecution(

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.backend.ops_budgets import BudgetState, QuotaLimits
+from flowfabric_worker.engine import flow_control
+from flowfabric_worker.engine.flows.cancel import cancel_member
 from flowfabric_worker.errors import InvalidInput
 from flowfabric_worker.observability.metrics import recorder
 from flowfabric_worker.protocol.budgets import (
@@ -26,6 +28,7 @@ from flowfabric_worker.protocol.budgets import (
 )
 from flowfabric_worker.protocol.function import FCall
 from flowfabric_worker.protocol.ids import validate_uuid
+from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.maintenance import BlockExecutionForAdmission
 from flowfabric_worker.protocol.partitions import quota_tag
 from flowfabric_worker.tasks.budgets import attached_budgets
@@ -75,6 +78,8 @@ def budget_block_detail(state: BudgetState) -> str | None:
 
 
 def _quota_detail(qid: str, limits: QuotaLimits, result: AdmissionResult) -> str:
+    if limits.label:  # a flow-control quota: name the task and key
+        return flow_control.detail(qid, limits, result.status)
     if result.status == "RATE_EXCEEDED":
         r = limits.rate_limit
         return f"quota {qid}: rate limit {r}/{r} per {limits.window_seconds}s window"
@@ -120,6 +125,10 @@ async def admit(backend: Backend, requests: Sequence[AdmissionRequest]) -> list[
                 verdicts[n] = Verdict(False, error=exc)
             quotas = {}
     checks: list[tuple[int, str, QuotaLimits]] = []
+    # Flow-control refusals (engine/flow_control.py).
+    cancels: list[tuple[int, str, QuotaLimits]] = []
+    evictions: list[tuple[int, str, QuotaLimits]] = []
+    waiters: list[tuple[str, str, str]] = []
     for n, qid in quotas.items():
         lim = limits.get(qid)
         if lim is None or lim.unlimited:
@@ -145,10 +154,17 @@ async def admit(backend: Backend, requests: Sequence[AdmissionRequest]) -> list[
                 fresh = qid if reply.status == "ADMITTED" else ""
                 verdicts[n] = Verdict(True, fresh_quota=fresh)
             elif isinstance(reply, AdmissionResult):
-                recorder().quota_hit("rate" if reply.status == "RATE_EXCEEDED"
-                                     else "concurrency")
-                blocks.append((n, "waiting_for_quota", _quota_detail(qid, lim, reply)))
+                over_cap = reply.status != "RATE_EXCEEDED"
+                recorder().quota_hit("concurrency" if over_cap else "rate")
                 verdicts[n] = Verdict(False)
+                if over_cap and lim.label and lim.strategy == "cancel_newest":
+                    cancels.append((n, qid, lim))
+                    continue
+                blocks.append((n, "waiting_for_quota", _quota_detail(qid, lim, reply)))
+                if over_cap and lim.label:
+                    waiters.append((qid, requests[n].eid, requests[n].lane))
+                    if lim.strategy == "cancel_in_progress":
+                        evictions.append((n, qid, lim))
     if blocks:
         outcomes = await backend.call_many([
             BlockExecutionForAdmission(eid=requests[n].eid, lane_id=requests[n].lane,
@@ -158,7 +174,55 @@ async def admit(backend: Backend, requests: Sequence[AdmissionRequest]) -> list[
         for (n, reason, _detail), outcome in zip(blocks, outcomes, strict=True):
             if isinstance(outcome, Exception):  # e.g. went terminal meanwhile: just skip
                 log.info("could not block %s (%s): %s", requests[n].eid, reason, outcome)
+    if cancels or evictions or waiters:
+        await _flow_refusals(backend, requests, now, cancels, evictions, waiters)
     return [v if v is not None else Verdict(True) for v in verdicts]
+
+
+async def _flow_refusals(backend: Backend, requests: Sequence[AdmissionRequest], now: int,
+                         cancels: Sequence[tuple[int, str, QuotaLimits]],
+                         evictions: Sequence[tuple[int, str, QuotaLimits]],
+                         waiters: Sequence[tuple[str, str, str]]) -> None:
+    """The strategies of flow-control quotas over their cap: note the blocked
+    ones as waiting (before any eviction frees a slot for them), cancel the
+    newest, or cancel the oldest running one and pass its slot on."""
+    try:
+        await backend.add_quota_waiters(waiters, now)
+        for n, _qid, lim in cancels:
+            await cancel_member(backend, requests[n].eid,
+                                f"flow control: {lim.label}: concurrency {lim.concurrency_cap} "
+                                f"reached, newest cancelled")
+        for n, qid, lim in evictions:
+            victim = await flow_control.evict_oldest(backend, qid, lim, requests[n].eid)
+            if victim is not None:
+                await release_admissions(backend, [(qid, victim)])
+    except Exception as exc:  # the candidates stay blocked: the unblock scanner re-checks
+        log.warning("flow control after admission failed: %s", exc)
+
+
+async def _not_taken_over(backend: Backend,
+                          admitted: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The admissions whose execution nobody holds now. The slot belongs to
+    the execution, not to the worker that admitted it: a second worker whose
+    admission answered ``ALREADY_ADMITTED`` (the guard exists) may have won
+    the grant and be running it while the first, whose claim then failed,
+    gives the slot back. Releasing then would let one more run than the cap
+    (seen with 3 workers: 5 running under a cap of 2). An execution that is
+    active or holds a claim grant keeps its slot; its attempt's end releases
+    it."""
+    commands: list[list[str]] = []
+    for _qid, eid in admitted:
+        k = ExecKeys(eid)
+        commands.append(["HGET", k.core, "lifecycle_phase"])
+        commands.append(["EXISTS", k.claim_grant])
+    replies = await backend.read_many(commands)
+    out: list[tuple[str, str]] = []
+    for n, pair in enumerate(admitted):
+        phase, granted = replies[2 * n], replies[2 * n + 1]
+        phase_text = phase.decode() if isinstance(phase, bytes) else str(phase or "")
+        if phase_text != "active" and not int(granted or 0):
+            out.append(pair)
+    return out
 
 
 async def release_admissions(backend: Backend, admitted: Sequence[tuple[str, str]]) -> None:
@@ -166,6 +230,14 @@ async def release_admissions(backend: Backend, admitted: Sequence[tuple[str, str
     failed after its admission, or an execution admitted under a quota whose
     attempt ended (our addition: 0.15 leaves the slot to the reconciler).
     Failures are logged; the ``quota_reconciler`` repairs the counter."""
+    if not admitted:
+        return
+    try:
+        admitted = await _not_taken_over(backend, admitted)
+    except Exception as exc:  # fail safe: keep the slots, the reconciler repairs
+        log.warning("could not check %d quota admission(s) before release: %s",
+                    len(admitted), exc)
+        return
     if not admitted:
         return
     calls = [ReleaseAdmission(tag=quota_tag(qid, backend.partitions), quota_id=qid, eid=eid)
@@ -179,3 +251,6 @@ async def release_admissions(backend: Backend, admitted: Sequence[tuple[str, str
         if isinstance(outcome, Exception):
             log.warning("could not release the admission of %s under quota %s: %s",
                         eid, qid, outcome)
+    # A freed slot goes to the longest waiting execution of a flow-control
+    # quota now, not at the unblock scanner's next pass.
+    await flow_control.wake_waiters(backend, [qid for qid, _eid in admitted])

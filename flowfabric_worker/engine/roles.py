@@ -16,11 +16,13 @@ from flowfabric_worker.engine.runner import Scanner, ScanRunner
 from flowfabric_worker.engine.scan_leases import LEASE_TTL, RangeLeases, lease_group
 from flowfabric_worker.engine.scanners.budgets import budget_scanners
 from flowfabric_worker.engine.scanners.catalogue import lifecycle_scanners
+from flowfabric_worker.engine.schedule_firing import schedule_scanner
 from flowfabric_worker.errors import ConfigurationError
 
 __all__ = [
     "default_scanners",
     "run_scanners",
+    "select_scanners",
 ]
 
 log = logging.getLogger("flowfabric_worker.scanners")
@@ -28,8 +30,27 @@ log = logging.getLogger("flowfabric_worker.scanners")
 
 def default_scanners() -> list[Scanner]:
     """The standalone set, with 0.15's default intervals and batches: the
-    lifecycle, flow and budget scanners."""
-    return [*lifecycle_scanners(), *flow_scanners(), *budget_scanners()]
+    lifecycle, flow and budget scanners, and the scheduler role that fires
+    recurring schedules (ours; docs/schedules.md)."""
+    return [*lifecycle_scanners(), *flow_scanners(), *budget_scanners(), schedule_scanner()]
+
+
+def select_scanners(only: Sequence[str]) -> tuple[list[Scanner], bool]:
+    """The scanners of :func:`default_scanners` named in ``only`` (which
+    may also name the flow role ``completion_dispatch``), and whether that
+    role is among them: what ``scan --only`` runs, e.g. the ``schedules``
+    scanner alone beside a FlowFabric server. Checked before anything runs:
+    an unknown or missing name is a :class:`ConfigurationError` listing the
+    valid ones."""
+    catalogue = default_scanners()
+    valid = [*(s.name for s in catalogue), COMPLETION_DISPATCH]
+    wanted = {name.strip() for name in only if name.strip()}
+    unknown = wanted - set(valid)
+    if unknown or not wanted:
+        what = f"unknown scanner(s): {', '.join(sorted(unknown))}" if unknown \
+            else "no scanner named"
+        raise ConfigurationError(f"{what}; valid names: {', '.join(valid)}")
+    return [s for s in catalogue if s.name in wanted], COMPLETION_DISPATCH in wanted
 
 
 async def run_scanners(

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from flowfabric_worker.errors import InvalidInput
 from flowfabric_worker.observability import tracing
 from flowfabric_worker.protocol.budgets import AttachAdmission
 from flowfabric_worker.protocol.ids import ExecutionId, partition_of
@@ -39,6 +40,11 @@ def member_create(
     tags are checked against ``limits`` here, before any write."""
     deadline: float | None = None
     if isinstance(task, TaskSpec):
+        if task.flow_control is not None:
+            # Not enforced for flow members and children yet: refuse rather
+            # than run them unlimited (docs/flow-control.md).
+            raise InvalidInput(f"task {task.name} declares concurrency= / rate= / debounce=: "
+                               f"submit it with Client.submit, not as a flow member or child")
         payload = (placeholder(input_from) if input_from
                    else task.encode_call(args, kwargs, limits=limits))
         kind, policy = task.name, task.policy_json()

@@ -16,10 +16,12 @@ from flowfabric_worker.protocol.ids import validate_capability, validate_lane
 from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks import codec
 from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS as _DEFAULT_LIMITS
+from flowfabric_worker.tasks.result_check import plan as _plan_result_check
 from flowfabric_worker.tasks.retry import Retry
 
 if TYPE_CHECKING:
     from flowfabric_worker.tasks.budgets import Budget, Quota
+    from flowfabric_worker.tasks.flow_control import FlowControl
 
 
 #: The task's parameters after its context, as a type checker sees them
@@ -88,6 +90,8 @@ class TaskSpec(Generic[P, R]):
     #: says otherwise (docs/budgets.md).
     budgets: tuple[Budget | str, ...] = ()
     quota: Quota | str | None = None
+    #: Per-key concurrency, rate and debounce (docs/flow-control.md).
+    flow_control: FlowControl | None = None
 
     def __post_init__(self) -> None:
         validate_lane(self.lane)
@@ -113,6 +117,8 @@ class TaskSpec(Generic[P, R]):
         if ctx is not None:
             params = params[1:]
         self._signature = sig.replace(parameters=params)
+        if self.flow_control is not None:
+            self.flow_control = self.flow_control.bound(self._signature)
         self._return_type: Any = hints.get("return", inspect.Parameter.empty)
         self._plan_decoding(params)
         self._fast_types: tuple[Any, ...] | None = self._plain_parameter_types()
@@ -157,6 +163,8 @@ class TaskSpec(Generic[P, R]):
             tuple(self._converters[p.name] for p in positional) if simple else None)
         self._fast_min = sum(p.default is inspect.Parameter.empty for p in positional)
         self._result_what = f"task {self.name}: result"
+        # None for an unannotated / Any task: its results are not checked.
+        self._result_check = _plan_result_check(self.name, self._return_type)
 
     # --- payloads ---------------------------------------------------------
 
@@ -277,15 +285,22 @@ class TaskSpec(Generic[P, R]):
         return self._check(self._bind((value,), {}))
 
     def encode_result(self, value: Any, *, limits: Limits | None = None) -> bytes:
-        """The stored form of a result: nested at most ``max_depth`` deep. Its
-        size is bounded by the worker (``max_result_bytes``), which writes it."""
+        """The stored form of a result: nested at most ``max_depth`` deep and
+        decodable under the return annotation (:class:`ResultTypeError`
+        otherwise; see :mod:`.result_check`). Its size is bounded by the
+        worker (``max_result_bytes``), which writes it."""
+        check = self._result_check
         if value is None or type(value) in _PLAIN_SCALARS:
             # Already JSON, no depth, nothing non-finite: to_builtins and
             # check_json would pass it through unchanged.
+            if check is not None:
+                check.check(value, value)
             return codec.dumps(value)
         plain = codec.to_builtins(value)
         codec.check_json(plain, max_depth=(limits or _DEFAULT_LIMITS).max_depth,
                          what=self._result_what)
+        if check is not None:
+            check.check(value, plain)
         return codec.dumps(plain)
 
     def decode_result(self, data: bytes) -> R:

@@ -4,20 +4,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
-
-import anyio
+from typing import Any
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.backend.durability import Durability
-from flowfabric_worker.client.result_listener import CARRIED_MAX, CARRIED_PREFIX
 from flowfabric_worker.context.attempt import Claimed
 from flowfabric_worker.context.children import Children
 from flowfabric_worker.context.frame_writer import FrameWriter
@@ -29,19 +25,11 @@ from flowfabric_worker.context.task_context import (
 )
 from flowfabric_worker.context.usage_reporter import USAGE_EXTENSION, UsageReporter
 from flowfabric_worker.context.waits import Waits
-from flowfabric_worker.engine.admission import (
-    AdmissionRequest,
-    admit,
-    quota_id_of,
-    release_admissions,
-)
 from flowfabric_worker.errors import ContractError
 from flowfabric_worker.protocol.claim_candidates import CandidateRead
-from flowfabric_worker.protocol.function import FCall
 from flowfabric_worker.protocol.keys import DONE_CHANNEL, WAKE_CHANNEL, ExecKeys, PartitionKeys
 from flowfabric_worker.protocol.lifecycle import (
     ClaimExecution,
-    ClaimResult,
     CompleteExecution,
     DelayExecution,
     FailExecution,
@@ -50,16 +38,19 @@ from flowfabric_worker.protocol.lifecycle import (
     UpdateProgress,
 )
 from flowfabric_worker.protocol.maintenance import (
-    BlockExecutionForAdmission,
     IssueReclaimGrant,
     MarkLeaseExpiredIfDue,
     PromoteDelayed,
     ReclaimExecution,
 )
 from flowfabric_worker.protocol.partitions import tag
-from flowfabric_worker.protocol.signals import ClaimResumedExecution, ClaimResumedResult
+from flowfabric_worker.protocol.signals import ClaimResumedExecution
+from flowfabric_worker.protocol.wake import DirectWake
 from flowfabric_worker.protocol.worker_registry import HeartbeatWorker, RegisterWorker
-from flowfabric_worker.worker.claim_reads import candidate_reads, pre_read_many
+from flowfabric_worker.worker.batch_claim import BatchClaims, sent_at
+from flowfabric_worker.worker.claim_reads import any_present, candidate_reads
+from flowfabric_worker.worker.direct_claim import claim_direct
+from flowfabric_worker.worker.done_messages import completed_command, done_command
 from flowfabric_worker.worker.port import FailOutcome
 from flowfabric_worker.worker.retry_promoter import RetryPromoter
 
@@ -81,24 +72,7 @@ def _backoff_ms(retry_policy_json: str) -> int:
         return 0
 
 
-# Sent in the complete call's pipeline, after the call. It reads the state
-# the call left, atomically, so the message can never contradict a read: a
-# completion puts its stored result in the message (when small) and the
-# waiter skips its read; a refused call (lease lost, cancelled meanwhile, a
-# replay of our own landed call) publishes what is actually stored, or the
-# bare id. KEYS: core, result; ARGV: channel, cap, prefix, eid.
-_PUBLISH_DONE = """
-if redis.call('HGET', KEYS[1], 'public_state') == 'completed' then
-  local r = redis.call('GET', KEYS[2]) or ''
-  if #r <= tonumber(ARGV[2]) then
-    return redis.call('PUBLISH', ARGV[1], ARGV[3] .. r)
-  end
-end
-return redis.call('PUBLISH', ARGV[1], ARGV[4])
-"""
-
-
-class BackendEngine:
+class BackendEngine(BatchClaims):
     """The runtime's engine operations over one backend connection."""
 
     #: complete/fail publish ``ffw:done:<eid>`` themselves, in the same
@@ -139,17 +113,31 @@ class BackendEngine:
         :meth:`claim_many`, in one round trip (:func:`.claim_reads.candidate_reads`)."""
         return await candidate_reads(self.backend, lane, partitions, per_partition)
 
+    async def eligible_in(self, lane: str, partitions: Sequence[int]) -> bool:
+        """Whether ``lane`` has eligible work on any of ``partitions`` (one command)."""
+        return await any_present(self.backend, [PartitionKeys(tag("fp", p)).lane_eligible(lane)
+                                                for p in partitions])
+
+    async def leases_in(self, partitions: Sequence[int]) -> bool:
+        """Whether any of ``partitions`` holds a lease (one command): without
+        one there is nothing to reclaim there."""
+        return await any_present(self.backend, [PartitionKeys(tag("fp", p)).lease_expiry
+                                                for p in partitions])
+
+    async def claim_direct(
+        self, wakes: Sequence[DirectWake], worker_id: str, worker_instance_id: str,
+        capabilities: frozenset[str], lease_ttl_ms: int, grant_ttl_ms: int,
+        attempt_timeouts: Mapping[str, int] | None = None,
+    ) -> list[Claimed | Exception | None]:
+        """Grant + claim the executions direct wake-ups named, in one round
+        trip (:func:`.direct_claim.claim_direct`)."""
+        return await claim_direct(self.backend, wakes, worker_id, worker_instance_id,
+                                  capabilities, lease_ttl_ms, grant_ttl_ms, attempt_timeouts)
+
     async def required_capabilities(self, eid: str) -> frozenset[str]:
         raw = await self.backend.reads.hget(ExecKeys(eid).core, "required_capabilities")
         text = _text(raw) if raw else ""
         return frozenset(c for c in text.split(",") if c)
-
-    async def block_for_capability(self, eid: str, lane: str) -> None:
-        now = await self.backend.server_time_ms()
-        await self.backend.block_execution_for_admission(BlockExecutionForAdmission(
-            eid=eid, lane_id=lane, blocking_reason="waiting_for_capable_worker",
-            blocking_detail="no connected worker satisfies required_capabilities",
-            now_ms=now))
 
     async def _core(self, eid: str) -> dict[str, str] | None:
         """The few core fields the claim path needs (``None`` when absent)."""
@@ -159,32 +147,6 @@ class BackendEngine:
         if all(v is None for v in vals):
             return None
         return {n: (_text(v) if v is not None else "") for n, v in zip(names, vals, strict=True)}
-
-    async def _context(self, eid: str) -> tuple[bytes, list[str], dict[str, str]]:
-        """Payload, core fields and tags in one pipeline (spec 05 §2.4)."""
-        k = ExecKeys(eid)
-        pipe = self.backend.reads.pipeline()
-        pipe.get(k.payload)
-        pipe.hmget(k.core, ["execution_kind", "retry_count", "created_at", "budget_ids",
-                            "quota_policy_id"])
-        pipe.hgetall(k.tags)
-        payload, fields, tags = await pipe.execute()
-        return (payload or b"", [_text(f) if f else "" for f in fields],
-                {_text(a): _text(b) for a, b in (tags or {}).items()})
-
-    async def _assemble(self, eid: str, lane: str, res: ClaimResult | None, instance: str,
-                        *, resumed: bool = False, lease_id: str = "", epoch: int = 0,
-                        expires: int = 0, attempt_id: str = "", index: int = 0,
-                        attempt_type: str = "resumed") -> Claimed:
-        payload, (kind, retries, created, budgets, quota), tags = await self._context(eid)
-        if res is not None:
-            lease_id, epoch, expires = res.lease_id, res.lease_epoch, res.lease_expires_at
-            attempt_id, index, attempt_type = res.attempt_id, res.attempt_index, res.attempt_type
-        return Claimed(eid, lane, index, attempt_id, lease_id, epoch, expires,
-                       attempt_type=attempt_type, execution_kind=kind, payload=payload,
-                       tags=tags, resumed=resumed, worker_instance_id=instance,
-                       retry_count=int(retries or 0), created_at_ms=int(created or 0),
-                       budget_ids=budgets, quota_policy_id=quota)
 
     async def claim(self, eid: str, lane: str, worker_id: str, worker_instance_id: str,
                     capabilities: frozenset[str], lease_ttl_ms: int,
@@ -210,183 +172,11 @@ class BackendEngine:
             r = await self.backend.call(ClaimResumedExecution(
                 eid=eid, worker_id=worker_id, worker_instance_id=worker_instance_id,
                 lane=lane, lease_id=lease_id, lease_ttl_ms=lease_ttl_ms, attempt_index=index))
-            return _sent_at(await self._assemble(
+            return sent_at(await self._assemble(
                 eid, lane, None, worker_instance_id, resumed=True, lease_id=r.lease_id,
                 epoch=r.lease_epoch, expires=r.lease_expires_at, attempt_id=r.attempt_id,
                 index=r.attempt_index), sent)
-        return _sent_at(await self._assemble(eid, lane, res, worker_instance_id), sent)
-
-    async def claim_many(
-        self, lane: str, eids: Sequence[str], worker_id: str, worker_instance_id: str,
-        capabilities: frozenset[str], lease_ttl_ms: int, grant_ttl_ms: int,
-        attempt_timeouts: Mapping[str, int] | None = None,
-        pre_read: Mapping[str, CandidateRead] | None = None,
-    ) -> list[Claimed | Exception | None]:
-        """Claim several candidates of ``lane`` in at most two round trips.
-
-        1. The pre-read, per candidate, of the core fields the claim needs
-           plus the task context (payload, tags): from ``pre_read`` (made
-           with the candidate read, :meth:`candidate_reads`), else one
-           pipeline. Payload and tags do not change once created, and a
-           claimed attempt index equal to the pre-read ``total_attempt_count``
-           proves nobody claimed in between (otherwise the context is read
-           again); a pre-read that missed a suspension is answered
-           ``use_claim_resumed_execution`` and claimed again as a resume.
-        2. Candidates this worker cannot run are blocked (spec 05 §2.2).
-        3. One pipeline sends grant + claim per candidate: the claim needs
-           nothing from the grant's reply (ids are client-minted; attempt keys
-           are placeholders the library rebuilds), and a refused grant makes
-           the claim answer ``invalid_claim_grant``. A candidate whose attempt
-           was interrupted (resumed after a suspension) gets grant + resumed
-           claim instead, so a resume costs no extra round trip.
-
-        Element ``i`` answers ``eids[i]``: the lease, ``None`` (skipped: gone,
-        not runnable, needs other capabilities) or the refusal to classify.
-        """
-        out: list[Claimed | Exception | None] = [None] * len(eids)
-        if not eids:
-            return out
-        known = pre_read or {}
-        unread = [eid for eid in eids if eid not in known]
-        read = (dict(zip(unread, await pre_read_many(self.backend, unread), strict=True))
-                if unread else {})
-        pre: dict[int, tuple[dict[str, str], bytes, dict[str, str]]] = {}
-        for i, eid in enumerate(eids):
-            cand = known.get(eid) or read[eid]
-            core = cand.core
-            if core["lifecycle_phase"] != "runnable" or core["eligibility_state"] != "eligible_now":
-                continue  # claimed or moved since the candidate read
-            needed = frozenset(c for c in core["required_capabilities"].split(",") if c)
-            if needed and not needed <= capabilities:
-                try:
-                    await self.block_for_capability(eid, lane)
-                except Exception as exc:
-                    log.info("could not block %s for capabilities: %s", eid, exc)
-                continue
-            pre[i] = (core, cand.payload, cand.tags)
-        if not pre:
-            return out
-        fresh = await self._admit(lane, eids, pre, out)
-        if not pre:
-            return out
-        caps_csv = ",".join(sorted(capabilities))
-        calls: list[FCall[Any]] = []
-        minted: dict[int, str] = {}
-        for i, (core, _payload, _tags) in pre.items():
-            eid = eids[i]
-            minted[i] = lease_id = str(uuid.uuid4())
-            timeout = (attempt_timeouts or {}).get(core["execution_kind"])
-            calls.append(IssueClaimGrant(
-                eid=eid, lane_id=lane, worker_id=worker_id,
-                worker_instance_id=worker_instance_id, grant_ttl_ms=grant_ttl_ms,
-                worker_capabilities_csv=caps_csv))
-            if core["attempt_state"] == "attempt_interrupted":
-                calls.append(ClaimResumedExecution(
-                    eid=eid, worker_id=worker_id, worker_instance_id=worker_instance_id,
-                    lane=lane, lease_id=lease_id, lease_ttl_ms=lease_ttl_ms,
-                    attempt_index=int(core["current_attempt_index"] or 0)))
-                continue
-            calls.append(ClaimExecution(
-                eid=eid, lane_id=lane, worker_id=worker_id,
-                worker_instance_id=worker_instance_id, lease_id=lease_id,
-                attempt_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
-                attempt_index=int(core["total_attempt_count"] or 0),
-                attempt_timeout_ms=timeout or None))
-        sent = time.monotonic()
-        try:
-            replies = await self.backend.call_many(calls)
-        except BaseException:
-            if fresh:  # nothing known to be claimed: give the admissions back
-                with anyio.CancelScope(shield=True):
-                    await release_admissions(self.backend,
-                                             [(q, eids[i]) for i, q in fresh.items()])
-            raise
-        for n, (i, (core, payload, tags)) in enumerate(pre.items()):
-            eid = eids[i]
-            res = replies[2 * n + 1]
-            try:
-                if isinstance(res, ContractError) and res.code == "use_claim_resumed_execution":
-                    out[i] = await self._claim_resumed(
-                        eid, lane, worker_id, worker_instance_id, minted[i], lease_ttl_ms,
-                        int(core["current_attempt_index"] or 0))
-                elif isinstance(res, Exception):
-                    out[i] = res
-                elif isinstance(res, ClaimResumedResult):
-                    out[i] = Claimed(
-                        eid, lane, res.attempt_index, res.attempt_id, res.lease_id,
-                        res.lease_epoch, res.lease_expires_at, attempt_type="resumed",
-                        execution_kind=core["execution_kind"], payload=payload, tags=tags,
-                        resumed=True, worker_instance_id=worker_instance_id,
-                        retry_count=int(core["retry_count"] or 0),
-                        created_at_ms=int(core["created_at"] or 0),
-                        budget_ids=core["budget_ids"], quota_policy_id=core["quota_policy_id"],
-                        claim_sent_at=sent)
-                elif res.attempt_index != int(core["total_attempt_count"] or 0):
-                    # Someone else's attempt ran in between: the pre-read is stale.
-                    out[i] = await self._assemble(eid, lane, res, worker_instance_id)
-                else:
-                    out[i] = Claimed(
-                        eid, lane, res.attempt_index, res.attempt_id, res.lease_id,
-                        res.lease_epoch, res.lease_expires_at, attempt_type=res.attempt_type,
-                        execution_kind=core["execution_kind"], payload=payload, tags=tags,
-                        worker_instance_id=worker_instance_id,
-                        retry_count=int(core["retry_count"] or 0),
-                        created_at_ms=int(core["created_at"] or 0),
-                        budget_ids=core["budget_ids"], quota_policy_id=core["quota_policy_id"],
-                        claim_sent_at=sent)
-            except Exception as exc:
-                out[i] = exc
-            # A resumed claim retried above was sent later: the earlier
-            # time only shortens the window the fence trusts. (The common
-            # Claimed is built stamped: replace() was 3% of a drain's CPU.)
-            got = out[i]
-            if isinstance(got, Claimed) and got.claim_sent_at != sent:
-                out[i] = _sent_at(got, sent)
-        if fresh:
-            # A grant or claim refused after an admission gives the slot back.
-            await release_admissions(self.backend, [
-                (qid, eids[i]) for i, qid in fresh.items() if not isinstance(out[i], Claimed)])
-        return out
-
-    async def _admit(self, lane: str, eids: Sequence[str],
-                     pre: dict[int, tuple[dict[str, str], bytes, dict[str, str]]],
-                     out: list[Claimed | Exception | None]) -> dict[int, str]:
-        """Budget and quota admission (spec 04 §7.5) for the candidates in
-        ``pre`` that carry either; refused ones leave ``pre`` (blocked, or
-        their error recorded in ``out``: fail closed). Returns the quota ids
-        admitted by this pass, by candidate."""
-        asks = [i for i, (core, _p, _t) in pre.items()
-                if core["budget_ids"] or core["quota_policy_id"]]
-        if not asks:
-            return {}
-        verdicts = await admit(self.backend, [
-            AdmissionRequest(eids[i], lane, pre[i][0]["budget_ids"],
-                             pre[i][0]["quota_policy_id"]) for i in asks])
-        fresh: dict[int, str] = {}
-        for i, verdict in zip(asks, verdicts, strict=True):
-            if not verdict.admitted:
-                del pre[i]
-                out[i] = verdict.error
-            elif verdict.fresh_quota:
-                fresh[i] = verdict.fresh_quota
-        return fresh
-
-    async def release_admission(self, lease: Claimed) -> None:
-        """Give back the quota slot of an attempt that ended (docs/budgets.md:
-        our improvement over 0.15, where only the reconciler lowers it)."""
-        qid = quota_id_of(lease.quota_policy_id)
-        if qid:
-            await release_admissions(self.backend, [(qid, lease.execution_id)])
-
-    async def _claim_resumed(self, eid: str, lane: str, worker_id: str, worker_instance_id: str,
-                             lease_id: str, lease_ttl_ms: int, index: int) -> Claimed:
-        r = await self.backend.call(ClaimResumedExecution(
-            eid=eid, worker_id=worker_id, worker_instance_id=worker_instance_id,
-            lane=lane, lease_id=lease_id, lease_ttl_ms=lease_ttl_ms, attempt_index=index))
-        return await self._assemble(
-            eid, lane, None, worker_instance_id, resumed=True, lease_id=r.lease_id,
-            epoch=r.lease_epoch, expires=r.lease_expires_at, attempt_id=r.attempt_id,
-            index=r.attempt_index)
+        return sent_at(await self._assemble(eid, lane, res, worker_instance_id), sent)
 
     async def list_reclaimable(self, lane: str, partition: int, limit: int) -> list[str]:
         """Due members of the partition's lease-expiry index that belong to ``lane``.
@@ -432,7 +222,7 @@ class BackendEngine:
             lease_ttl_ms=lease_ttl_ms,
             old_attempt_index=int(core["current_attempt_index"] or 0),
             new_attempt_index=int(core["total_attempt_count"] or 0)))
-        return _sent_at(await self._assemble(eid, lane, res, worker_instance_id), sent)
+        return sent_at(await self._assemble(eid, lane, res, worker_instance_id), sent)
 
     async def renew(self, lease: Claimed, lease_ttl_ms: int) -> int:
         res = await self.backend.renew_lease(RenewLease(
@@ -459,7 +249,7 @@ class BackendEngine:
                 eid=lease.execution_id, lane_id=lease.lane, attempt_index=lease.attempt_index,
                 worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
                 lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id,
-                result_payload=result), self._completed_command(lease.execution_id),
+                result_payload=result), completed_command(lease.execution_id),
                 durable=True, durability=self.durability)
         except ContractError as exc:
             if not self._replayed(exc, lease, "success"):
@@ -473,7 +263,7 @@ class BackendEngine:
                 worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
                 lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id,
                 failure_reason=reason, failure_category=category,
-                retry_policy_json=retry_policy_json), self._done_command(lease.execution_id),
+                retry_policy_json=retry_policy_json), done_command(lease.execution_id),
                 durable=True, durability=self.durability)
         except ContractError as exc:
             if not self._replayed(exc, lease, "failed"):
@@ -492,12 +282,12 @@ class BackendEngine:
         # reach the task as a lease loss (the renew answers execution_not_active).
         raise NotImplementedError("worker-side cancel is not used by the runtime")
 
-    async def hand_back(self, lease: Claimed) -> None:
-        now = await self.backend.server_time_ms()
+    async def hand_back(self, lease: Claimed, *, delay_ms: int = 0) -> None:
+        until = await self.backend.server_time_ms() + max(0, delay_ms)
         await self.backend.delay_execution(DelayExecution(
             eid=lease.execution_id, lane_id=lease.lane, attempt_index=lease.attempt_index,
             worker_instance_id=lease.worker_instance_id, lease_id=lease.lease_id,
-            lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id, delay_until=now,
+            lease_epoch=lease.lease_epoch, attempt_id=lease.attempt_id, delay_until=until,
             source="worker"))
 
     async def update_progress(self, lease: Claimed, pct: float, message: str) -> None:
@@ -558,30 +348,5 @@ class BackendEngine:
             backend, lease, live().extensions[JOURNAL_EXTENSION], live(), flush))
         ext.lazy(USAGE_EXTENSION, lambda: UsageReporter(backend, lease, live().log))
 
-    @staticmethod
-    def _done_command(eid: str) -> tuple[str, str, str]:
-        """Sent after a terminal call in its pipeline: it runs after the call,
-        so a woken waiter reads the new state (a refused call only costs the
-        waiter a look)."""
-        return ("PUBLISH", DONE_CHANNEL.format(eid=eid), eid)
-
-    @staticmethod
-    def _completed_command(eid: str) -> tuple[str | int | bytes, ...]:
-        """The complete call's done message: :data:`_PUBLISH_DONE` (the
-        result rides along when the call left it stored and small)."""
-        k = ExecKeys(eid)
-        return ("EVAL", _PUBLISH_DONE, 2, k.core, k.result,
-                DONE_CHANNEL.format(eid=eid), CARRIED_MAX, CARRIED_PREFIX, eid)
-
     async def publish_done(self, eid: str) -> None:
         await self.backend.redis.publish(DONE_CHANNEL.format(eid=eid), eid)
-
-
-T = TypeVar("T")
-
-
-def _sent_at(claimed: T, sent: float) -> T:
-    """``claimed`` stamped with when its claim was sent (Claimed.claim_sent_at)."""
-    if isinstance(claimed, Claimed):
-        return dataclasses.replace(claimed, claim_sent_at=sent)
-    return claimed

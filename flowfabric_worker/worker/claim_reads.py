@@ -24,7 +24,7 @@ from flowfabric_worker.protocol.claim_candidates import (
 from flowfabric_worker.protocol.keys import ExecKeys, PartitionKeys
 from flowfabric_worker.protocol.partitions import tag
 
-__all__ = ["PRE_READ", "candidate_reads", "pre_read_many"]
+__all__ = ["PRE_READ", "any_present", "candidate_reads", "pre_read_many"]
 
 #: Core fields the claim path pre-reads per candidate.
 PRE_READ = ("lifecycle_phase", "eligibility_state", "required_capabilities",
@@ -74,3 +74,19 @@ async def pre_read_many(backend: Backend, eids: Sequence[str]) -> list[Candidate
             payload or b"",
             {_text(a): _text(b) for a, b in zip(flat_tags[::2], flat_tags[1::2], strict=True)}))
     return out
+
+
+def _exists_all(keys: Sequence[str]) -> list[list[Any]]:
+    return [["EXISTS", *keys]]
+
+
+async def any_present(backend: Backend, keys: Sequence[str]) -> bool:
+    """Whether any of ``keys`` exists, in one command (split per slot on a
+    cluster). Redis deletes an emptied sorted set, so a missing index key is
+    an empty index: what lets an idle worker ask "anything to claim in these
+    partitions?" or "any lease there?" for one command instead of a read per
+    partition (issue 18, idle cost)."""
+    if not keys:
+        return False
+    (count,) = await backend.read_many(_exists_all(keys))
+    return bool(int(count))

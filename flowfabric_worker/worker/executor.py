@@ -19,18 +19,30 @@ from flowfabric_worker.context.task_context import (
     TaskContext,
 )
 from flowfabric_worker.context.waits import TaskSuspended
-from flowfabric_worker.errors import ContractError, LeaseLost, PayloadError, TransportError
+from flowfabric_worker.errors import (
+    ContractError,
+    LeaseLost,
+    PayloadError,
+    ResultTypeError,
+    TransportError,
+)
 from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks import codec
 from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
 from flowfabric_worker.tasks.passed_input import INPUT_TAG, decode_passed_input
 from flowfabric_worker.tasks.spec import TaskLike, TaskSpec
-from flowfabric_worker.worker.failures import FailureDecision, classify, describe
+from flowfabric_worker.worker.failures import (
+    MAX_REASON_CHARS,
+    FailureDecision,
+    classify,
+    describe,
+)
 from flowfabric_worker.worker.port import Engine, FailOutcome
 from flowfabric_worker.worker.renewer import Renewals, Renewer
 from flowfabric_worker.worker.task_threads import TaskThreads
 from flowfabric_worker.worker.telemetry import Attempt, Telemetry
 from flowfabric_worker.worker.terminal_retry import TerminalRetry
+from flowfabric_worker.worker.unknown_kinds import UnknownKinds, hand_back_delay_ms
 
 log = logging.getLogger("flowfabric_worker.executor")
 
@@ -39,8 +51,11 @@ class Executor:
     """Executes claimed leases with the registered task functions."""
 
     def __init__(self, engine: Engine, tasks: Mapping[str, TaskLike], lease_ttl_ms: int,
-                 limits: Limits = DEFAULT_LIMITS, telemetry: Telemetry | None = None) -> None:
+                 limits: Limits = DEFAULT_LIMITS, telemetry: Telemetry | None = None,
+                 unknown_kinds: UnknownKinds | None = None) -> None:
         self.engine = engine
+        #: What happens to a claimed kind with no task here (worker/unknown_kinds.py).
+        self.unknown_kinds = unknown_kinds or UnknownKinds()
         #: Log lines, metrics and spans of each attempt (docs/observability.md).
         self.telemetry = telemetry or Telemetry()
         #: The running attempts' telemetry, by execution id (the worker
@@ -117,11 +132,11 @@ class Executor:
         outcome = "not_run"
         async with self._renewal(lease, ctx, body):
             try:
-                if task is None:
+                if task is None and self.unknown_kinds.should_fail(lease):
                     outcome = await self._fail(lease, att, FailureDecision(
-                        "unknown_task",
-                        f"no task registered for {lease.execution_kind!r} on this worker",
-                        retry=False))
+                        "unknown_task", self.unknown_kinds.reason(lease), retry=False))
+                elif task is None:
+                    outcome = await self._hand_back_unknown(lease, att)
                 else:
                     outcome = await self._execute(task, lease, ctx, body, att)
             finally:
@@ -136,6 +151,24 @@ class Executor:
                 # running in its abandoned thread must not pass ensure_lease.
                 ctx.end_attempt(f"attempt ended ({outcome})")
         return outcome
+
+    async def _hand_back_unknown(self, lease: Claimed, att: Attempt) -> str:
+        """Not our kind: park the same attempt for another worker (no failure,
+        no attempt consumed), back-off from the execution's claim count."""
+        delay_ms = hand_back_delay_ms(lease.lease_epoch)
+        try:
+            await self.engine.hand_back(lease, delay_ms=delay_ms)
+        except Exception as exc:
+            if is_lease_lost(exc):  # someone else's now: nothing of ours to undo
+                att.lease_lost(str(exc))
+                return "lease_lost"
+            raise
+        # Not promoted by this worker when due (unlike its retries): whoever
+        # promotes it gets a head start in claiming it, and here that must
+        # not be the worker that cannot run it. The delayed_promoter scanner
+        # of any process does it.
+        att.handed_back(self.unknown_kinds.reason(lease))
+        return "handed_back"
 
     @asynccontextmanager
     async def _renewal(self, lease: Claimed, ctx: TaskContext, body: anyio.CancelScope
@@ -265,6 +298,11 @@ class Executor:
             # same value): a 200 MB result is never written.
             codec.check_size(result, self.limits.max_result_bytes,
                              f"result of task {lease.execution_kind}", "max_result_bytes")
+        except ResultTypeError as exc:
+            # The task's own mistake, named as such (not the caller's later
+            # decode error); a rerun would return the same kind of value.
+            return await self._fail(lease, att, FailureDecision(
+                "result_type", f"ResultTypeError: {exc}"[:MAX_REASON_CHARS], retry=False), exc=exc)
         except Exception as exc:
             return await self._fail(lease, att, FailureDecision(
                 "result_encode", describe(exc), retry=False), exc=exc)

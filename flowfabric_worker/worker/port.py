@@ -74,9 +74,10 @@ class Engine(Protocol):
 
     async def cancel(self, lease: Claimed, reason: str) -> None: ...
 
-    async def hand_back(self, lease: Claimed) -> None:
-        """Release the lease so the same attempt is claimable again at once
-        (``ff_delay_execution`` to now; spec 02 §3.11). Used by drain."""
+    async def hand_back(self, lease: Claimed, *, delay_ms: int = 0) -> None:
+        """Release the lease so the same attempt is claimable again at once,
+        or after ``delay_ms`` (``ff_delay_execution``; spec 02 §3.11). Used
+        by drain, and for kinds this worker has no task for."""
 
     async def update_progress(self, lease: Claimed, pct: float, message: str) -> None: ...
 

@@ -6,13 +6,22 @@ partition (where every non-flow execution of the lane lives) is probed first,
 then a rotating window of ``min(32, N)`` other partitions starting at a
 per-worker offset. Expired leases of the lane are looked for first on a
 timer (so crashed work is not queued behind a backlog that may never drain)
-and, more often, whenever a round finds no fresh work.
+and, on the idle schedule (:data:`IDLE_RECLAIM_EVERY`), when a round finds no
+fresh work; either look first asks whether its partitions hold any lease.
+
+An idle worker is woken by a push (the lane's wake channel): a direct wake
+names the execution, which the next round claims without reading the index
+(:meth:`Scheduler.offer`); a plain one makes the next round read it. Rounds
+nobody announced work for (the fallback poll) first ask, in one command,
+whether the partitions they would read hold anything eligible (issue 18: an
+idle worker used to read 33 partitions twice a second).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +29,7 @@ from typing import Any
 from flowfabric_worker.context.attempt import Claimed
 from flowfabric_worker.errors import ContractError
 from flowfabric_worker.protocol.partitions import solo_partition
+from flowfabric_worker.protocol.wake import DirectWake
 from flowfabric_worker.worker.port import SKIPPABLE_CLAIM_CODES, Engine
 
 log = logging.getLogger("flowfabric_worker.scheduler")
@@ -28,8 +38,15 @@ WINDOW = 32
 GRANT_TTL_MS = 5_000
 #: Eligible heads read per partition (a few, so racing workers can spread).
 HEADS = 4
-#: Seconds between looks for expired leases when idle.
+#: Shortest gap between looks for expired leases when idle.
 RECLAIM_EVERY = 0.25
+#: Longest gap between looks for expired leases when idle: an eighth of the
+#: lease TTL, between RECLAIM_EVERY and this. Each look at the lane's solo
+#: partition and a window of the others first asks whether they hold any
+#: lease at all (one command); only then does it read them. A crashed worker's execution
+#: on the solo partition is thus reclaimed within this of its lease expiring
+#: (flow members, on other partitions, as the window comes round).
+IDLE_RECLAIM_EVERY = 2.0
 #: Longest gap between looks for expired leases while fresh work keeps every
 #: round busy (shorter with a short lease: half its TTL, not under
 #: RECLAIM_EVERY). A crashed execution is then reclaimed about one lease TTL
@@ -144,10 +161,56 @@ class Scheduler:
         self._candidate_reads: Any = (getattr(engine, "candidate_reads", None)
                                       if self._claim_many is not None else None)
         self._solo_backlog: set[str] = set()
+        #: Executions direct wake-ups named (protocol/wake.py), claimed by
+        #: the next round without a candidate read (``engine.claim_direct``).
+        self._claim_direct: Any = getattr(engine, "claim_direct", None)
+        self._direct: deque[DirectWake] = deque(maxlen=permits.size)
         #: Set by a round whose candidate read found fewer heads than it had
         #: permits for: probing again at once would read the same empty
         #: partitions (33 reads), so the claim loop waits for a wake first.
         self.window_drained = False
+        #: The last round claimed nothing: the next one, unless work was
+        #: announced meanwhile, is a poll and asks first whether anything is
+        #: there; and crashed work is looked for on the idle schedule only.
+        self.idle = False
+        self._announced = False
+        self._after_named = False
+        self._round_permits = 0
+        self._idle_reclaim_every = max(
+            RECLAIM_EVERY, min(IDLE_RECLAIM_EVERY, ident.lease_ttl_ms / 8000))
+
+    def announced(self) -> None:
+        """Work was announced (a wake-up, or the wake subscription was made
+        again and may have missed one): the next round reads the index."""
+        self._announced = True
+
+    async def _probe(self, name: str, *args: Any) -> bool:
+        """``engine.<name>(*args)``: does any of these partitions hold
+        anything (one command)? True when the engine cannot tell."""
+        probe = getattr(self.engine, name, None)
+        return True if probe is None else bool(await probe(*args))
+
+    async def _look_for_crashed(self, lane: str) -> Claimed | None:
+        """One look for an expired lease of ``lane`` on its solo partition and
+        the next window of the others, skipped (one command) when none of
+        them holds a lease at all."""
+        parts = self._reclaim_partitions(lane)
+        if not await self._probe("leases_in", parts):
+            return None
+        return await self._try_reclaim(lane, parts)
+
+    def offer(self, wake: DirectWake) -> bool:
+        """Take a direct wake-up for the next round; ``False`` (ignored) when
+        this worker does not serve its lane, cannot take it now or is working
+        through a backlog (whose index reads keep the lane's order)."""
+        # The permits a round in flight holds come back when it ends.
+        busy = self.permits.in_use - self._round_permits
+        if (self._claim_direct is None or wake.lane not in self.lanes
+                or busy >= self.permits.size or wake.lane in self._solo_backlog):
+            return False
+        self._direct.append(wake)
+        self._announced = True
+        return True
 
     async def claim_batch(self) -> list[Claimed]:
         """One scheduling round filling as many free permits as it can (all
@@ -165,37 +228,90 @@ class Scheduler:
             taken += 1
         if not taken:
             return []
+        self._round_permits = taken
         claimed: list[Claimed] = []
+        # An idle round nobody announced work for (the fallback poll) first
+        # asks, in one command, whether anything is there at all.
+        quiet, self._announced = self.idle and not self._announced, False
+        named = False
         try:
+            if self._direct:
+                claimed = await self._claim_named(taken)
+                if claimed:
+                    # Anything else queued is found by the next round, after
+                    # a wake or a short wait (as after a drained window); it
+                    # asks first, as the work it was woken for is taken.
+                    self.window_drained = named = self._after_named = True
+                    return claimed
             lane = self.lanes[self._lane_rr % len(self.lanes)]
             self._lane_rr += 1
-            if self._reclaim_due(lane, self._busy_reclaim_every):
+            # A busy worker — direct claims included — looks for crashed work
+            # at least every busy interval.
+            busy = not self.idle or self._after_named
+            self._after_named = False
+            if busy and self._reclaim_due(lane, self._busy_reclaim_every):
                 # Crashed work first: it has waited a lease TTL already.
-                got = await self._try_reclaim(lane, self._reclaim_partitions(lane))
+                got = await self._look_for_crashed(lane)
                 if got is not None:
                     claimed.append(got)
-            if len(claimed) < taken:
+            parts = self._scan_partitions(lane) if len(claimed) < taken else []
+            if parts and not (quiet and not await self._probe("eligible_in", lane, parts)):
                 try:
-                    claimed += await self._scan_many(lane, taken - len(claimed))
+                    claimed += await self._scan_many(lane, taken - len(claimed), parts)
                 except Exception as exc:
                     if not claimed:
                         raise
                     # The reclaimed lease must still run: report, don't raise.
                     log.warning("claim failed after a reclaim: %s", exc)
-            if not claimed and self._reclaim_due(lane, RECLAIM_EVERY):
-                got = await self._try_reclaim(lane, self._reclaim_partitions(lane))
+            if not claimed and self._reclaim_due(lane, self._idle_reclaim_every):
+                got = await self._look_for_crashed(lane)
                 if got is not None:
                     claimed = [got]
         finally:
+            self._round_permits = 0
+            if self._direct and claimed:
+                # Named while this round was in flight, and claimed by it.
+                ours = {c.execution_id for c in claimed}
+                kept = [w for w in self._direct if w.eid not in ours]
+                self._direct.clear()
+                self._direct.extend(kept)
             for _ in range(taken - len(claimed)):
                 self.permits.release()
+            self.idle = named or not claimed
         return claimed
 
-    async def _scan_many(self, lane: str, want: int) -> list[Claimed]:
+    async def _claim_named(self, want: int) -> list[Claimed]:
+        """Claim what direct wake-ups named (at most ``want``), one round trip."""
+        wakes: list[DirectWake] = []
+        seen: set[str] = set()
+        while self._direct and len(wakes) < want:
+            wake = self._direct.popleft()
+            if wake.eid not in seen:
+                seen.add(wake.eid)
+                wakes.append(wake)
+        try:
+            replies = await self._claim_direct(
+                wakes, self.ident.worker_id, self.ident.instance_id, self.ident.capabilities,
+                self.ident.lease_ttl_ms, GRANT_TTL_MS, self.ident.attempt_timeouts)
+        except Exception as exc:  # a hint only: the index read finds the work
+            log.info("direct claim failed: %s", exc)
+            return []
+        claimed = [r for r in replies if isinstance(r, Claimed)]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                log.warning("direct claim refused: %s", reply)
+        return claimed
+
+    def _scan_partitions(self, lane: str) -> list[int]:
+        """What the next scan reads: the solo partition, and (unless it alone
+        has a backlog) the next window of the others."""
         solo = solo_partition(lane) % self.window.n
         parts = [solo]
         if lane not in self._solo_backlog:
             parts += [p for p in self._window(lane).next_window() if p != solo]
+        return parts
+
+    async def _scan_many(self, lane: str, want: int, parts: list[int]) -> list[Claimed]:
         # A few more heads than wanted, so racing workers spread over them.
         pre_read: Any = None
         if self._candidate_reads is not None:

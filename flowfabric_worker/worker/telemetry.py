@@ -174,7 +174,8 @@ class Attempt:
         self.span.failed(f"lease lost: {reason}")
         self._log(logging.WARNING, "lease_lost", "lease lost: %s", reason, reason=reason)
 
-    def handed_back(self) -> None:
+    def handed_back(self, why: str = "on drain") -> None:
+        """Released without a terminal call; the same attempt resumes elsewhere."""
         self.telemetry.metrics.attempt_interrupted(self.task, self.lane, "handed_back")
-        self._log(logging.INFO, "handed_back",
-                  "handed back on drain (the same attempt resumes elsewhere)")
+        self._log(logging.INFO, "handed_back", "handed back %s (the same attempt "
+                  "resumes elsewhere)", why)

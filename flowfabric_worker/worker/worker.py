@@ -20,6 +20,7 @@ from flowfabric_worker.backend.durability import Durability
 from flowfabric_worker.context.attempt import Claimed
 from flowfabric_worker.observability.metrics import Recorder, recorder
 from flowfabric_worker.protocol.keys import WAKE_CHANNEL
+from flowfabric_worker.protocol.wake import parse_wake
 from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS
 from flowfabric_worker.tasks.spec import TaskLike
@@ -29,6 +30,7 @@ from flowfabric_worker.worker.port import Engine
 from flowfabric_worker.worker.renewer import Renewals
 from flowfabric_worker.worker.scheduler import Backoff, ClaimIdentity, Permits, Scheduler
 from flowfabric_worker.worker.telemetry import Telemetry
+from flowfabric_worker.worker.unknown_kinds import UnknownKinds
 from flowfabric_worker.worker.watchdog import LoopWatchdog
 
 log = logging.getLogger("flowfabric_worker.worker")
@@ -80,6 +82,11 @@ class Worker:
     :class:`~flowfabric_worker.errors.DurabilityUnavailable`
     (docs/operations.md, "Durability").
 
+    An execution of a kind with no task here is handed back for another
+    worker (the same attempt, after a short back-off; docs/operations.md,
+    "Mixed fleets"). ``fail_unknown_after=N`` (standalone only) fails it
+    ``unknown_task`` instead once it has been claimed N times.
+
     ``metrics`` (default: the process's recorder,
     :func:`~flowfabric_worker.observability.metrics.recorder`) receives the
     worker's measurements; every attempt's lifecycle is logged on
@@ -95,8 +102,12 @@ class Worker:
         init_secrets: bool = True, waitpoint_hmac_secret: str | None = None,
         loop_watchdog: float = 1.0, max_abandoned_threads: int | None = None,
         limits: Limits | None = None, durability: str | None = None,
-        metrics: Recorder | None = None,
+        metrics: Recorder | None = None, fail_unknown_after: int | None = None,
     ) -> None:
+        # Before anything is built: a bound attached mode cannot honour.
+        unknown = UnknownKinds.for_mode(
+            str(getattr(getattr(client, "backend", None), "mode", "standalone")),
+            fail_unknown_after)
         # durability: what terminal calls wait for (None: the client's own).
         engine: Engine = (BackendEngine(client.backend, Durability.parse(durability)
                                         if durability is not None else None)
@@ -128,7 +139,7 @@ class Worker:
         self.limits: Limits = limits or getattr(client, "limits", None) or DEFAULT_LIMITS
         self.metrics = metrics if metrics is not None else recorder()
         self.executor = Executor(engine, self.tasks, self.lease_ttl_ms, self.limits,
-                                 Telemetry(self.metrics, self.worker_id))
+                                 Telemetry(self.metrics, self.worker_id), unknown)
         self.executor.threads.on_released = self._thread_released
         self.max_abandoned_threads = (concurrency if max_abandoned_threads is None
                                       else max_abandoned_threads)
@@ -181,6 +192,7 @@ class Worker:
                 tg.start_soon(self.watchdog.run)
             if isinstance(self.engine, BackendEngine):
                 await self._check_keystore(self.engine)
+                await self._register_schedules(self.engine)
                 tg.start_soon(self._registration, self.engine)
                 # Retries this worker schedules are promoted on time by it.
                 self.engine.promotes_retries = True
@@ -240,6 +252,25 @@ class Worker:
             log.error("the waitpoint HMAC keystore is not initialised: tasks that wait for "
                       "signals or sleep will fail; run `flowfabric-worker secrets init`")
 
+    async def _register_schedules(self, engine: BackendEngine) -> None:
+        """Upsert the schedules declared with ``@task(schedule=...)`` on this
+        worker's tasks (docs/schedules.md). A bad declaration stops the start
+        (InvalidInput); an unreachable server is only logged — the next
+        worker start registers them."""
+        from flowfabric_worker.errors import InvalidInput, PayloadError
+        from flowfabric_worker.tasks.schedule_store import register_declared
+
+        try:
+            ids = await register_declared(engine.backend, self.tasks.values(),
+                                          namespace=self.namespace, limits=self.limits)
+        except (InvalidInput, PayloadError):
+            raise
+        except Exception as exc:
+            log.warning("registering declared schedules failed: %s", exc)
+            return
+        if ids:
+            log.info("schedules registered: %s", ", ".join(ids))
+
     async def _registration(self, engine: BackendEngine) -> None:
         """Register, then heartbeat every third of the registration TTL.
         Failures only cost visibility, never work, so they are logged."""
@@ -277,11 +308,23 @@ class Worker:
 
     async def _wake_listener(self, engine: BackendEngine) -> None:
         """Wake the claim loop when a submitter announces work on one of our
-        lanes (one pub/sub connection for all of them). Best effort: a lost
-        message or connection only leaves the backoff poll to find the work."""
+        lanes (one pub/sub connection for all of them). A lost connection is
+        made again, and each (re)subscription triggers a full look, so a
+        wake-up published while it was down is not left to the idle poll."""
         channels = [WAKE_CHANNEL.format(lane=lane) for lane in self.lanes]
-        async for _ in engine.backend.messages(*channels):
-            self._wake.set()
+        async for data in engine.backend.messages(*channels, subscribed=self._announce):
+            # A message naming the execution lets the next round claim it
+            # without reading the index first (protocol/wake.py).
+            named = parse_wake(data)
+            if named is not None:
+                self.scheduler.offer(named)
+            self._announce()
+
+    def _announce(self) -> None:
+        """Work was announced — or the wake subscription was (re)made and a
+        wake-up published before it was missed: look now, with a full read."""
+        self.scheduler.announced()
+        self._wake.set()
 
     async def _scanners(self, stop: anyio.Event) -> None:
         """Embedded maintenance (spec 05 §7.3): promotion, expiry marking, flow

@@ -58,6 +58,15 @@ class LocalCluster:
     def primaries(self) -> list[int]:
         return [p for p in self.ports() if self.role(p) == "master"]
 
+    def restart(self, port: int) -> None:
+        """Start a killed node again (``scripts/cluster restart``): it rejoins,
+        a failed-over primary as a replica of the node that took its slots."""
+        proc = subprocess.run([str(SCRIPT), "restart", "--dir", str(self.dir),
+                               "--port", str(port)], capture_output=True, text=True,
+                              timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"restart of {port} failed: {proc.stderr[-2000:]}")
+
     def flush(self) -> None:
         """Empty every primary (the function libraries survive FLUSHALL)."""
         for port in self.primaries():

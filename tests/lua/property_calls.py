@@ -208,10 +208,43 @@ BASE_CALLS: dict[str, list[Builder]] = {
                        lease_epoch=w.claims["active"].lease_epoch, step_index=1,
                        step_name="s1", result=b"r1")],
     "ffw_journal_read": [lambda w: make("JournalRead", eid=w.eids["active"])],
+    "ffw_signal_types_set": [
+        lambda w: make("RecordSignalTypes", eid=w.eids["active"],
+                       lease_id=w.claims["active"].lease_id,
+                       lease_epoch=w.claims["active"].lease_epoch, waitpoint_id="wp-1",
+                       record=b'{"names": ["go"], "type": "T", "schema": {"type": "object"}}')],
     "ffw_attach_admission": [
         lambda w: make("AttachAdmission", eid=w.eids["waiting"], budget_ids=w.misc["budget"],
                        quota_policy_id=w.misc["quota"])],
+    "ffw_flow_quota": [
+        lambda w: make("FlowQuota", tag=w.misc["qtag"], quota_id=new_uuid(), window_seconds=600,
+                       rate=0, cap=2, now_ms=w.now, strategy="queue", label="t per k=1"),
+        lambda w: make("FlowQuota", tag=w.misc["qtag"], quota_id=w.misc["quota"],
+                       window_seconds=60, rate=5, cap=3, now_ms=w.now,
+                       strategy="cancel_newest", label="t per k=2")],
+    "ffw_debounce": [
+        lambda w: make("ReplaceDebounced", idem_key=f"ff:idem:{w.tag()}:{NS}:ffw.debounce:x",
+                       payload=b"latest")],
     "ffw_version": [lambda w: ("ffw_version", [], [])],
+    # Recurring schedules (our extension).
+    "ffw_schedule_upsert": [
+        lambda w: make("ScheduleUpsert", tag=w.misc["stag"], schedule_id=w.misc["sched"],
+                       spec=json.dumps({"every_ms": 60_000}), next_tick=w.now + 60_000,
+                       next_fire=w.now + 60_000, fields={"priority": "3", "overlap": "skip"}),
+        lambda w: make("ScheduleUpsert", tag=w.misc["stag"], schedule_id="s-new",
+                       spec=json.dumps({"every_ms": 60_000}), next_tick=w.now,
+                       next_fire=w.now, only_new=True,
+                       fields={"namespace": NS, "task": "t", "lane": LANE})],
+    "ffw_schedule_advance": [
+        lambda w: make("ScheduleAdvance", tag=w.misc["stag"], schedule_id=w.misc["sched"],
+                       expected_tick=w.misc["sched_tick"], next_tick=w.misc["sched_tick"] + HOUR,
+                       next_fire=w.misc["sched_tick"] + HOUR, last_tick=w.misc["sched_tick"],
+                       last_eid=w.eids["waiting"], fired=1)],
+    "ffw_schedule_set_state": [
+        lambda w: make("ScheduleSetState", tag=w.misc["stag"], schedule_id=w.misc["sched"],
+                       state="paused")],
+    "ffw_schedule_delete": [
+        lambda w: make("ScheduleDelete", tag=w.misc["stag"], schedule_id=w.misc["sched"])],
     "ffw_claim_candidates": [
         lambda w: make("ClaimCandidates", lane=LANE, partition=int(w.tag()[4:-1]), limit=8,
                        fields=("lifecycle_phase", "eligibility_state", "total_attempt_count"))],

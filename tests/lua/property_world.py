@@ -17,6 +17,7 @@ from flowfabric_worker.protocol import conditions as C
 from flowfabric_worker.protocol.ids import mint_execution_id, new_uuid
 from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.partitions import budget_tag, flow_tag, quota_tag
+from flowfabric_worker.protocol.schedules import schedule_tag
 from flowfabric_worker.protocol.streams import StreamMode
 
 
@@ -137,6 +138,7 @@ async def build_world(b: Backend) -> World:
 
     await _build_flow(b, w)
     await _build_budgets(b, w)
+    await _build_schedule(b, w)
     await b.call(make("RegisterWorker", namespace=NS, instance_id=WIID, worker_id=WORKER,
                       lanes=(LANE,), ttl_ms=HOUR, now_ms=w.now))
     return w
@@ -209,3 +211,15 @@ async def _build_budgets(b: Backend, w: World) -> None:
                       max_requests_per_window=100, max_concurrent=10, now_ms=w.now))
     await b.call(make("CheckAdmissionAndRecord", tag=qtag, quota_id=qid, eid=w.eids["waiting"],
                       now_ms=w.now, window_seconds=3600, rate_limit=100, concurrency_cap=10))
+
+
+async def _build_schedule(b: Backend, w: World) -> None:
+    """One active recurring schedule (ffw_schedule_*), due in an hour."""
+    sid = w.misc["sched"] = f"s-{new_uuid()}"
+    stag = w.misc["stag"] = schedule_tag(sid, b.partitions)
+    w.misc["sched_tick"] = w.now + HOUR
+    await b.call(make("ScheduleUpsert", tag=stag, schedule_id=sid,
+                      spec=json.dumps({"every_ms": HOUR}), next_tick=w.now + HOUR,
+                      next_fire=w.now + HOUR,
+                      fields={"namespace": NS, "task": "t", "lane": LANE, "priority": "0",
+                              "overlap": "allow", "catchup": "skip"}))

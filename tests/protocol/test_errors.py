@@ -124,6 +124,9 @@ CATALOGUE: list[tuple[str, str, type[ContractError], str, str]] = [
     ("budget_attach_conflict", "BudgetAttachConflict", pe.BudgetError, T, T),
     ("quota_attach_conflict", "QuotaAttachConflict", pe.BudgetError, T, T),
     ("nondeterministic_step", "NondeterministicStep", pe.CodedContractError, T, T),
+    # recurring schedules (ffw library, our extension)
+    ("schedule_not_found", "ScheduleNotFound", pe.CodedContractError, T, T),
+    ("schedule_exists", "ScheduleExists", pe.CodedContractError, T, T),
 ]
 
 

@@ -113,6 +113,6 @@ async def test_a_scheduler_round_sends_no_separate_pre_read(backend: Backend,
     sched = Scheduler(engine, [LANE], ClaimIdentity("w-me", "w-me", CAPS, 30_000), Permits(8))
     got = await sched.claim_batch()
     assert sorted(c.execution_id for c in got) == sorted(eids)
-    # Only the other partitions' ZRANGEs (and the reclaim look's TIME): no
-    # HMGET / GET / HGETALL per candidate.
-    assert sent and {c[0] for c in sent} <= {"ZRANGE", "TIME"}
+    # Only the other partitions' ZRANGEs (and the reclaim look's "any lease
+    # at all?" EXISTS and TIME): no HMGET / GET / HGETALL per candidate.
+    assert sent and {c[0] for c in sent} <= {"ZRANGE", "TIME", "EXISTS"}

@@ -20,6 +20,7 @@ from flowfabric_worker.errors import (
     ResultTimeout,
     StateNotReached,
     UnknownWaitpoint,
+    UnmatchedSignalWarning,
 )
 from flowfabric_worker.protocol.errors import (
     ExecutionNotFound,
@@ -53,8 +54,9 @@ async def test_signal_resumes_a_suspended_execution(client: Client) -> None:
     stored = await client.backend.waitpoint_token(execution_tag(eid), wp.waitpoint_id)
     assert stored == wp.token.secret() and wp.token.secret()[3:] not in f"{stored!r} {stored}"
 
-    other = await client.signal(eid, "unrelated", {"x": 1})
-    assert (other.status, other.effect) == ("accepted", "no_op")
+    with pytest.warns(UnmatchedSignalWarning):  # issue 16: not a silent no_op
+        other = await client.signal(eid, "unrelated", {"x": 1})
+    assert (other.status, other.effect) == ("unmatched", "no_op")
     out = await run.signal("approve", {"ok": True}, source="reviewer-7")
     assert out.resumed and out.status == "resumed" and out.waitpoint_id == wp.waitpoint_id
     assert await run.wait_for("waiting", "active", timeout=10) == "waiting"

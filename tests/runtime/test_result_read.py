@@ -9,7 +9,7 @@ import pytest
 
 from flowfabric_worker.authoring.decorators import task
 from flowfabric_worker.backend.backend import Backend
-from flowfabric_worker.client.result_listener import read_core_and_result
+from flowfabric_worker.client.result_listener import read_core_and_result, read_state_and_result
 from flowfabric_worker.protocol.ids import mint_execution_id, new_uuid
 from flowfabric_worker.protocol.lifecycle import (
     ClaimExecution,
@@ -56,3 +56,24 @@ async def test_state_and_result_in_one_read(backend: Backend, monkeypatch: Any) 
     assert job.decode_result(data or b"") == 7
     assert len(calls) == 1  # one round trip
     assert await read_core_and_result(backend, mint_execution_id(lane_id="x")) == (None, None)
+
+
+async def test_a_waiter_reads_two_fields_and_the_result(backend: Backend,
+                                                       monkeypatch: Any) -> None:
+    """``run.result()`` reads the phase, the public state and the result in one
+    round trip, without decoding the whole record (issue 18, round trip)."""
+    eid = mint_execution_id(lane_id=job.lane)
+    assert await read_state_and_result(backend, eid) == (None, "", None)
+    await backend.call(CreateExecution(
+        eid=eid, namespace="ns", lane_id=job.lane, execution_kind=job.name,
+        input_payload=job.encode_args(), partition_id=solo_partition(job.lane)))
+    calls: list[list[list[Any]]] = []
+    real = backend.read_many
+
+    async def spy(commands: list[list[Any]]) -> list[Any]:
+        calls.append(commands)
+        return await real(commands)
+
+    monkeypatch.setattr(backend, "read_many", spy)
+    assert await read_state_and_result(backend, eid) == ("runnable", "waiting", None)
+    assert len(calls) == 1 and calls[0][0][0] == "HMGET"

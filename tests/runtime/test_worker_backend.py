@@ -146,11 +146,13 @@ async def test_payload_mismatch_and_unknown_task(backend: Backend) -> None:
     w = worker(backend, square)
 
     async def done() -> bool:
-        return await state(backend, bad) == "failed" and await state(backend, unknown) == "failed"
+        return (await state(backend, bad) == "failed"
+                and (unknown, "handed_back") in w.outcomes)
 
     await run_until(w, done)
     assert (await attempts(backend, bad))[0].get("failure_category") == "permanent"
-    assert (await attempts(backend, unknown))[0].get("failure_category") == "unknown_task"
+    # Not ours: handed back for another worker (docs/operations.md, mixed fleets).
+    assert not (await attempts(backend, unknown))[0].get("failure_category")
 
 
 async def test_dead_worker_lease_is_reclaimed_and_stale_complete_refused(

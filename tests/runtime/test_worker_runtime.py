@@ -150,9 +150,9 @@ class FakeEngine:
     async def cancel(self, lease: Claimed, reason: str) -> None:
         self._check(lease).state = "cancelled"
 
-    async def hand_back(self, lease: Claimed) -> None:
+    async def hand_back(self, lease: Claimed, *, delay_ms: int = 0) -> None:
         e = self._check(lease)
-        e.state, e.eligible_at = "delayed", now_ms()
+        e.state, e.eligible_at = "delayed", now_ms() + delay_ms
         e.history.append("handed_back")
 
     async def update_progress(self, lease: Claimed, pct: float, message: str) -> None:
@@ -274,7 +274,7 @@ async def test_timeout_category() -> None:
     assert e.category == "timeout"
 
 
-async def test_unknown_task_fails_and_worker_keeps_going() -> None:
+async def test_unknown_task_is_handed_back_and_worker_keeps_going() -> None:
     eng = FakeEngine()
     u = eng.add("u", "nobody.knows")
     k = eng.add("k", "known")
@@ -283,7 +283,19 @@ async def test_unknown_task_fails_and_worker_keeps_going() -> None:
         return 1
 
     w = Worker(eng, [T("known", known)], lease_ttl=1.0)
-    await run_until(w, lambda: u.state == "failed" and k.state == "completed")
+    await run_until(w, lambda: "handed_back" in u.history and k.state == "completed")
+    assert u.state == "delayed" and u.category == "" and u.attempts == 1
+
+
+async def test_unknown_task_fails_after_the_opt_in_bound() -> None:
+    eng = FakeEngine()
+    u = eng.add("u", "nobody.knows")
+
+    async def known() -> int:
+        return 1
+
+    w = Worker(eng, [T("known", known)], lease_ttl=1.0, fail_unknown_after=1)
+    await run_until(w, lambda: u.state == "failed")
     assert u.category == "unknown_task" and "nobody.knows" in u.reason
 
 

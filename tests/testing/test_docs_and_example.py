@@ -32,7 +32,7 @@ def _flushed(url: str) -> str:
 
 
 def test_the_guide_has_its_snippets() -> None:
-    assert len(SNIPPETS) == 3
+    assert len(SNIPPETS) == 4
 
 
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
@@ -47,13 +47,17 @@ def test_each_snippet_of_the_guide_runs(index: int, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
-def test_the_workflow_snippet_on_a_real_server(tmp_path: Path, redis_server_url: str) -> None:
-    (snippet,) = [s for s in SNIPPETS if "ffw_env" in s]
+@pytest.mark.parametrize(("marker", "expected"), [
+    ("def test_approval_times_out_after_a_day", "1 passed, 2 skipped"),
+    ("def test_a_mistyped_approval_is_refused_when_sent", "2 passed")])
+def test_the_ffw_env_snippets_on_a_real_server(tmp_path: Path, redis_server_url: str,
+                                               marker: str, expected: str) -> None:
+    (snippet,) = [s for s in SNIPPETS if marker in s]
     path = tmp_path / "test_workflow.py"
     path.write_text(snippet)
     proc = _pytest(path, "--ffw-redis-url", _flushed(redis_server_url), "-rs")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "1 passed, 2 skipped" in proc.stdout
+    assert expected in proc.stdout
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])

@@ -1,8 +1,7 @@
 -- ff_create_execution (spec 02 §3.1).
 
 -- Validate policy routing requirements; returns (csv or "", nil) or (nil, err).
-local function required_caps(policy_json)
-  if policy_json == "" or policy_json == "{}" then return "" end
+local function parse_required_caps(policy_json)
   local policy = json_decode(policy_json)
   if type(policy) ~= "table" then return nil, err("invalid_policy_json", "malformed") end
   local rr = policy.routing_requirements
@@ -35,6 +34,26 @@ local function required_caps(policy_json)
   table.sort(toks)
   return table.concat(toks, ",")
 end
+
+-- The caps of the policies seen lately, by policy text: a task's submissions
+-- all send one policy, and decoding its JSON was a tenth of a create's Lua
+-- time. A pure function of the text, so remembering it changes no outcome
+-- (refusals are not remembered); bounded by starting over when full.
+local caps_seen, caps_seen_n = {}, 0
+
+local function required_caps(policy_json)
+  if policy_json == "" or policy_json == "{}" then return "" end
+  local known = caps_seen[policy_json]
+  if known then return known end
+  local caps, perr = parse_required_caps(policy_json)
+  if caps == nil then return nil, perr end
+  if caps_seen_n >= 64 then caps_seen, caps_seen_n = {}, 0 end
+  caps_seen[policy_json] = caps
+  caps_seen_n = caps_seen_n + 1
+  return caps
+end
+
+local NO_TAGS = {}
 
 -- Tags: top-level scalar members only (nested values are refused, spec 02 §9).
 local function parse_tags(tags_json)
@@ -78,8 +97,9 @@ redis.register_function("ff_create_execution", function(keys, args)
   local e4 = LC.eid_mismatch(core_key, eid)
   if e4 then return e4 end
   -- The record's lane_id must be the lane of the queue it is filed in.
-  if queue_key ~= LC.lane_key(core_key, lane, "eligible")
-     and queue_key ~= LC.lane_key(core_key, lane, "delayed") then
+  -- (LC.lane_key's form, its prefix built once for both siblings.)
+  local lane_prefix = "ff:idx:" .. tag_of(core_key) .. ":lane:" .. lane .. ":"
+  if queue_key ~= lane_prefix .. "eligible" and queue_key ~= lane_prefix .. "delayed" then
     return err("invalid_input", "lane_id does not match the queue key")
   end
 
@@ -92,7 +112,8 @@ redis.register_function("ff_create_execution", function(keys, args)
 
   local caps, perr = required_caps(policy_json)
   if caps == nil then return perr end
-  local tag_pairs, terr = parse_tags(tags_json)
+  local tag_pairs, terr = NO_TAGS, nil
+  if tags_json ~= "" then tag_pairs, terr = parse_tags(tags_json) end
   if tag_pairs == nil then return terr end
 
   local now = now_ms()
@@ -128,18 +149,22 @@ redis.register_function("ff_create_execution", function(keys, args)
     "progress_pct", "", "progress_message", "", "progress_updated_at", "",
     "flow_id", "",
   }
-  local function add(...)
-    for _, v in ipairs({...}) do fields[#fields + 1] = v end
-  end
+  local i = #fields
   if delayed then
-    add("eligibility_state", "not_eligible_until_time", "blocking_reason", "waiting_for_delay",
-      "blocking_detail", "delayed until " .. istr(delay_until), "public_state", "delayed",
-      "delay_until", istr(delay_until))
+    local d = istr(delay_until)
+    fields[i + 1], fields[i + 2] = "eligibility_state", "not_eligible_until_time"
+    fields[i + 3], fields[i + 4] = "blocking_reason", "waiting_for_delay"
+    fields[i + 5], fields[i + 6] = "blocking_detail", "delayed until " .. d
+    fields[i + 7], fields[i + 8] = "public_state", "delayed"
+    fields[i + 9], fields[i + 10] = "delay_until", d
   else
-    add("eligibility_state", "eligible_now", "blocking_reason", "waiting_for_worker",
-      "blocking_detail", "", "public_state", "waiting", "delay_until", "")
+    fields[i + 1], fields[i + 2] = "eligibility_state", "eligible_now"
+    fields[i + 3], fields[i + 4] = "blocking_reason", "waiting_for_worker"
+    fields[i + 5], fields[i + 6] = "blocking_detail", ""
+    fields[i + 7], fields[i + 8] = "public_state", "waiting"
+    fields[i + 9], fields[i + 10] = "delay_until", ""
   end
-  if caps ~= "" then add("required_capabilities", caps) end
+  if caps ~= "" then fields[i + 11], fields[i + 12] = "required_capabilities", caps end
   redis.call("HSET", core_key, unpack(fields))
 
   if payload ~= "" then redis.call("SET", payload_key, payload) end
@@ -149,7 +174,8 @@ redis.register_function("ff_create_execution", function(keys, args)
   if delayed then
     redis.call("ZADD", queue_key, istr(delay_until), eid)
   else
-    redis.call("ZADD", queue_key, LC.score({priority = prio, created_at = now}), eid)
+    -- LC.score of {priority = prio, created_at = now}, without the table.
+    redis.call("ZADD", queue_key, fstr(-(prio * 1000000000000) + now), eid)
   end
   redis.call("SADD", all_key, eid)
   if deadline ~= nil then redis.call("ZADD", deadline_key, istr(deadline), eid) end

@@ -103,6 +103,7 @@ from flowfabric_worker.protocol.errors.leases import (
     PartialFenceTriple,
     StaleLease,
 )
+from flowfabric_worker.protocol.errors.schedules import ScheduleExists, ScheduleNotFound
 from flowfabric_worker.protocol.errors.signals import (
     DuplicateSignal,
     PayloadTooLarge,
@@ -249,6 +250,8 @@ __all__ = [
     "ResumeConditionNotMet",
     "RetentionLimitExceeded",
     "RotationConflict",
+    "ScheduleExists",
+    "ScheduleNotFound",
     "SelfReferencingEdge",
     "SignalError",
     "SignalLimitExceeded",
