@@ -93,7 +93,9 @@ def worker(redis_url: str, app: dict[str, Any]) -> Iterator[subprocess.Popen[byt
     r.delete("ff:idx:default:workers")  # the registry of workers from earlier tests
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowfabric_worker", "run", "ops_tasks", "--url", redis_url,
-         "--lease-ttl", "5", "--log-level", "WARNING"], cwd=app["dir"], env=app["env"])
+         "--lease-ttl", "5", "--log-level", "WARNING",
+         # a test may leave ops.hold running: its drain need not wait 15 s
+         "--grace-period", "1"], cwd=app["dir"], env=app["env"])
     try:
         for _ in range(600):  # registered: the worker index names it (up to ~60 s)
             if r.scard("ff:idx:default:workers"):
