@@ -1,8 +1,11 @@
-"""The submitting side: :class:`Client`."""
+"""The submitting side: :class:`Client`.
+
+Its signal methods are in ``client/client_signals.py`` and its budget and
+quota methods in ``client/client_budgets.py``, both inherited.
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, cast, overload
@@ -11,6 +14,8 @@ import msgspec
 
 from flowfabric_worker.backend.backend import Backend, Mode
 from flowfabric_worker.client.batch import prepare, submit_batch
+from flowfabric_worker.client.client_budgets import BudgetMethods
+from flowfabric_worker.client.client_signals import SignalMethods
 from flowfabric_worker.client.flow_builder import FlowBuilder
 from flowfabric_worker.client.flow_handle import FlowHandle
 from flowfabric_worker.client.flow_submit import (
@@ -26,14 +31,6 @@ from flowfabric_worker.client.schedule_handle import (
     create_schedule,
     plan_of,
 )
-from flowfabric_worker.client.signal_sender import (
-    SignalOutcome,
-    WaitpointInfo,
-    check_signal,
-    open_waitpoints,
-    send_signal,
-)
-from flowfabric_worker.client.signal_types import SignalCheck
 from flowfabric_worker.client.submission import Submission, now_ms, resolve
 from flowfabric_worker.errors import InvalidInput
 from flowfabric_worker.observability import tracing
@@ -41,13 +38,7 @@ from flowfabric_worker.protocol.ids import parse_execution_id
 from flowfabric_worker.protocol.lifecycle import CancelExecution
 from flowfabric_worker.settings import Limits
 from flowfabric_worker.tasks.bounds import DEFAULT_LIMITS, check_idempotency_key
-from flowfabric_worker.tasks.budgets import (
-    Budget,
-    Limit,
-    Quota,
-    build_create_budget,
-    build_create_quota,
-)
+from flowfabric_worker.tasks.budgets import Budget, Quota
 from flowfabric_worker.tasks.schedule_specs import Catchup, Cron, Every, Overlap
 from flowfabric_worker.tasks.schedule_store import list_schedules
 from flowfabric_worker.tasks.spec import TaskSpec
@@ -55,7 +46,7 @@ from flowfabric_worker.tasks.spec import TaskSpec
 R = TypeVar("R")
 
 
-class Client:
+class Client(SignalMethods, BudgetMethods):
     """Submits executions and hands out :class:`RunHandle` objects.
 
     ``async with Client.connect("redis://localhost") as client: ...``
@@ -282,65 +273,6 @@ class Client:
                        partitions=self.backend.partitions, lane=lane, priority=priority,
                        tags=tags, budgets=budgets, quota=quota, delay=delay)
 
-    async def signal(
-        self,
-        execution_id: str,
-        name: str,
-        payload: Any = None,
-        *,
-        idempotency_key: str | None = None,
-        source: str = "client",
-        source_type: str = "external_api",
-        category: str = "callback",
-        correlation_id: str = "",
-        waitpoint: str | None = None,
-        token: str | None = None,
-    ) -> SignalOutcome:
-        """Send signal ``name`` with a JSON ``payload`` to a waiting execution.
-
-        The target is the execution's open waitpoint: the suspension's primary
-        one, else the only pending one; name another with ``waitpoint=`` (id or
-        key). Its token is read from the waitpoint record, or (for a bridge
-        relaying an outside caller) compared in constant time with ``token``
-        (:class:`TokenMismatch` on a difference). A pending waitpoint (task
-        still running) gets the signal buffered; an active one evaluates it and
-        may resume the execution. The same ``idempotency_key`` on the same
-        waitpoint records the signal once (``status == "duplicate"`` after).
-        ``source`` (identity) and ``source_type`` are stored with the signal.
-
-        Raises :class:`NoWaitpoint` (nothing waits), :class:`UnknownWaitpoint`,
-        :class:`AmbiguousWaitpoint`, and the library's typed refusals:
-        :class:`InvalidToken`, :class:`TokenExpired` (the token's kid left its
-        rotation grace), :class:`HmacSecretNotInitialized` (no keystore),
-        :class:`WaitpointClosed`, :class:`TargetNotSignalable`,
-        :class:`SignalLimitExceeded`.
-
-        When the task waits with ``payload_type=``, the payload is checked
-        against the JSON Schema it recorded first: :class:`SignalPayloadError`
-        (naming the field), nothing written. A name the wait does not wait for
-        is sent but comes back ``status == "unmatched"`` with an
-        :class:`UnmatchedSignalWarning` (docs/signals.md).
-        """
-        return await send_signal(
-            self.backend, execution_id, name, payload, idempotency_key=idempotency_key,
-            source=source, source_type=source_type, category=category,
-            correlation_id=correlation_id, waitpoint=waitpoint, token=token,
-            limits=self.limits)
-
-    async def validate_signal_payload(self, execution_id: str, name: str, payload: Any = None,
-                                      *, waitpoint: str | None = None) -> SignalCheck:
-        """Check a signal as :meth:`signal` would, without sending it: raises
-        what :meth:`signal` raises before writing (:class:`SignalPayloadError`,
-        :class:`NoWaitpoint`...); returns what the wait expects (a
-        :class:`SignalCheck`: ``waited_for``, ``payload_type``, ``schema``)."""
-        return await check_signal(self.backend, execution_id, name, payload,
-                                  waitpoint=waitpoint, limits=self.limits)
-
-    async def pending_waitpoints(self, execution_id: str) -> list[WaitpointInfo]:
-        """The execution's open waitpoints (``pending`` and ``active``), the
-        suspension's primary first. Tokens print redacted."""
-        return await open_waitpoints(self.backend, execution_id)
-
     def flow(self, *, kind: str = "dag") -> FlowBuilder:
         """A builder for a static flow (DAG) of tasks; see docs/flows.md."""
         return FlowBuilder(self, kind=kind)
@@ -353,79 +285,6 @@ class Client:
     def flow_handle(self, flow_id: str) -> FlowHandle:
         """A handle on an existing flow (the id is a bare UUID)."""
         return FlowHandle(self, flow_id)
-
-    # --- budgets and quotas (docs/budgets.md) ---------------------------------
-
-    async def create_budget(
-        self,
-        dimensions: Mapping[str, Limit],
-        *,
-        budget_id: str | None = None,
-        reset_every: float | None = None,
-        scope: tuple[str, str] | None = None,
-        on_hard_limit: str = "fail",
-        on_soft_limit: str = "warn",
-        enforcement_mode: str = "strict",
-    ) -> Budget:
-        """Create a budget (``ff_create_budget``) and return its handle.
-
-        ``dimensions`` maps a name (``"tokens"``) to its :class:`Limit`; at
-        most 64, sent sorted by name. ``reset_every`` (seconds) zeroes usage
-        periodically (the ``budget_reset`` scanner). ``scope`` is
-        ``("execution" | "flow" | "lane" | "tenant", id)``, stored only
-        (default: the client's namespace as tenant). ``on_hard_limit`` /
-        ``on_soft_limit`` are stored for peers; this worker always fails on a
-        hard breach and warns on a soft one. Creating with an existing
-        ``budget_id`` is a no-op that keeps the stored limits. Example::
-
-            budget = await client.create_budget({"tokens": Limit(hard=10_000, soft=8_000)})
-            run = await summarize.submit(client, doc, budgets=[budget])
-        """
-        now = int(time.time() * 1000)
-        call = build_create_budget(
-            dimensions, budget_id=budget_id, reset_every=reset_every,
-            scope=scope if scope is not None else ("tenant", self.namespace),
-            on_hard_limit=on_hard_limit, on_soft_limit=on_soft_limit,
-            enforcement_mode=enforcement_mode, now_ms=now, backend=self.backend)
-        await self.backend.create_budget(call)
-        return Budget(self.backend, call.budget_id)
-
-    def budget(self, budget_id: str) -> Budget:
-        """A handle on an existing budget (the id is validated, not looked up)."""
-        return Budget(self.backend, budget_id)
-
-    async def create_quota(
-        self,
-        *,
-        rate: int | None = None,
-        per: float = 60,
-        concurrency: int | None = None,
-        jitter: float = 0.0,
-        quota_id: str | None = None,
-    ) -> Quota:
-        """Create a quota policy (``ff_create_quota_policy``): at most ``rate``
-        claims per ``per`` seconds (sliding window) and at most
-        ``concurrency`` executions running at once. ``jitter`` (seconds) is
-        the random spread 0.15 adds to rate-limit retry hints. An execution
-        over the quota waits in ``blocked:quota`` until the ``unblock``
-        scanner finds room. Example::
-
-            quota = await client.create_quota(rate=10, per=60, concurrency=2)
-            await call_api.submit(client, url, quota=quota)
-        """
-        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or jitter < 0:
-            raise InvalidInput("jitter must be a non-negative number of seconds")
-        now = int(time.time() * 1000)
-        call = build_create_quota(quota_id=quota_id, rate=rate, per=per,
-                                  concurrency=concurrency, now_ms=now, backend=self.backend)
-        res = await self.backend.create_quota_policy(call)
-        if res.created and jitter:
-            await self.backend.set_quota_jitter(call.quota_id, round(jitter * 1000))
-        return Quota(self.backend, call.quota_id)
-
-    def quota(self, quota_id: str) -> Quota:
-        """A handle on an existing quota policy (the id is validated)."""
-        return Quota(self.backend, quota_id)
 
     async def schedule(
         self, task: TaskSpec[Any, Any] | str, *args: Any, cron: str | Cron | None = None,

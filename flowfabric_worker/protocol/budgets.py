@@ -1,25 +1,35 @@
-"""Function-call structs for budgets, quota policies and claim-time
-admission (spec 04 §6, §7).
+"""Function-call structs for budgets (spec 04 §6) and for attaching budgets
+and a quota policy to an execution.
 
 Budget calls take the budget's partition ``tag`` (``{b:M}``, see
-:func:`~flowfabric_worker.protocol.partitions.budget_tag`); quota calls the
-quota's (``{q:K}``, :func:`~flowfabric_worker.protocol.partitions.quota_tag`).
+:func:`~flowfabric_worker.protocol.partitions.budget_tag`). The quota and
+claim-time admission calls live in ``protocol.quotas`` and stay importable
+from here.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, cast
 
 import msgspec
 
 from flowfabric_worker.errors import InvalidInput, ScriptError
-from flowfabric_worker.protocol.function import FCall, as_str
+from flowfabric_worker.protocol.checks import check_budget_tag
+from flowfabric_worker.protocol.function import FCall
 from flowfabric_worker.protocol.ids import ExecutionId, parse_execution_id, validate_uuid
-from flowfabric_worker.protocol.keys import BudgetKeys, ExecKeys, QuotaKeys
+from flowfabric_worker.protocol.keys import BudgetKeys, ExecKeys
+from flowfabric_worker.protocol.quotas import (
+    CLAIM_WINDOW,
+    AdmissionResult,
+    CheckAdmissionAndRecord,
+    CreateQuotaPolicy,
+    CreateResult,
+    ReleaseAdmission,
+)
 
 __all__ = [
+    "CLAIM_WINDOW",
     "MAX_DIMENSIONS",
     "AdmissionResult",
     "AttachAdmission",
@@ -40,17 +50,6 @@ __all__ = [
 MAX_DIMENSIONS = 64
 """0.15's typed wrappers cap a usage call at 64 dimensions (§6.1)."""
 
-CLAIM_WINDOW = "default"
-"""The window dimension the claim path uses (§3.4, §7.5); keep it for interop."""
-
-_BTAG = re.compile(r"^\{b:(0|[1-9][0-9]{0,4})\}$")
-_QTAG = re.compile(r"^\{q:(0|[1-9][0-9]{0,4})\}$")
-
-
-def _check_tag(pattern: re.Pattern[str], tag: str, what: str) -> None:
-    if not pattern.match(tag):
-        raise InvalidInput(f"{what} partition tag malformed: {tag!r}")
-
 
 def _check_usage(deltas: Mapping[str, int]) -> None:
     if len(deltas) > MAX_DIMENSIONS:
@@ -62,17 +61,13 @@ def _check_usage(deltas: Mapping[str, int]) -> None:
             raise InvalidInput(f"delta for {dim!r} must be a non-negative integer")
 
 
-class CreateResult(msgspec.Struct, frozen=True):
-    id: str
-    created: bool
-
 
 class _BudgetCall(msgspec.Struct, frozen=True, kw_only=True):
     tag: str
     budget_id: str
 
     def _validate_budget(self) -> None:
-        _check_tag(_BTAG, self.tag, "budget")
+        check_budget_tag(self.tag)
         validate_uuid(self.budget_id, "budget id")
 
     @property
@@ -277,150 +272,6 @@ class ResetBudget(_BudgetCall, FCall[ResetResult], frozen=True, kw_only=True):
 
     def decode(self, reply: Any) -> ResetResult:
         return ResetResult(next_reset_at=int(self.envelope(reply).field(0, "0")))
-
-
-# ---------------------------------------------------------------- quotas
-
-
-class _QuotaCall(msgspec.Struct, frozen=True, kw_only=True):
-    tag: str
-    quota_id: str
-
-    def _validate_quota(self) -> None:
-        _check_tag(_QTAG, self.tag, "quota")
-        validate_uuid(self.quota_id, "quota id")
-
-    @property
-    def qk(self) -> QuotaKeys:
-        return QuotaKeys(self.tag, self.quota_id)
-
-
-class CreateQuotaPolicy(_QuotaCall, FCall[CreateResult], frozen=True, kw_only=True):
-    """``ff_create_quota_policy`` (§7.2)."""
-
-    NAME: ClassVar[str] = "ff_create_quota_policy"
-    IDEMPOTENT: ClassVar[bool] = True
-    window_seconds: int
-    max_requests_per_window: int
-    max_concurrent: int
-    now_ms: int
-
-    def __post_init__(self) -> None:
-        self._validate_quota()
-        for name in ("window_seconds", "max_requests_per_window", "max_concurrent"):
-            if getattr(self, name) < 0:
-                raise InvalidInput(f"{name} must be >= 0")
-
-    def keys(self) -> list[str]:
-        qk = self.qk
-        return [
-            qk.definition,
-            qk.window("requests_per_window"),
-            qk.concurrency,
-            qk.admitted_set,
-            qk.policies,
-        ]
-
-    def argv(self) -> list[str]:
-        return [
-            self.quota_id,
-            str(self.window_seconds),
-            str(self.max_requests_per_window),
-            str(self.max_concurrent),
-            str(self.now_ms),
-        ]
-
-    def decode(self, reply: Any) -> CreateResult:
-        env = self.envelope(reply)
-        return CreateResult(id=env.field(0), created=env.status == "OK")
-
-
-class AdmissionResult(msgspec.Struct, frozen=True):
-    """``status``: ADMITTED | ALREADY_ADMITTED | RATE_EXCEEDED |
-    CONCURRENCY_EXCEEDED; ``retry_after_ms`` only for RATE_EXCEEDED."""
-
-    status: Literal["ADMITTED", "ALREADY_ADMITTED", "RATE_EXCEEDED", "CONCURRENCY_EXCEEDED"]
-    retry_after_ms: int = 0
-
-    @property
-    def admitted(self) -> bool:
-        return self.status in ("ADMITTED", "ALREADY_ADMITTED")
-
-
-class CheckAdmissionAndRecord(_QuotaCall, FCall[AdmissionResult], frozen=True, kw_only=True):
-    """``ff_check_admission_and_record`` (§7.3). Its reply has no leading
-    integer: ``["ADMITTED"]``, ``["RATE_EXCEEDED", retry]``..."""
-
-    NAME: ClassVar[str] = "ff_check_admission_and_record"
-    eid: ExecutionId
-    now_ms: int
-    window_seconds: int
-    rate_limit: int
-    concurrency_cap: int
-    jitter_ms: int = 0
-    window: str = CLAIM_WINDOW
-
-    def __post_init__(self) -> None:
-        self._validate_quota()
-        parse_execution_id(self.eid)
-        for name in ("window_seconds", "rate_limit", "concurrency_cap", "jitter_ms"):
-            if getattr(self, name) < 0:
-                raise InvalidInput(f"{name} must be >= 0")
-
-    def keys(self) -> list[str]:
-        qk = self.qk
-        return [
-            qk.window(self.window),
-            qk.concurrency,
-            qk.definition,
-            qk.admitted(self.eid),
-            qk.admitted_set,
-        ]
-
-    def argv(self) -> list[str]:
-        return [
-            str(self.now_ms),
-            str(self.window_seconds),
-            str(self.rate_limit),
-            str(self.concurrency_cap),
-            self.eid,
-            str(self.jitter_ms),
-        ]
-
-    def decode(self, reply: Any) -> AdmissionResult:
-        if isinstance(reply, list | tuple) and reply and reply[0] == 0:
-            self.envelope(reply)  # raises the mapped refusal (invalid_input)
-        if not isinstance(reply, list | tuple) or not reply:
-            raise ScriptError(f"{self.NAME}: malformed reply {reply!r}")
-        status = as_str(reply[0])
-        if status == "RATE_EXCEEDED":
-            retry = int(as_str(reply[1])) if len(reply) > 1 else 0
-            return AdmissionResult(status="RATE_EXCEEDED", retry_after_ms=retry)
-        if status in ("ADMITTED", "ALREADY_ADMITTED", "CONCURRENCY_EXCEEDED"):
-            return AdmissionResult(status=status)  # type: ignore[arg-type]
-        raise ScriptError(f"{self.NAME}: unknown admission reply {reply!r}")
-
-
-class ReleaseAdmission(_QuotaCall, FCall[None], frozen=True, kw_only=True):
-    """``ff_release_admission`` (§7.4): undo an admission after a failed grant."""
-
-    NAME: ClassVar[str] = "ff_release_admission"
-    IDEMPOTENT: ClassVar[bool] = True
-    eid: ExecutionId
-
-    def __post_init__(self) -> None:
-        self._validate_quota()
-        parse_execution_id(self.eid)
-
-    def keys(self) -> list[str]:
-        qk = self.qk
-        return [qk.admitted(self.eid), qk.admitted_set, qk.concurrency]
-
-    def argv(self) -> list[str]:
-        return [self.eid]
-
-    def decode(self, reply: Any) -> None:
-        self.envelope(reply)
 
 
 # ---------------------------------------------------------------- attachment

@@ -33,6 +33,32 @@ def check_int(value: int | None, what: str, *, minimum: int | None = None) -> No
         raise InvalidInput(f"{what} must be >= {minimum}, got {value}")
 
 
+def wire_int(value: int | None, what: str, *, minimum: int = 0) -> str:
+    """An optional integer argument as ARGV text (``""`` for None), checked:
+    integers only (not bools), at least ``minimum``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInput(f"{what} must be an integer >= {minimum}")
+    return str(value)
+
+
+_BUDGET_TAG = re.compile(r"^\{b:(0|[1-9][0-9]{0,4})\}$")
+_QUOTA_TAG = re.compile(r"^\{q:(0|[1-9][0-9]{0,4})\}$")
+
+
+def check_budget_tag(tag: str) -> None:
+    """A budget partition tag, ``{b:M}``."""
+    if not _BUDGET_TAG.match(tag):
+        raise InvalidInput(f"budget partition tag malformed: {tag!r}")
+
+
+def check_quota_tag(tag: str) -> None:
+    """A quota partition tag, ``{q:K}``."""
+    if not _QUOTA_TAG.match(tag):
+        raise InvalidInput(f"quota partition tag malformed: {tag!r}")
+
+
 def check_json_object(text: str, what: str, *, allow_empty: bool = True) -> dict[str, Any]:
     """``text`` must be a JSON object (the library crashes on anything else)."""
     if text == "" and allow_empty:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from flowfabric_worker.errors import InvalidInput
-from flowfabric_worker.protocol.budgets import _QTAG, _check_tag
+from flowfabric_worker.protocol.checks import check_quota_tag
 from flowfabric_worker.protocol.function import FCall
 from flowfabric_worker.protocol.ids import validate_uuid
 from flowfabric_worker.protocol.keys import QuotaKeys
@@ -47,7 +47,7 @@ class FlowQuota(FCall[str], frozen=True, kw_only=True):
     label: str = ""
 
     def __post_init__(self) -> None:
-        _check_tag(_QTAG, self.tag, "quota")
+        check_quota_tag(self.tag)
         validate_uuid(self.quota_id, "quota id")
         if self.window_seconds < 1 or self.rate < 0 or self.cap < 0 or self.now_ms < 0:
             raise InvalidInput("flow quota limits must be non-negative (window >= 1 s)")
