@@ -17,6 +17,12 @@ CPU is ``time.process_time`` (user + system of this process), so a busy
 machine slows the wall-clock figures but not the CPU ones. Not a test:
 nothing here asserts. ``python bench/embedded.py --help``;
 ``--profile PATH`` writes a cProfile of one drain (``python -m pstats PATH``).
+
+``memory://`` takes the embedded fast paths (``backend/embedded_transport.py``,
+``backend/embedded_socket.py``) when the installed fakeredis is one they were
+written for. ``--stock`` measures stock fakeredis instead, and ``--compare``
+alternates the two within each repetition (stock first in odd repetitions,
+fast first in even ones) and prints the paired CPU ratios.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import os
 import statistics
 import time
 import uuid
+from typing import Any
 
 import anyio
 
 from flowfabric_worker import Client, task
+from flowfabric_worker.backend import connection, embedded_socket
 from flowfabric_worker.worker.worker import Worker
 
 WARMUP_TRIPS = 5
@@ -94,7 +102,23 @@ async def run(n: int, trips: int, concurrency: int,
             out["rt_p50_ms"] = statistics.median(times) * 1000
             out["rt_p99_ms"] = times[min(len(times) - 1, int(len(times) * 0.99))] * 1000
             worker.stop()
+    # Let the server go: a process running many repetitions would otherwise
+    # keep every earlier server's records alive, and the garbage collector's
+    # full passes would walk them all, slowing the later repetitions.
+    connection._memory_servers.pop(url[len("memory://"):], None)
     return out
+
+
+def _line(label: str, r: dict[str, float]) -> str:
+    return (f"{label}: drain {r['drain_per_s']:.0f} tasks/s "
+            f"({r['drain_cpu_ms_per_task']:.2f} ms CPU/task), "
+            f"round trip p50 {r['rt_p50_ms']:.2f} ms p99 {r['rt_p99_ms']:.2f} ms "
+            f"({r['rt_cpu_ms_per_trip']:.2f} ms CPU/trip)")
+
+
+def _run(args: Any, fast: bool, profile: str | None) -> dict[str, float]:
+    connection.EMBEDDED_FAST_PATHS = fast
+    return anyio.run(run, args.n, args.trips, args.concurrency, profile)
 
 
 def main() -> None:
@@ -105,15 +129,34 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1, help="repetitions (1)")
     parser.add_argument("--profile", metavar="PATH",
                         help="write a cProfile of the first drain to PATH")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--stock", action="store_true",
+                      help="stock fakeredis, without the embedded fast paths")
+    mode.add_argument("--compare", action="store_true",
+                      help="stock and fast alternating in each repetition, paired ratios")
     args = parser.parse_args()
-    print(f"load average before: {loadavg()}  (cpus: {os.cpu_count()})")
-    for rep in range(args.reps):
-        r = anyio.run(run, args.n, args.trips, args.concurrency,
-                      args.profile if rep == 0 else None)
-        print(f"rep {rep + 1}: drain {r['drain_per_s']:.0f} tasks/s "
-              f"({r['drain_cpu_ms_per_task']:.2f} ms CPU/task), "
-              f"round trip p50 {r['rt_p50_ms']:.2f} ms p99 {r['rt_p99_ms']:.2f} ms "
-              f"({r['rt_cpu_ms_per_trip']:.2f} ms CPU/trip)", flush=True)
+    print(f"load average before: {loadavg()}  (cpus: {os.cpu_count()}; embedded fast "
+          f"paths {'available' if embedded_socket.available() else 'UNAVAILABLE'})")
+    if not args.compare:
+        for rep in range(args.reps):
+            r = _run(args, not args.stock, args.profile if rep == 0 else None)
+            print(_line(f"rep {rep + 1}{' (stock)' if args.stock else ''}", r), flush=True)
+    else:
+        ratios: list[tuple[float, float]] = []
+        for rep in range(args.reps):
+            order = (False, True) if rep % 2 == 0 else (True, False)
+            pair: dict[bool, dict[str, float]] = {}
+            for fast in order:
+                pair[fast] = _run(args, fast, None)
+                print(_line(f"rep {rep + 1} {'fast ' if fast else 'stock'}", pair[fast]),
+                      flush=True)
+            fast_r, stock_r = pair[True], pair[False]
+            ratios.append((fast_r["drain_cpu_ms_per_task"] / stock_r["drain_cpu_ms_per_task"],
+                           fast_r["rt_cpu_ms_per_trip"] / stock_r["rt_cpu_ms_per_trip"]))
+        drain, trip = zip(*ratios, strict=True)
+        print(f"fast/stock CPU, paired: drain {' '.join(f'{x:.2f}' for x in drain)} "
+              f"(median {statistics.median(drain):.2f}), round trip "
+              f"{' '.join(f'{x:.2f}' for x in trip)} (median {statistics.median(trip):.2f})")
     print(f"load average after:  {loadavg()}")
 
 

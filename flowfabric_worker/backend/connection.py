@@ -2,7 +2,10 @@
 ``unix://`` (a real server) or ``memory://[name]`` (in-process fakeredis).
 
 ``memory://`` connections with the same name share one in-process server, so a
-client and a worker in one process see the same data.
+client and a worker in one process see the same data. They take the embedded
+fast paths (``embedded_transport``: commands handed over without RESP,
+``embedded_socket``: cached dispatch inside fakeredis) when the installed
+fakeredis is one those were written for, stock fakeredis otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ import redis.asyncio as aioredis
 from flowfabric_worker.errors import ConfigurationError
 
 __all__ = ["is_memory_url", "open_redis"]
+
+#: Whether ``memory://`` connections opened from now on take the embedded fast
+#: paths (when available). Only for measuring them against stock fakeredis
+#: (``bench/embedded.py --stock``); the two behave the same.
+EMBEDDED_FAST_PATHS = True
 
 _memory_servers: dict[str, Any] = {}
 _memory_lock = threading.Lock()
@@ -43,8 +51,15 @@ def open_redis(url: str, **kwargs: Any) -> aioredis.Redis:
     if is_memory_url(url):
         import fakeredis
 
-        name = url[len("memory://"):] or "default"
-        return fakeredis.FakeAsyncRedis(server=_memory_server(name), **kwargs)
+        from flowfabric_worker.backend import embedded_socket
+
+        server = _memory_server(url[len("memory://"):] or "default")
+        if EMBEDDED_FAST_PATHS and embedded_socket.available():
+            from flowfabric_worker.backend.embedded_transport import open_embedded
+
+            embedded: aioredis.Redis = open_embedded(server, **kwargs)
+            return embedded
+        return fakeredis.FakeAsyncRedis(server=server, **kwargs)
     if url.startswith(("redis://", "rediss://", "unix://")):
         client: aioredis.Redis = aioredis.Redis.from_url(url, **kwargs)
         return client

@@ -3,14 +3,18 @@
 redis-py's pool gives each concurrent pipeline its own connection, packs and
 parses through several layers and costs one write and one wake-up per call:
 about 100 µs of CPU per call, the bulk of a short task's cost in a worker.
-Here callers append their packed commands to one outgoing buffer; a writer
-task sends everything queued during a loop iteration in one write, and a
-reader task hands replies back in order (Redis answers in the order it
-receives). Concurrent terminal calls, claims and renewals then share writes
-and wake-ups, which is what FlowFabric's Rust worker gets from its
-multiplexed connection. A call made while nothing is queued and the
-socket's buffer is empty is written at once by its caller instead (a loop
-iteration sooner and cheaper: what a lone submission pays).
+Here callers append their packed commands to one outgoing buffer; one loop
+callback sends everything queued during a loop iteration in one write (a
+writer task takes over to connect and to wait out a full socket buffer), and
+replies are handed back in order (Redis answers in the order it receives)
+straight from the transport's data callback: hiredis parses them as the
+bytes arrive, with no reader task to wake (one event-loop iteration and
+redis-py's per-reply read path less per round trip). Concurrent terminal
+calls, claims and renewals then share writes and wake-ups, which is what
+FlowFabric's Rust worker gets from its multiplexed connection. A call made
+while nothing is queued and the socket's buffer is empty is written at once
+by its caller instead (a loop iteration sooner and cheaper: what a lone
+submission pays).
 
 Only commands that never block belong here (``FCALL``, plain reads and
 writes); blocking reads and pub/sub keep their own pool connections.
@@ -33,13 +37,88 @@ from collections.abc import Sequence
 from typing import Any
 
 # C packer (hiredis is a dependency): a tenth of the cost of redis-py's own.
+from hiredis import Reader as _HiredisReader
 from hiredis import pack_command as _hiredis_pack
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["Multiplexer"]
+
+#: Unsent bytes past which a flush leaves the write to the writer task,
+#: which waits for the transport to drain (back-pressure).
+_FLUSH_BUFFER_LIMIT = 64 * 1024
+
+#: What the hiredis reader returns while a reply is incomplete (not False:
+#: RESP3 has booleans).
+_INCOMPLETE = object()
+
+
+class _Replies(asyncio.Protocol):
+    """Takes over a connected redis-py connection's transport: replies are
+    parsed and handed to their callers in the data callback. Flow control
+    and the connection's end still reach redis-py's own protocol, so its
+    stream writer's ``drain()`` and ``is_closing()`` keep working."""
+
+    def __init__(self, mux: Multiplexer, conn: AbstractConnection,
+                 inner: asyncio.Protocol) -> None:
+        self._mux = mux
+        self._conn = conn
+        self._inner = inner
+        parser = getattr(conn, "_parser", None)
+        kwargs: dict[str, Any] = {
+            "protocolError": InvalidResponse, "notEnoughData": _INCOMPLETE,
+            # redis-py's mapping of error replies to its exception classes.
+            "replyError": getattr(parser, "parse_error", ResponseError),
+        }
+        encoder = getattr(conn, "encoder", None)
+        if encoder is not None and encoder.decode_responses:
+            kwargs.update(encoding=encoder.encoding, errors=encoder.encoding_errors)
+        self._reader = _HiredisReader(**kwargs)
+
+    def data_received(self, data: bytes) -> None:
+        if self._mux._handler is not self:
+            return  # a broken connection's late bytes: their callers were failed
+        reader, pending = self._reader, self._mux._in_flight
+        reader.feed(data)
+        while True:
+            try:
+                reply = reader.gets()
+            except Exception as exc:  # a protocol error: nothing after it can be trusted
+                self._mux._broken(self._conn, exc)
+                return
+            if reply is _INCOMPLETE:
+                return
+            if isinstance(reply, RedisConnectionError) or (
+                    type(reply) is list and reply and isinstance(reply[0], RedisConnectionError)):
+                # As redis-py raises them (LOADING, ...): the connection is done.
+                self._mux._broken(self._conn, reply if isinstance(reply, RedisConnectionError)
+                                  else reply[0])
+                return
+            if not pending:
+                self._mux._broken(self._conn, RedisConnectionError(
+                    f"Error while reading from {self._mux._where()}: a reply nobody asked for"))
+                return
+            future = pending.popleft()
+            if not future.done():
+                future.set_result(reply)
+
+    def eof_received(self) -> bool | None:
+        self._mux._broken(self._conn, RedisConnectionError(
+            f"Error while reading from {self._mux._where()}: connection closed by server."))
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._mux._broken(self._conn, exc or RedisConnectionError(
+            f"Error while reading from {self._mux._where()}: connection lost."))
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
 
 
 class Multiplexer:
@@ -49,8 +128,8 @@ class Multiplexer:
         self._pool = pool
         kwargs = dict(pool.connection_kwargs)
         #: The reply deadline (the client's ``socket_timeout``) is applied per
-        #: call here: the connection itself reads without one, since its
-        #: reader also waits while nothing is in flight.
+        #: call here: the connection itself has none, since it also stays
+        #: open while nothing is in flight.
         self._timeout: float | None = kwargs.pop("socket_timeout", None) or None
         self._kwargs = dict(kwargs, socket_timeout=None)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -63,8 +142,10 @@ class Multiplexer:
         #: Written, awaiting replies, oldest first.
         self._in_flight: deque[asyncio.Future[Any]] = deque()
         self._writer_wake: asyncio.Event | None = None
+        self._flush_soon = False
         self._writer: asyncio.Task[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
+        #: The open connection's reply handler; None while there is none.
+        self._handler: _Replies | None = None
         self._closed = False
 
     def usable(self) -> bool:
@@ -128,19 +209,40 @@ class Multiplexer:
         for command in commands:
             self._outgoing.extend(pack(command))
         self._outgoing_futures.extend(futures)
-        self._writer_wake.set()
+        if not self._flush_soon:
+            # Everything callers queue until the next loop iteration goes out
+            # in one write, from a plain callback (a task switch less than the
+            # writer task; it still connects and waits out a full buffer).
+            self._flush_soon = True
+            self._loop.call_soon(self._flush)
         return futures
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        if not self._outgoing_futures:
+            return
+        conn, handler = self._conn, self._handler
+        writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+        if (handler is None or writer is None or writer.is_closing()
+                or writer.transport.get_write_buffer_size() > _FLUSH_BUFFER_LIMIT):
+            assert self._writer_wake is not None
+            self._writer_wake.set()
+            return
+        data, futures = self._outgoing, self._outgoing_futures
+        self._outgoing, self._outgoing_futures = [], []
+        self._in_flight.extend(futures)
+        writer.writelines(data)
 
     def _idle_writer(self) -> asyncio.StreamWriter | None:
         """The open connection's stream writer when a write may go out at
-        once: connected with its reader running, nothing in flight or
-        waiting for the writer task, the transport's buffer empty. Otherwise
-        the writer task sends it, keeping the order, the back-pressure and,
-        above all, the sharing: concurrent callers (a worker's slots) keep
-        going out together in one write per loop iteration."""
+        once: connected with its replies handled, nothing in flight or
+        queued, the transport's buffer empty. Otherwise the next flush sends
+        it, keeping the order, the back-pressure and, above all, the sharing:
+        concurrent callers (a worker's slots) keep going out together in one
+        write per loop iteration."""
         conn = self._conn
         if (self._outgoing_futures or self._in_flight or conn is None
-                or self._reader is None or self._reader.done()):
+                or self._handler is None):
             return None
         writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
         if writer is None or writer.is_closing() or writer.transport.get_write_buffer_size():
@@ -184,11 +286,15 @@ class Multiplexer:
 
     async def _connected(self) -> AbstractConnection:
         conn = self._connection()
-        if self._reader is not None and not self._reader.done() and conn.is_connected:
+        if self._handler is not None and conn.is_connected:
             return conn
+        if self._handler is not None:
+            # Closed behind our back: its callers get the error first.
+            self._broken(conn, RedisConnectionError(
+                f"Error while reading from {self._where()}: connection lost."))
         if self._connections:
-            # A new connection object per connection: the old reader, when
-            # its cancellation lands, closes the old one, never this one.
+            # A new connection object per connection: a late callback about
+            # the old one (its close) changes nothing here.
             old, conn = conn, self._pool.connection_class(**self._kwargs)
             self._conn = conn
             await self._disconnect(old)
@@ -200,33 +306,20 @@ class Multiplexer:
             raise
         except Exception as exc:  # OSError, TimeoutError: never written either
             raise RedisConnectionError(f"Error connecting to {self._where()}: {exc}") from exc
-        assert self._loop is not None
-        self._reader = self._loop.create_task(self._read_loop(conn))
+        writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+        if writer is None:
+            raise RedisConnectionError(f"Error connecting to {self._where()}: no stream")
+        transport = writer.transport
+        inner = transport.get_protocol()
+        assert isinstance(inner, asyncio.Protocol)
+        replies = _Replies(self, conn, inner)
+        transport.set_protocol(replies)
+        self._handler = replies
         return conn
 
     def _where(self) -> str:
         describe = getattr(self._conn, "_host_error", None)
         return str(describe()) if callable(describe) else "redis"
-
-    async def _read_loop(self, conn: AbstractConnection) -> None:
-        """Reads even while nothing is in flight, so a connection the server
-        closed is noticed (and replaced) before the next write, not after."""
-        pending = self._in_flight
-        while True:
-            try:
-                reply: Any = await conn.read_response()
-            except ResponseError as exc:
-                reply = exc
-            except Exception as exc:
-                self._broken(conn, exc)
-                return
-            if not pending:
-                self._broken(conn, RedisConnectionError(
-                    f"Error while reading from {self._where()}: a reply nobody asked for"))
-                return
-            future = pending.popleft()
-            if not future.done():
-                future.set_result(reply)
 
     def _broken(self, conn: AbstractConnection, exc: BaseException) -> None:
         """The connection failed: whatever was written gets the error (it may
@@ -240,9 +333,7 @@ class Multiplexer:
             future = self._in_flight.popleft()
             if not future.done():
                 future.set_exception(exc)
-        reader, self._reader = self._reader, None
-        if reader is not None and reader is not asyncio.current_task():
-            reader.cancel()
+        self._handler = None
         # The socket itself is closed by the next connect (or aclose).
 
     @staticmethod
@@ -266,7 +357,8 @@ class Multiplexer:
         self._closed = True
         self._fail_outgoing(RedisConnectionError(
             "Error connecting to redis: the backend was closed"))
-        tasks = [t for t in (self._writer, self._reader) if t is not None]
+        self._handler = None
+        tasks = [t for t in (self._writer,) if t is not None]
         for task in tasks:
             task.cancel()
         while self._in_flight:
@@ -282,3 +374,4 @@ class Multiplexer:
                 pass
         if self._conn is not None:
             await self._disconnect(self._conn)
+

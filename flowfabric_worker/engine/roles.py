@@ -8,6 +8,8 @@ import logging
 from collections.abc import Sequence
 
 import anyio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.engine.flows import flow_scanners
@@ -17,7 +19,7 @@ from flowfabric_worker.engine.scan_leases import LEASE_TTL, RangeLeases, lease_g
 from flowfabric_worker.engine.scanners.budgets import budget_scanners
 from flowfabric_worker.engine.scanners.catalogue import lifecycle_scanners
 from flowfabric_worker.engine.schedule_firing import schedule_scanner
-from flowfabric_worker.errors import ConfigurationError
+from flowfabric_worker.errors import ConfigurationError, TransportError
 
 __all__ = [
     "default_scanners",
@@ -94,9 +96,10 @@ async def run_scanners(
         runner.leases = RangeLeases(backend, runner.ranges(),
                                     group=lease_group([s.name for s in chosen]),
                                     ttl=lease_ttl, token=runner.token)
-    await backend.add_lanes(list(lanes or []))
-    dispatch = scanners is None if completion_dispatch is None else completion_dispatch
     stop = stop or anyio.Event()
+    if not await _register_lanes(backend, list(lanes or []), stop):
+        return
+    dispatch = scanners is None if completion_dispatch is None else completion_dispatch
     async with anyio.create_task_group() as tg:
         if dispatch and COMPLETION_DISPATCH not in off:
             tg.start_soon(CompletionDispatcher(backend).run, stop)
@@ -109,3 +112,22 @@ async def run_scanners(
             tg.start_soon(runner.leases.run, stop)
         await runner.run(stop)
         tg.cancel_scope.cancel()
+
+
+async def _register_lanes(backend: Backend, lanes: list[str], stop: anyio.Event) -> bool:
+    """Register the lanes, riding out a Redis outage the way terminal calls do:
+    a scanner role that starts while the server is down must wait for it, not
+    take its worker down with it. False when asked to stop meanwhile."""
+    delay, warned = 0.1, False
+    while not stop.is_set():
+        try:
+            await backend.add_lanes(lanes)
+            return True
+        except (TransportError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            if not warned:
+                log.warning("redis unreachable, scanners wait for it: %s", exc)
+                warned = True
+        with anyio.move_on_after(delay):
+            await stop.wait()
+        delay = min(delay * 2, 2.0)
+    return False

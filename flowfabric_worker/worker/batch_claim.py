@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -32,7 +32,7 @@ from flowfabric_worker.protocol.maintenance import BlockExecutionForAdmission
 from flowfabric_worker.protocol.signals import ClaimResumedExecution, ClaimResumedResult
 from flowfabric_worker.worker.claim_reads import pre_read_many
 
-__all__ = ["BatchClaims", "sent_at"]
+__all__ = ["BatchClaims", "sent_at", "uuid4_texts"]
 
 log = logging.getLogger("flowfabric_worker.engine")
 
@@ -41,6 +41,20 @@ T = TypeVar("T")
 
 def _text(v: object) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def uuid4_texts(n: int) -> list[str]:
+    """``n`` random version-4 UUIDs in canonical text, from one ``urandom``
+    call: ``str(uuid.uuid4())`` for each lease and attempt id was ~2% of a
+    no-op drain's CPU."""
+    raw = bytearray(os.urandom(16 * n))
+    out = []
+    for i in range(0, 16 * n, 16):
+        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40  # version 4
+        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw[i:i + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
 
 
 def sent_at(claimed: T, sent: float) -> T:
@@ -144,9 +158,10 @@ class BatchClaims:
         caps_csv = ",".join(sorted(capabilities))
         calls: list[FCall[Any]] = []
         minted: dict[int, str] = {}
+        ids = uuid4_texts(2 * len(pre))
         for i, (core, _payload, _tags) in pre.items():
             eid = eids[i]
-            minted[i] = lease_id = str(uuid.uuid4())
+            minted[i] = lease_id = ids.pop()
             timeout = (attempt_timeouts or {}).get(core["execution_kind"])
             calls.append(IssueClaimGrant(
                 eid=eid, lane_id=lane, worker_id=worker_id,
@@ -161,7 +176,7 @@ class BatchClaims:
             calls.append(ClaimExecution(
                 eid=eid, lane_id=lane, worker_id=worker_id,
                 worker_instance_id=worker_instance_id, lease_id=lease_id,
-                attempt_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms,
+                attempt_id=ids.pop(), lease_ttl_ms=lease_ttl_ms,
                 attempt_index=int(core["total_attempt_count"] or 0),
                 attempt_timeout_ms=timeout or None))
         sent = time.monotonic()

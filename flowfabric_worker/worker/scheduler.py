@@ -9,6 +9,11 @@ timer (so crashed work is not queued behind a backlog that may never drain)
 and, on the idle schedule (:data:`IDLE_RECLAIM_EVERY`), when a round finds no
 fresh work; either look first asks whether its partitions hold any lease.
 
+A round reads the solo partition's heads for every slot of the worker, not
+only the free ones; while that partition alone has a backlog, what the round
+could not claim is kept for the next rounds (:mod:`.candidate_cache`), which
+then claim without an index read.
+
 An idle worker is woken by a push (the lane's wake channel): a direct wake
 names the execution, which the next round claims without reading the index
 (:meth:`Scheduler.offer`); a plain one makes the next round read it. Rounds
@@ -30,6 +35,7 @@ from flowfabric_worker.context.attempt import Claimed
 from flowfabric_worker.errors import ContractError
 from flowfabric_worker.protocol.partitions import solo_partition
 from flowfabric_worker.protocol.wake import DirectWake
+from flowfabric_worker.worker.candidate_cache import CandidateCache
 from flowfabric_worker.worker.port import SKIPPABLE_CLAIM_CODES, Engine
 
 log = logging.getLogger("flowfabric_worker.scheduler")
@@ -161,6 +167,8 @@ class Scheduler:
         self._candidate_reads: Any = (getattr(engine, "candidate_reads", None)
                                       if self._claim_many is not None else None)
         self._solo_backlog: set[str] = set()
+        #: Heads read but not claimed yet, claimed by the next rounds.
+        self._kept = CandidateCache()
         #: Executions direct wake-ups named (protocol/wake.py), claimed by
         #: the next round without a candidate read (``engine.claim_direct``).
         self._claim_direct: Any = getattr(engine, "claim_direct", None)
@@ -315,9 +323,15 @@ class Scheduler:
         # A few more heads than wanted, so racing workers spread over them.
         pre_read: Any = None
         if self._candidate_reads is not None:
+            if lane in self._solo_backlog:
+                kept = self._kept.take(lane, want)
+                if kept is not None:  # no index read this round (candidate_cache.py)
+                    return await self._claim_picked(lane, *kept)
             # The solo partition's heads come with their pre-read (one round
-            # trip fewer per claim, issue 18).
-            heads, pre_read = await self._candidate_reads(lane, parts, want + HEADS)
+            # trip fewer per claim, issue 18): as many as the worker has
+            # slots, so the next rounds can claim the rest without a read.
+            heads, pre_read = await self._candidate_reads(
+                lane, parts, max(want, self.permits.size) + HEADS)
         else:
             heads = await self.engine.candidates(lane, parts, want + HEADS)
         self.window_drained = sum(len(h) for h in heads) < want
@@ -338,11 +352,19 @@ class Scheduler:
                 break
         if not picked:
             return []
+        if pre_read and lane in self._solo_backlog:
+            chosen = set(picked)
+            self._kept.keep(lane, [e for e in heads[0] if e not in chosen], pre_read)
+        return await self._claim_picked(lane, picked, pre_read)
+
+    async def _claim_picked(self, lane: str, picked: list[str], pre_read: Any) -> list[Claimed]:
         assert self._claim_many is not None
         replies = await self._claim_many(
             lane, picked, self.ident.worker_id, self.ident.instance_id,
             self.ident.capabilities, self.ident.lease_ttl_ms, GRANT_TTL_MS,
             self.ident.attempt_timeouts, **({"pre_read": pre_read} if pre_read else {}))
+        if not all(isinstance(reply, Claimed) for reply in replies):
+            self._kept.drop(lane)  # raced, moved or refused: read the index again
         claimed: list[Claimed] = []
         failure: Exception | None = None
         for reply in replies:

@@ -428,7 +428,9 @@ class Worker:
                 continue
             backoff.reset()
             for lease in leases:
-                work.start_soon(self._run_one, lease)
+                # Named by the execution (anyio would otherwise build the name
+                # from the function's module and qualname for every task).
+                work.start_soon(self._run_one, lease, name=lease.execution_id)
             if self.scheduler.window_drained:
                 # The round took all the window had: an immediate round would
                 # read the same partitions empty (the main cost of a lone

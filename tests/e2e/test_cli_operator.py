@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from process_support import stop_processes
 
 from flowfabric_worker.authoring.decorators import task
 from flowfabric_worker.client.client import Client
+from flowfabric_worker.protocol.keys import ExecKeys
 
 TASKS = '''
 import os
@@ -114,13 +116,27 @@ def _json(proc: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(proc.stdout)
 
 
-def _wait_state(url: str, eid: str, *states: str) -> dict[str, Any]:
-    for _ in range(300):
-        doc = _json(cli("inspect", eid, "--json", url=url))
-        if doc["state"] in states:
-            return doc  # type: ignore[no-any-return]
-        time.sleep(0.2)
-    raise AssertionError(f"{eid} never reached {states}: {doc}")
+def _wait_state(url: str, eid: str, *states: str) -> None:
+    """Wait (up to ~60 s) for ``eid`` to reach one of ``states``, read from
+    the server: a CLI process per look cost ~0.7 s of start-up each, and
+    what ``inspect`` shows is checked by the tests themselves."""
+    r = redis.Redis.from_url(url)
+    try:
+        for _ in range(1200):
+            state = r.hget(ExecKeys(eid).core, "public_state")
+            if state is not None and state.decode() in states:
+                return
+            time.sleep(0.05)  # another process: nothing to wait on but the record
+        raise AssertionError(f"{eid} never reached {states}: {state!r}")
+    finally:
+        r.close()
+
+
+def _clis(*argvs: list[str], url: str) -> list[subprocess.CompletedProcess[str]]:
+    """Independent read-only commands, run side by side (each is mostly
+    interpreter start-up)."""
+    with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
+        return list(pool.map(lambda argv: cli(*argv, url=url), argvs))
 
 
 def test_submit_wait_exit_codes_and_module_options(
@@ -212,16 +228,17 @@ def test_ls_lists_every_state_newest_first(
     assert [r["id"] for r in rows] == order[::-1]  # newest first
     assert next(r for r in rows if r["id"] == suspended)["progress_pct"] == "40"
 
-    for state, eid in [("failed", failed), ("active", active), ("waiting", waiting),
-                       ("suspended", suspended)]:
-        assert [r["id"] for r in _json(cli("ls", "--state", state, "--json",
-                                           url=redis_url))] == [eid]
-    assert [r["id"] for r in _json(cli("ls", "--lane", "idle", "--json", url=redis_url))] == [
-        cancelled, waiting]
-    assert [r["id"] for r in _json(cli("ls", "--task", "ops.ok", "--limit", "2", "--json",
-                                       url=redis_url))] == [cancelled, waiting]
+    by_state = [("failed", failed), ("active", active), ("waiting", waiting),
+                ("suspended", suspended)]
+    *states_out, lane_out, task_out, text = _clis(
+        *[["ls", "--state", state, "--json"] for state, _ in by_state],
+        ["ls", "--lane", "idle", "--json"], ["ls", "--task", "ops.ok", "--limit", "2", "--json"],
+        ["ls"], url=redis_url)
+    for (_, eid), out in zip(by_state, states_out, strict=True):
+        assert [r["id"] for r in _json(out)] == [eid]
+    assert [r["id"] for r in _json(lane_out)] == [cancelled, waiting]
+    assert [r["id"] for r in _json(task_out)] == [cancelled, waiting]
 
-    text = cli("ls", url=redis_url)
     assert text.returncode == 0, text.stderr
     head, *lines = text.stdout.splitlines()
     assert head.split() == ["ID", "TASK", "LANE", "STATE", "ATTEMPT", "AGE", "PROGRESS"]
@@ -260,7 +277,8 @@ def test_retry_replays_a_failure_and_inspect_drops_the_stale_reason(
 
     again = cli("retry", eid, url=redis_url)
     assert again.returncode == 0 and again.stdout.startswith(f"retrying {eid} (was failed)")
-    doc = _wait_state(redis_url, eid, "completed")
+    _wait_state(redis_url, eid, "completed")
+    doc = _json(cli("inspect", eid, "--json", url=redis_url))
     assert doc["result"] == 7 and doc["replays"] == 1 and doc["attempt"]["type"] == "replay"
     assert "reason" not in doc and "category" not in doc  # replay kept failure_reason
     text = cli("inspect", eid, url=redis_url).stdout

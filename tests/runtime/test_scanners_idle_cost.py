@@ -32,16 +32,18 @@ SCALE = 0.05  # the interval scale of the in-process tests and the examples
 
 
 async def _ticker(seconds: float) -> tuple[int, float, float]:
-    """Turns a 10 ms sleeper gets in ``seconds``, its worst lateness, and the
-    share of one core this process used meanwhile. CPU time is the measure
-    that does not depend on the box's load: wall-clock figures do."""
+    """Turns a 10 ms sleeper gets in ``seconds``, the most CPU time the
+    process spent while one sleep was pending (how long other work held the
+    loop), and the share of one core used meanwhile. CPU time is the measure
+    that does not depend on the box's load: wall-clock lateness does (CI saw
+    a 0.3 s late wake-up for 0.05 s of scanner work on a busy 2-core box)."""
     turns, worst = 0, 0.0
     cpu = time.process_time()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        started = time.monotonic()
+        held = time.process_time()
         await anyio.sleep(0.01)
-        worst = max(worst, time.monotonic() - started - 0.01)
+        worst = max(worst, time.process_time() - held)
         turns += 1
     return turns, worst, (time.process_time() - cpu) / seconds
 
@@ -83,7 +85,9 @@ async def test_scanners_at_test_scale_leave_the_loop_responsive(data: str) -> No
     # Idle scanners cost almost nothing; busy ones a bounded share of the loop.
     assert cpu - base_cpu <= 0.35, figures
     assert turns >= base_turns / 2, figures
-    assert lag <= max(0.1, 3 * base_lag), figures
+    # The scanners' longest hold on the loop, in CPU seconds: 0.01-0.04 on a
+    # quiet box; the bug this guards against held it for 0.2 s and more.
+    assert lag <= max(0.15, 3 * base_lag), figures
 
 
 @task(name="idle_cost.nap")

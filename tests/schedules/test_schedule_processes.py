@@ -22,7 +22,9 @@ from flowfabric_worker.backend.backend import Backend
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 MAIN = str(Path(__file__).parent / "schedule_worker_main.py")
-RUN_S, DOWN_S, AFTER_S = 14.0, 10.0, 4.0
+# Up long enough for several ticks (a tick run twice would show in any of
+# them); down for the 10 s; up again for a few ticks.
+RUN_S, DOWN_S, AFTER_S = 8.0, 10.0, 4.0
 
 
 @pytest.fixture
