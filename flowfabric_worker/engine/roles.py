@@ -8,10 +8,9 @@ import logging
 from collections.abc import Sequence
 
 import anyio
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.backend.transport import classify
 from flowfabric_worker.engine.flows import flow_scanners
 from flowfabric_worker.engine.flows.completion import COMPLETION_DISPATCH, CompletionDispatcher
 from flowfabric_worker.engine.runner import Scanner, ScanRunner
@@ -123,7 +122,11 @@ async def _register_lanes(backend: Backend, lanes: list[str], stop: anyio.Event)
         try:
             await backend.add_lanes(lanes)
             return True
-        except (TransportError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except Exception as exc:
+            # The transport's own test of "transient" decides, as for calls.
+            kind = classify(exc)
+            if not isinstance(exc, TransportError) and (kind is None or not kind[0]):
+                raise
             if not warned:
                 log.warning("redis unreachable, scanners wait for it: %s", exc)
                 warned = True

@@ -5,7 +5,6 @@ and a broken or killed connection is replaced without losing a call."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,25 +22,6 @@ from flowfabric_worker.protocol.worker_registry import Version
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-async def client(redis_server_url: str) -> AsyncIterator[aioredis.Redis]:
-    c = aioredis.Redis.from_url(redis_server_url)
-    await c.flushall()
-    try:
-        yield c
-    finally:
-        await c.aclose()
-
-
-@pytest.fixture
-async def mux(client: aioredis.Redis) -> AsyncIterator[Multiplexer]:
-    m = Multiplexer(client.connection_pool)
-    assert m.usable()
-    try:
-        yield m
-    finally:
-        await m.aclose()
 
 
 async def test_concurrent_callers_get_their_own_replies(mux: Multiplexer) -> None:

@@ -6,26 +6,13 @@ still holds when direct and queued writes mix."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from flowfabric_worker.backend.multiplex import Multiplexer
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-async def mux(redis_server_url: str) -> AsyncIterator[Multiplexer]:
-    client = aioredis.Redis.from_url(redis_server_url)
-    m = Multiplexer(client.connection_pool)
-    assert m.usable()
-    try:
-        yield m
-    finally:
-        await m.aclose()
-        await client.aclose()
 
 
 async def test_an_idle_connection_is_written_at_once(mux: Multiplexer) -> None:

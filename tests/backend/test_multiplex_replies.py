@@ -6,7 +6,6 @@ writer task switch while connected), and replies keep redis-py's types."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,24 +15,6 @@ from flowfabric_worker.backend.multiplex import Multiplexer
 
 pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture
-async def client(redis_server_url: str) -> AsyncIterator[aioredis.Redis]:
-    c = aioredis.Redis.from_url(redis_server_url)
-    try:
-        yield c
-    finally:
-        await c.aclose()
-
-
-@pytest.fixture
-async def mux(client: aioredis.Redis) -> AsyncIterator[Multiplexer]:
-    m = Multiplexer(client.connection_pool)
-    assert m.usable()
-    try:
-        yield m
-    finally:
-        await m.aclose()
 
 
 async def test_no_reader_task_runs(client: aioredis.Redis) -> None:
