@@ -13,21 +13,14 @@ from flowfabric_worker.protocol.keys import DONE_CHANNEL, ExecKeys
 
 __all__ = ["PUBLISH_DONE", "completed_command", "done_command"]
 
-# Sent in the complete call's pipeline, after the call. It reads the state
-# the call left, atomically, so the message can never contradict a read: a
-# completion puts its stored result in the message (when small) and the
-# waiter skips its read; a refused call (lease lost, cancelled meanwhile, a
-# replay of our own landed call) publishes what is actually stored, or the
-# bare id. KEYS: core, result; ARGV: channel, cap, prefix, eid.
-PUBLISH_DONE = """
-if redis.call('HGET', KEYS[1], 'public_state') == 'completed' then
-  local r = redis.call('GET', KEYS[2]) or ''
-  if #r <= tonumber(ARGV[2]) then
-    return redis.call('PUBLISH', ARGV[1], ARGV[3] .. r)
-  end
-end
-return redis.call('PUBLISH', ARGV[1], ARGV[4])
-"""
+#: The ffw function the complete call's pipeline ends with (lua/ffw/45_done.lua).
+#: It reads the state the call left, atomically, so the message can never
+#: contradict a read: a completion puts its stored result in the message
+#: (when small) and the waiter skips its read; a refused call (lease lost,
+#: cancelled meanwhile, a replay of our own landed call) publishes what is
+#: actually stored, or the bare id. KEYS: core, result; ARGV: channel, cap,
+#: prefix, eid.
+PUBLISH_DONE = "ffw_publish_done"
 
 
 def done_command(eid: str) -> tuple[str, str, str]:
@@ -40,5 +33,5 @@ def completed_command(eid: str) -> tuple[str | int | bytes, ...]:
     """The complete call's done message: :data:`PUBLISH_DONE` (the result
     rides along when the call left it stored and small)."""
     k = ExecKeys(eid)
-    return ("EVAL", PUBLISH_DONE, 2, k.core, k.result,
+    return ("FCALL", PUBLISH_DONE, 2, k.core, k.result,
             DONE_CHANNEL.format(eid=eid), CARRIED_MAX, CARRIED_PREFIX, eid)
