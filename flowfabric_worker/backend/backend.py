@@ -363,12 +363,13 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
     # --- calling functions ---------------------------------------------------
 
     @staticmethod
-    def _command(fn: FCall[Any]) -> list[Any]:
-        keys = list(fn.keys())
-        return ["FCALL", fn.NAME, len(keys), *keys, *fn.argv()]
+    def _command(fn: FCall[Any]) -> tuple[Any, ...]:
+        # A tuple: what hiredis packs, so the multiplexer packs it uncopied.
+        keys = fn.keys()
+        return ("FCALL", fn.NAME, len(keys), *keys, *fn.argv())
 
     @staticmethod
-    def fcall_command(fn: FCall[Any]) -> list[Any]:
+    def fcall_command(fn: FCall[Any]) -> tuple[Any, ...]:
         """The raw ``FCALL`` command of ``fn``, to ride along in
         :meth:`call_and_send` after another call (its reply is ignored)."""
         return Backend._command(fn)
@@ -491,7 +492,7 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         # callbacks made dicts of hashes.
         return [_flat(r) if isinstance(r, dict) else r for r in replies]
 
-    async def _pipeline(self, commands: list[list[Any]], *, idempotent: bool,
+    async def _pipeline(self, commands: Sequence[Sequence[Any]], *, idempotent: bool,
                         pooled: bool = False) -> list[Any]:
         """``pooled``: on a pool connection of its own, never the shared one
         (a blocking command such as WAITAOF would hold up every caller)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
 import sys
@@ -131,6 +132,13 @@ def run_command(args: argparse.Namespace) -> int:
         load_dashboard()  # a missing extra fails before the worker starts
         # run --processes N: child i serves on PORT+i, as --metrics-port does
         port = port + (child or 0) if port else 0
+    # Everything imported so far (the SDK, the task modules and what they
+    # import) lives as long as the process: moved out of the collector's
+    # generations, it is no longer re-scanned by every full collection (about
+    # 3% of a short task's CPU in a busy worker; Python's own advice for
+    # long-running servers). This process is ours, so the global setting is.
+    gc.collect()
+    gc.freeze()
     anyio.run(_run_worker, settings, tasks, port)
     return 0
 

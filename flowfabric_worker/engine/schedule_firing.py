@@ -156,7 +156,7 @@ async def create_run(backend: Backend, r: ScheduleRecord, tick_ms: int, now_ms: 
         tags_json=json.dumps(tags, separators=(",", ":")),
         execution_deadline_at=now_ms + r.deadline_ms if r.deadline_ms else None,
         partition_id=partition)
-    extra: list[list[Any]] = []
+    extra: list[Sequence[Any]] = []
     if r.budget_ids or r.quota_id:
         extra.append(backend.fcall_command(AttachAdmission(
             eid=eid, budget_ids=r.budget_ids, quota_policy_id=r.quota_id)))

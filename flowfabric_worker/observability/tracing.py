@@ -63,6 +63,21 @@ def use_provider(provider: TracerProvider | None) -> None:
     _tracers.clear()
 
 
+_UNKNOWN = object()
+#: Whether the environment names a tracer provider (read once: the API
+#: loads it on its first get_tracer_provider(), which we then call).
+_env_named: bool | None = None
+
+
+def _env_provider() -> bool:
+    global _env_named
+    if _env_named is None:
+        import os
+
+        _env_named = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+    return _env_named
+
+
 def _tracer() -> Tracer | None:
     """The tracer to use, None when tracing is off (no API, or the API's
     default provider: nothing would be recorded)."""
@@ -70,7 +85,16 @@ def _tracer() -> Tracer | None:
     if not api:
         return None
     trace = api[0]
-    provider = _provider if _provider is not None else trace.get_tracer_provider()
+    provider = _provider
+    if provider is None:
+        # While no global provider is set, the API's get_tracer_provider()
+        # looks the OTEL_PYTHON_TRACER_PROVIDER variable up in os.environ on
+        # every call: ~2% of a no-op task's worker CPU, once per attempt and
+        # once per submit. Unset and not named by the environment means off;
+        # anything else (or an API without that global) asks the API.
+        if getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _env_provider():
+            return None
+        provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
     tracer = _tracers.get(id(provider))

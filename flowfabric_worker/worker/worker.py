@@ -45,6 +45,10 @@ HAND_BACK_TIMEOUT = 2.0
 
 #: Seconds between two Redis round-trip probes while metrics are enabled.
 ROUND_TRIP_PROBE_INTERVAL = 5.0
+#: How many of the latest attempt outcomes ``Worker.outcomes`` keeps. The
+#: list grew by one entry per attempt for the worker's whole life: ~200
+#: bytes a task, 200 MB after a million.
+OUTCOMES_KEPT = 1000
 
 
 def _attempt_timeouts(tasks: Iterable[TaskLike]) -> dict[str, int]:
@@ -157,7 +161,12 @@ class Worker:
         self.idle_backoff = Backoff(0.005, 0.5)
         self._inflight: dict[str, anyio.CancelScope] = {}
         self._leases: dict[str, Claimed] = {}
+        #: The latest attempt outcomes, ``(execution id, label)``, oldest
+        #: first (at most about twice :data:`OUTCOMES_KEPT`): for tests and
+        #: debugging. The totals are counted apart.
         self.outcomes: list[tuple[str, str]] = []
+        self._ran = 0
+        self._handed_back = 0
         # Read when scraped: nothing per task.
         self.metrics.bind_slots(lambda: len(self._inflight),
                                 lambda: self.permits.size - self.permits.in_use)
@@ -181,8 +190,7 @@ class Worker:
         finally:
             self.executor.telemetry.worker_stopped(
                 worker_id=self.worker_id,
-                ran=sum(1 for _, o in self.outcomes if o != "handed_back"),
-                handed_back=sum(1 for _, o in self.outcomes if o == "handed_back"))
+                ran=self._ran, handed_back=self._handed_back)
 
     async def _run(self, install_signals: bool) -> None:
         async with anyio.create_task_group() as tg:
@@ -448,10 +456,10 @@ class Worker:
         try:
             with scope:
                 outcome = await self.executor.run(lease)
-                self.outcomes.append((lease.execution_id, outcome))
+                self._record(lease.execution_id, outcome)
         except Exception as exc:
             log.error("task %s ended with %s", lease.execution_id, exc)
-            self.outcomes.append((lease.execution_id, f"error:{type(exc).__name__}"))
+            self._record(lease.execution_id, f"error:{type(exc).__name__}")
         finally:
             self._inflight.pop(lease.execution_id, None)
             self._leases.pop(lease.execution_id, None)  # else kept forever
@@ -459,6 +467,16 @@ class Worker:
             self._changed.set()
             if self._at_capacity:  # an idle loop is not woken: nothing new to claim
                 self._wake.set()
+
+    def _record(self, eid: str, outcome: str) -> None:
+        if outcome == "handed_back":
+            self._handed_back += 1
+        else:
+            self._ran += 1
+        outcomes = self.outcomes
+        outcomes.append((eid, outcome))
+        if len(outcomes) > 2 * OUTCOMES_KEPT:
+            del outcomes[:-OUTCOMES_KEPT]  # in place: amortised O(1) per attempt
 
     async def _hand_back(self, work: TaskGroup) -> None:
         """Grace period over: cancel what still runs and release each lease
@@ -486,7 +504,7 @@ class Worker:
                 await self.executor.flush_frames(lease, writers[lease.execution_id])
                 await self.engine.hand_back(lease)
                 await self.engine.publish_done(lease.execution_id)
-                self.outcomes.append((lease.execution_id, "handed_back"))
+                self._record(lease.execution_id, "handed_back")
                 report = reports[lease.execution_id]
                 if report is not None:
                     report.handed_back()

@@ -14,6 +14,7 @@ from property_world import World
 from flowfabric_worker.protocol import conditions as C
 from flowfabric_worker.protocol.function import FCall
 from flowfabric_worker.protocol.ids import mint_execution_id, new_uuid
+from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.signals import WaitpointBinding
 from flowfabric_worker.protocol.streams import StreamMode
 
@@ -245,6 +246,14 @@ BASE_CALLS: dict[str, list[Builder]] = {
                        state="paused")],
     "ffw_schedule_delete": [
         lambda w: make("ScheduleDelete", tag=w.misc["stag"], schedule_id=w.misc["sched"])],
+    "ffw_publish_done": [
+        lambda w: ("ffw_publish_done",
+                   [ExecKeys(w.eids["terminal"]).core, ExecKeys(w.eids["terminal"]).result],
+                   [f"ffw:done:{w.eids['terminal']}", "4096", "ffw:completed:",
+                    w.eids["terminal"]]),
+        lambda w: ("ffw_publish_done",
+                   [ExecKeys(w.eids["active"]).core, ExecKeys(w.eids["active"]).result],
+                   [f"ffw:done:{w.eids['active']}", "0", "ffw:completed:", w.eids["active"]])],
     "ffw_claim_candidates": [
         lambda w: make("ClaimCandidates", lane=LANE, partition=int(w.tag()[4:-1]), limit=8,
                        fields=("lifecycle_phase", "eligibility_state", "total_attempt_count"))],

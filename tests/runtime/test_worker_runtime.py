@@ -402,6 +402,26 @@ async def test_many_tasks_concurrency_exactly_once() -> None:
     assert all(x.completions == 1 for x in es)
 
 
+async def test_a_long_running_worker_keeps_only_the_latest_outcomes(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import flowfabric_worker.worker.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "OUTCOMES_KEPT", 5)
+    eng = FakeEngine()
+    es = [eng.add(f"e{i}", "job", f"[{i}]".encode()) for i in range(60)]
+
+    async def job(i: int) -> int:
+        return i
+
+    w = Worker(eng, [T("job", job)], concurrency=4, lease_ttl=1.0)
+    with caplog.at_level("INFO", logger="flowfabric_worker.lifecycle"):
+        await run_until(w, lambda: all(x.state == "completed" for x in es))
+    assert 5 <= len(w.outcomes) <= 10  # was one entry per attempt, forever
+    assert w.outcomes[-1][1] == "completed"
+    stopped = [r for r in caplog.records if getattr(r, "event", "") == "worker_stopped"]
+    assert stopped and stopped[-1].attempts == 60  # the totals still count everything
+
+
 def test_classify_table() -> None:
     assert classify(Permanent("x")).retry is False
     assert classify(PayloadError("x")).category == "permanent"
