@@ -171,6 +171,13 @@ async def wait_done(r: aioredis.Redis, target: int, limit: float, w: WorkerProc)
         await asyncio.sleep(0.002)
 
 
+async def extra_runs(r: aioredis.Redis, n: int) -> float:
+    """Task bodies that ran more than once: the completion counter 0.3 s
+    after it reached ``n`` (a lost task never gets there: wait_done fails)."""
+    await asyncio.sleep(0.3)
+    return float(int(await r.get(DONE_KEY) or 0) - n)
+
+
 # --- one system, one repetition -------------------------------------------------
 
 @dataclass
@@ -215,7 +222,8 @@ async def run_once(run: Run, url: str, n: int, trips: int, concurrency: int,
                         await wait_done(r, n, max(60.0, n / 20), w)
                         secs, rcpu, _, wcpu = await meter.end()
                         m.update(drain_per_s=n / secs, drain_redis_cpu_us=rcpu / n * 1e6,
-                                 drain_worker_cpu_us=wcpu / n * 1e6)
+                                 drain_worker_cpu_us=wcpu / n * 1e6,
+                                 drain_extra_runs=await extra_runs(r, n))
                     elif "submit" in workloads:
                         # Queued by submit: run them before the round trips.
                         await wait_done(r, n, max(60.0, n / 20), w)
@@ -247,7 +255,8 @@ async def run_once(run: Run, url: str, n: int, trips: int, concurrency: int,
                     await wait_done(r, n, max(60.0, n / 10), w)
                     secs, rcpu, _, wcpu = await meter.end()
                     m.update(retry_per_s=n / secs, retry_redis_cpu_us=rcpu / n * 1e6,
-                             retry_worker_cpu_us=wcpu / n * 1e6)
+                             retry_worker_cpu_us=wcpu / n * 1e6,
+                             retry_extra_runs=await extra_runs(r, n))
 
             if "batch" in workloads:
                 phase = "submit batch"
@@ -297,7 +306,13 @@ def summarize(runs: list[Run], systems: list[str]) -> dict[str, Any]:
             if paired:
                 ratios[system][key] = {"median": statistics.median(paired),
                                        "min": min(paired), "max": max(paired)}
-    return {"medians": medians, "ratios": ratios}
+    # Exactness is not a median: the worst repetition counts.
+    extra = {system: {key: max(r.metrics[key] for r in runs
+                               if r.system == system and key in r.metrics)
+                      for key in ("drain_extra_runs", "retry_extra_runs")
+                      if any(r.system == system and key in r.metrics for r in runs)}
+             for system in systems}
+    return {"medians": medians, "ratios": ratios, "extra_runs": extra}
 
 
 def table(summary: dict[str, Any], systems: list[str]) -> str:
@@ -318,6 +333,12 @@ def table(summary: dict[str, Any], systems: list[str]) -> str:
     lines += [r[0].ljust(widths[0]) + "  "
               + "  ".join(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))
               for r in rows[1:]]
+    extra = summary.get("extra_runs", {})
+    if any(extra.values()):
+        worst = ", ".join(
+            f"{s} {int(e.get('drain_extra_runs', 0))}, {int(e.get('retry_extra_runs', 0))}"
+            for s, e in extra.items() if e)
+        lines.append(f"task bodies run more than once, worst repetition (drain, retry): {worst}")
     lines.append("medians over the repetitions; ffw/peer: median of the per-repetition "
                  "ratios (min-max). Rates: > 1 means ffw is faster; ms and CPU: < 1 "
                  "means ffw is lower (better).")
