@@ -17,6 +17,8 @@ messaging semantic conventions (``messaging.*``) where they fit.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
@@ -64,18 +66,13 @@ def use_provider(provider: TracerProvider | None) -> None:
 
 
 _UNKNOWN = object()
-#: Whether the environment names a tracer provider (read once: the API
-#: loads it on its first get_tracer_provider(), which we then call).
-_env_named: bool | None = None
 
 
+@functools.cache
 def _env_provider() -> bool:
-    global _env_named
-    if _env_named is None:
-        import os
-
-        _env_named = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
-    return _env_named
+    """Whether the environment names a tracer provider (read once: the API
+    loads it on its first get_tracer_provider(), which we then call)."""
+    return "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 
 def _tracer() -> Tracer | None:

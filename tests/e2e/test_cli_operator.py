@@ -61,6 +61,13 @@ async def approve(ctx: TaskContext, doc: str) -> str:
     return f"{doc} approved by {got.source_identity}"
 
 
+@task(name="ops.frozen", lane="ops")
+async def frozen() -> int:
+    import gc
+
+    return gc.get_freeze_count()
+
+
 @task(name="ops.hold", lane="ops")
 async def hold(seconds: float) -> str:
     import anyio
@@ -150,6 +157,12 @@ def test_submit_wait_exit_codes_and_module_options(
     eid = done.stderr.split("submitted ", 1)[1].split()[0]
     # --module gave the task's declared lane, not "default".
     assert _json(cli("inspect", eid, "--json", url=redis_url))["lane"] == "ops"
+
+    # The run command froze its start-up objects out of the collector.
+    frozen = cli("submit", "ops.frozen", "--module", "ops_tasks", "--wait",
+                 url=redis_url, cwd=d, env=env)
+    assert frozen.returncode == 0, frozen.stderr
+    assert json.loads(frozen.stdout) > 1000
 
     failed = cli("submit", "ops.perm", "--module", "ops_tasks", "--wait",
                  url=redis_url, cwd=d, env=env)

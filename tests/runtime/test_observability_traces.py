@@ -121,3 +121,38 @@ def test_traceparent_tag_is_added(spans: InMemorySpanExporter) -> None:
         empty = tracing.with_traceparent("")
     assert tagged.startswith('{"a":"b","ffw.traceparent":"00-')
     assert empty.startswith('{"ffw.traceparent":"00-') and len(empty) < 90
+
+
+def test_tracing_off_does_not_ask_the_api_for_its_provider(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No provider set, none named by the environment: off, without the API's
+    get_tracer_provider() (it reads os.environ on every call: ~2% of a no-op
+    task's worker CPU, once per attempt and once per submit)."""
+    from opentelemetry import trace
+
+    def asked() -> None:
+        raise AssertionError("get_tracer_provider() called while tracing is off")
+
+    monkeypatch.setattr(trace, "get_tracer_provider", asked)
+    assert not tracing.enabled()
+    with tracing.attempt_span("t", "lane", "eid", {}, {}) as span:
+        assert span is not None
+
+
+def test_a_global_provider_set_later_is_used_at_once() -> None:
+    """The shortcut above must not hide a provider the application sets
+    afterwards (OpenTelemetry allows one per process: a fresh interpreter)."""
+    code = (
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from flowfabric_worker.observability import tracing\n"
+        "assert not tracing.enabled()\n"
+        "trace.set_tracer_provider(TracerProvider())\n"
+        "assert tracing.enabled()\n"
+        "print('ok')\n")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

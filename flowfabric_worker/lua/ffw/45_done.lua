@@ -7,8 +7,8 @@
 -- (a refused call: lease lost, cancelled meanwhile, a replay of a landed
 -- call) it is the bare execution id.
 --
--- It was an EVAL of the same text; as a library function the server neither
--- hashes the script on every call nor (on memory://) compiles it again.
+-- It was an EVAL of the same text: as a library function no script body
+-- travels with every completion.
 --
 -- KEYS: exec_core, result. ARGV: channel, cap (bytes, >= 0), prefix, eid.
 -- Reply: OK, the number of subscribers that received the message.
