@@ -3,6 +3,7 @@ strings that end up inside key names."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 
@@ -19,6 +20,7 @@ __all__ = [
     "execution_tag",
     "mint_execution_id",
     "new_uuid",
+    "new_uuids",
     "parse_execution_id",
     "partition_of",
     "validate_capability",
@@ -40,6 +42,20 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 def new_uuid() -> str:
     """A fresh random UUID in canonical lowercase text."""
     return str(uuid.uuid4())
+
+
+def new_uuids(n: int) -> list[str]:
+    """``n`` fresh random version-4 UUIDs in canonical text, from one
+    ``urandom`` call: :func:`new_uuid` for each lease and attempt id of a
+    claim was ~2% of a no-op drain's CPU."""
+    raw = bytearray(os.urandom(16 * n))
+    out = []
+    for i in range(0, 16 * n, 16):
+        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40  # version 4
+        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80  # RFC 4122 variant
+        h = raw[i:i + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
 
 
 def parse_execution_id(text: str) -> ExecutionId:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -26,13 +25,14 @@ from flowfabric_worker.engine.admission import (
 from flowfabric_worker.errors import ContractError
 from flowfabric_worker.protocol.claim_candidates import CandidateRead
 from flowfabric_worker.protocol.function import FCall
+from flowfabric_worker.protocol.ids import new_uuids
 from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.lifecycle import ClaimExecution, ClaimResult, IssueClaimGrant
 from flowfabric_worker.protocol.maintenance import BlockExecutionForAdmission
 from flowfabric_worker.protocol.signals import ClaimResumedExecution, ClaimResumedResult
 from flowfabric_worker.worker.claim_reads import pre_read_many
 
-__all__ = ["BatchClaims", "sent_at", "uuid4_texts"]
+__all__ = ["BatchClaims", "sent_at"]
 
 log = logging.getLogger("flowfabric_worker.engine")
 
@@ -41,20 +41,6 @@ T = TypeVar("T")
 
 def _text(v: object) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def uuid4_texts(n: int) -> list[str]:
-    """``n`` random version-4 UUIDs in canonical text, from one ``urandom``
-    call: ``str(uuid.uuid4())`` for each lease and attempt id was ~2% of a
-    no-op drain's CPU."""
-    raw = bytearray(os.urandom(16 * n))
-    out = []
-    for i in range(0, 16 * n, 16):
-        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40  # version 4
-        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80  # RFC 4122 variant
-        h = raw[i:i + 16].hex()
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return out
 
 
 def sent_at(claimed: T, sent: float) -> T:
@@ -158,7 +144,7 @@ class BatchClaims:
         caps_csv = ",".join(sorted(capabilities))
         calls: list[FCall[Any]] = []
         minted: dict[int, str] = {}
-        ids = uuid4_texts(2 * len(pre))
+        ids = new_uuids(2 * len(pre))
         for i, (core, _payload, _tags) in pre.items():
             eid = eids[i]
             minted[i] = lease_id = ids.pop()

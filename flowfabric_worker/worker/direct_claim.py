@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.context.attempt import Claimed
 from flowfabric_worker.errors import ContractError
 from flowfabric_worker.protocol.function import FCall
+from flowfabric_worker.protocol.ids import new_uuids
 from flowfabric_worker.protocol.keys import ExecKeys
 from flowfabric_worker.protocol.lifecycle import ClaimExecution, ClaimResult, IssueClaimGrant
 from flowfabric_worker.protocol.wake import DirectWake
@@ -55,6 +55,7 @@ async def claim_direct(
     caps_csv = ",".join(sorted(capabilities))
     calls: list[FCall[Any]] = []
     reads: list[list[Any]] = []
+    ids = new_uuids(2 * len(wakes))
     for w in wakes:
         timeout = (attempt_timeouts or {}).get(w.kind)
         calls.append(IssueClaimGrant(
@@ -65,8 +66,8 @@ async def claim_direct(
         # exec_core; this one only names placeholder keys).
         calls.append(ClaimExecution(
             eid=w.eid, lane_id=w.lane, worker_id=worker_id,
-            worker_instance_id=worker_instance_id, lease_id=str(uuid.uuid4()),
-            attempt_id=str(uuid.uuid4()), lease_ttl_ms=lease_ttl_ms, attempt_index=0,
+            worker_instance_id=worker_instance_id, lease_id=ids.pop(),
+            attempt_id=ids.pop(), lease_ttl_ms=lease_ttl_ms, attempt_index=0,
             attempt_timeout_ms=timeout or None))
         k = ExecKeys(w.eid)
         reads += [["HMGET", k.core, "execution_kind", *READ_FIELDS], ["GET", k.payload],

@@ -1,16 +1,16 @@
 """Lease and attempt ids minted for a claim round in one go
-(``batch_claim.uuid4_texts``): canonical random version-4 UUID text, as
+(``protocol.ids.new_uuids``): canonical random version-4 UUID text, as
 ``str(uuid.uuid4())`` gave, and all distinct."""
 
 from __future__ import annotations
 
 import uuid
 
-from flowfabric_worker.worker.batch_claim import uuid4_texts
+from flowfabric_worker.protocol.ids import new_uuids
 
 
 def test_ids_are_canonical_version_4_uuids() -> None:
-    ids = uuid4_texts(5000)
+    ids = new_uuids(5000)
     assert len(ids) == 5000 and len(set(ids)) == 5000
     for text in ids:
         parsed = uuid.UUID(text)
@@ -19,4 +19,4 @@ def test_ids_are_canonical_version_4_uuids() -> None:
 
 
 def test_no_ids_asked_none_made() -> None:
-    assert uuid4_texts(0) == []
+    assert new_uuids(0) == []
