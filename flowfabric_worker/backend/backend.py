@@ -16,8 +16,9 @@ from flowfabric_worker.backend._caller import Caller
 from flowfabric_worker.backend.cluster import ClusterTopology, split_exists
 from flowfabric_worker.backend.cluster_client import ClusterClient
 from flowfabric_worker.backend.cluster_url import ClusterUrl, is_cluster_url
-from flowfabric_worker.backend.connection import is_memory_url, open_redis
+from flowfabric_worker.backend.connection import is_embedded, is_memory_url, open_redis
 from flowfabric_worker.backend.durability import FAST, Durability
+from flowfabric_worker.backend.embedded_mux import EmbeddedMultiplexer
 from flowfabric_worker.backend.library import (
     BUNDLE_MARK,
     FFW,
@@ -108,14 +109,18 @@ class Backend(LifecycleOps, SignalOps, StreamOps, FlowOps, BudgetOps, JournalOps
         #: On a cluster: the slot map and per-primary routing (cluster.py).
         self._cluster: ClusterTopology | None = None
         #: Non-blocking commands share one pipelined connection (see
-        #: :mod:`.multiplex`); memory:// has no socket to share. A cluster
-        #: has one per primary, inside its topology.
-        self._mux: Multiplexer | None = None
+        #: :mod:`.multiplex`); on memory:// (with the embedded fast paths)
+        #: they run on one fake socket in the caller's turn (see
+        #: :mod:`.embedded_mux`). A cluster has one per primary, inside its
+        #: topology.
+        self._mux: Multiplexer | EmbeddedMultiplexer | None = None
         if isinstance(redis, ClusterClient):
             self._cluster = redis.topology
             self._cluster.prepare_node = self._prepare_node
         elif multiplex and not is_memory_url(url):
             self._mux = Multiplexer(redis.connection_pool)
+        elif multiplex and is_embedded(redis):
+            self._mux = EmbeddedMultiplexer(redis.connection_pool)
         self.mode: Mode = mode
         #: What durable calls (:meth:`call_and_send` with ``durable=True``:
         #: submissions, terminal calls) wait for before they return.

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from flowfabric_worker.errors import ConfigurationError
 
-__all__ = ["is_memory_url", "open_redis"]
+__all__ = ["is_embedded", "is_memory_url", "open_redis"]
 
 #: Whether ``memory://`` connections opened from now on take the embedded fast
 #: paths (when available). Only for measuring them against stock fakeredis
@@ -30,6 +30,19 @@ _memory_lock = threading.Lock()
 
 def is_memory_url(url: str) -> bool:
     return url.startswith("memory://")
+
+
+def is_embedded(client: Any) -> bool:
+    """Whether ``client`` (from :func:`open_redis`) is a ``memory://`` client
+    on the embedded fast paths, whose connections can be driven directly
+    (:mod:`.embedded_mux`)."""
+    pool = getattr(client, "connection_pool", None)
+    cls = getattr(pool, "connection_class", None)
+    if cls is None:
+        return False
+    from flowfabric_worker.backend.embedded_transport import EmbeddedConnection
+
+    return isinstance(cls, type) and issubclass(cls, EmbeddedConnection)
 
 
 def _memory_server(name: str) -> Any:

@@ -155,6 +155,9 @@ def _build() -> type[Any] | None:
     class FastSocket(AsyncFakeSocket):
         """``AsyncFakeSocket`` with cached argument plans and ``redis.call`` lookups."""
 
+        #: Whether a keyspace message could reach anyone (set per top-level command).
+        _keyspace_listened = True
+
         def _run_command(self, func: Any, sig: Signature, args: list[Any],
                          from_script: bool) -> Any:
             # BaseFakeSocket._run_command for a redis server, with apply() cached.
@@ -163,6 +166,10 @@ def _build() -> type[Any] | None:
             command_items: list[Any] = []
             self._subkey_events = []
             flags = sig.flags
+            if not from_script:
+                # Nobody subscribes while a script runs: whether anyone could
+                # receive a keyspace message is worked out once per command.
+                self._keyspace_listened = self._keyspace_listeners()
             try:
                 ret = apply(sig, args, self._db, self._server.version)
                 if from_script and no_script in flags:
@@ -176,6 +183,12 @@ def _build() -> type[Any] | None:
                     result = func(*args)
                     if type(result) in leaf:
                         pass
+                    elif from_script and type(result) is list and all(
+                            type(item) in leaf for item in result):
+                        # A flat array of bulk strings, integers and nils
+                        # (HMGET, ZRANGE) is valid RESP2 as it is, and Lua
+                        # copies it: no converted copy to make.
+                        pass
                     elif skip_resp2 not in flags:
                         resp_version = self._resp_version
                         if resp_version == 2:
@@ -188,9 +201,19 @@ def _build() -> type[Any] | None:
                 remove_empty = leave_empty not in flags
                 for command_item in command_items:
                     command_item.writeback(remove_empty_val=remove_empty)
-            self._keyspace_notifications(command_items, sig.name.encode())
+            if self._keyspace_listened:
+                super()._keyspace_notifications(command_items, sig.name.encode())
             self._subkey_notifications(command_items)
             return result
+
+        def _keyspace_listeners(self) -> bool:
+            # fakeredis publishes two keyspace messages per written key whenever
+            # anyone subscribes to anything (our done and wake channels): none
+            # is built when no pattern and no __keyspace@/__keyevent@ channel
+            # could match.
+            server = self._server
+            return bool(server.psubscribers) or any(
+                channel[:5] == b"__key" for channel in server.subscribers)
 
         def _subkey_notifications(self, command_items: list[Any]) -> None:
             # Subkey events are published from Redis 8.8 on: before that,
@@ -236,16 +259,6 @@ def _build() -> type[Any] | None:
             key.updated()
             self.add_subkey_event(b"hset", key.key, args[::2])
             return created
-
-        def _keyspace_notifications(self, command_items: list[Any], event: bytes) -> None:
-            # fakeredis publishes two keyspace messages per written key whenever
-            # anyone subscribes to anything (our done and wake channels): leave
-            # when no pattern and no __keyspace@/__keyevent@ channel could match.
-            server = self._server
-            if not server.psubscribers and not any(
-                    channel[:5] == b"__key" for channel in server.subscribers):
-                return
-            super()._keyspace_notifications(command_items, event)
 
         def _function_redis_call(self, lua_runtime: Any, read_only: bool, *args: Any) -> Any:
             # ScriptingCommandsMixin._function_redis_call with the lookup cached.

@@ -212,3 +212,36 @@ async def test_the_virtual_clock_still_sees_every_command() -> None:
     finally:
         detach(connection._memory_server(name))
         await redis.aclose()
+
+
+async def _keyspace_messages(redis: Any) -> list[Any]:
+    """What a ``__keyspace@0__:ks`` subscriber hears while a library function
+    and then a plain command write the key."""
+    await redis.function_load(LIBRARY, replace=True)
+    pubsub = redis.pubsub()
+    await pubsub.subscribe("__keyspace@0__:ks")
+    try:
+        await redis.fcall("dt_call", 1, "ks", "SET", "ks", "1")
+        await redis.execute_command("INCR", "ks")
+        heard = []
+        for _ in range(10):  # the subscribe confirmation reads as None
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.02)
+            if message is not None:
+                heard.append((message["channel"], message["data"]))
+        return heard
+    finally:
+        await pubsub.aclose()
+
+
+async def test_keyspace_messages_as_stock_fakeredis_sends_them() -> None:
+    # The fast socket decides once per command whether anyone listens; the
+    # writes made inside a function are announced all the same.
+    stock = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7, 2)))
+    fast = open_embedded(fakeredis.FakeServer(version=(7, 2)))
+    try:
+        heard = await _keyspace_messages(fast)
+        assert heard == await _keyspace_messages(stock)
+        assert [data for _, data in heard] == [b"set", b"incr"]
+    finally:
+        await stock.aclose()
+        await fast.aclose()

@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from flowfabric_worker.backend import connection
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.backend.connection import open_redis
 from flowfabric_worker.backend.library import FLOWFABRIC
@@ -106,7 +107,9 @@ async def test_after_close_callers_fall_back_to_the_pool(redis_server_url: str) 
         await backend.close()
 
 
-def test_memory_backends_have_no_multiplexer() -> None:
+def test_stock_memory_backends_have_no_multiplexer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the embedded fast paths memory:// has its own (test_embedded_mux.py).
+    monkeypatch.setattr(connection, "EMBEDDED_FAST_PATHS", False)
     backend = Backend(open_redis("memory://mux-none"), url="memory://mux-none")
     assert backend._mux is None
 
