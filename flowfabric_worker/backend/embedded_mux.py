@@ -91,16 +91,21 @@ class EmbeddedMultiplexer:
             out = [self._decode(reply, encoding, errors) for reply in out]
         return out
 
-    async def _socket(self) -> Any:
+    def _live_socket(self) -> Any:
         conn = self._conn
-        if conn is not None:
-            sock = conn._sock
-            if sock is not None and not sock._killed and sock._server is not None:
-                return sock
+        sock = None if conn is None else conn._sock
+        if sock is None or sock._killed or sock._server is None:
+            return None
+        return sock
+
+    async def _socket(self) -> Any:
+        sock = self._live_socket()
+        if sock is not None:
+            return sock
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
-            if self._conn is None or self._conn._sock is None or self._conn._sock._killed:
+            if self._live_socket() is None:
                 # A fresh connection made as the pool makes them (its
                 # handshake included); it never goes back to the pool.
                 old, self._conn = self._conn, None

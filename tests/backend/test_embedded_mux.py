@@ -197,3 +197,15 @@ async def test_the_virtual_clock_sees_its_commands(mux: EmbeddedMultiplexer) -> 
         assert abs(int(seconds) - clock.time()) < 5
     finally:
         detach(server)
+
+
+async def test_a_connection_killed_mid_batch_fails_the_rest_as_maybe_sent(
+        mux: EmbeddedMultiplexer, client: aioredis.Redis) -> None:
+    # The batch's own CLIENT KILL drops its connection: what follows it is
+    # not run and fails as a broken connection does (it may have run, as
+    # far as the caller can tell); the next call gets a new connection.
+    with pytest.raises(RedisConnectionError) as caught:
+        await mux.execute([("CLIENT", "KILL", "SKIPME", "no"), ("INCR", "mid")])
+    assert classify(caught.value) == (True, True)
+    assert await client.get("mid") is None
+    assert await mux.execute([("INCR", "mid")]) == [1]
