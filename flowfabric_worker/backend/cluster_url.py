@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
+from flowfabric_worker.backend.connection import resp2_kwargs
 from flowfabric_worker.errors import ConfigurationError
 
 __all__ = ["CLUSTER_SCHEMES", "ClusterUrl", "is_cluster_url"]
@@ -62,7 +63,8 @@ class ClusterUrl:
 
     def connection_kwargs(self) -> dict[str, object]:
         """What each node connection (and the topology client) is opened with."""
-        out: dict[str, object] = dict(self.options)
+        # RESP2 whatever redis-py's default (connection.RESP_VERSION).
+        out: dict[str, object] = resp2_kwargs(dict(self.options))
         if self.username is not None:
             out["username"] = self.username
         if self.password is not None:

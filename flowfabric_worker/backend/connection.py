@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import redis.asyncio as aioredis
 
 from flowfabric_worker.errors import ConfigurationError
 
-__all__ = ["is_embedded", "is_memory_url", "open_redis"]
+__all__ = ["RESP_VERSION", "is_embedded", "is_memory_url", "open_redis", "resp2_kwargs"]
+
+#: The protocol every connection speaks. The contract's replies (spec 02) and
+#: every decoder here are RESP2's: a hash is a flat array, Lua's false is a
+#: nil. redis-py 8 opens RESP3 connections unless told otherwise (maps, sets,
+#: booleans and doubles arrive as other Python types), so it is told.
+RESP_VERSION = 2
 
 #: Whether ``memory://`` connections opened from now on take the embedded fast
 #: paths (when available). Only for measuring them against stock fakeredis
@@ -56,11 +63,25 @@ def _memory_server(name: str) -> Any:
         return server
 
 
+def resp2_kwargs(kwargs: dict[str, Any], url: str = "") -> dict[str, Any]:
+    """``kwargs`` with ``protocol=2``; a ``protocol`` other than 2 in them or in
+    ``url``'s query is refused (:class:`ConfigurationError`)."""
+    asked = [kwargs.get("protocol")]
+    asked += [v for k, v in parse_qsl(urlsplit(url).query) if k == "protocol"]
+    for value in asked:
+        if value is not None and str(value) != str(RESP_VERSION):
+            raise ConfigurationError(
+                f"protocol={value!r}: flowfabric_worker speaks RESP{RESP_VERSION} only "
+                f"(drop the protocol option)")
+    return dict(kwargs, protocol=RESP_VERSION)
+
+
 def open_redis(url: str, **kwargs: Any) -> aioredis.Redis:
     """A ``redis.asyncio.Redis`` for ``url`` (replies are bytes). ``kwargs`` go to
     the client (e.g. ``socket_connect_timeout``). Cluster URLs
     (``redis+cluster://``) are opened by ``Backend.open``, which routes by
     slot (cluster.py); a plain client of one node cannot serve them."""
+    kwargs = resp2_kwargs(kwargs, url)
     if is_memory_url(url):
         import fakeredis
 

@@ -44,6 +44,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from flowfabric_worker.backend.connection import RESP_VERSION
+
 __all__ = ["Multiplexer"]
 
 #: Unsent bytes past which a flush leaves the write to the writer task,
@@ -131,7 +133,9 @@ class Multiplexer:
         #: call here: the connection itself has none, since it also stays
         #: open while nothing is in flight.
         self._timeout: float | None = kwargs.pop("socket_timeout", None) or None
-        self._kwargs = dict(kwargs, socket_timeout=None)
+        # RESP2 on its own connection whoever opened the pool: the replies it
+        # hands back are decoded as RESP2's (connection.RESP_VERSION).
+        self._kwargs = dict(kwargs, socket_timeout=None, protocol=RESP_VERSION)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: AbstractConnection | None = None
         #: Connections opened so far (the first reuses the packing template).

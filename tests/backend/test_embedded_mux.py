@@ -101,7 +101,7 @@ SAME_ON_BOTH: list[tuple[Any, ...]] = [
 
 async def test_replies_have_the_real_servers_shapes(
         mux: EmbeddedMultiplexer, redis_server_url: str) -> None:
-    real_client = aioredis.Redis.from_url(redis_server_url)
+    real_client = open_redis(redis_server_url)
     real = Multiplexer(real_client.connection_pool)
     assert real.usable()
     try:
