@@ -99,15 +99,10 @@ async def fire_schedule(backend: Backend, tag: str, r: ScheduleRecord, now_ms: i
     if r.state != "active" or r.next_tick is None:
         return 0
     plan = TimePlan.from_json(r.spec)
-    limit = r.catchup_limit if r.catchup == "all" else 1
-    due = due_ticks(plan, r.id, r.next_tick, now_ms, limit)
+    due = due_ticks(plan, r.id, r.next_tick, now_ms, r.catchup_limit)
     if not due.ticks:
         return 0  # a score read before an update: not due any more
-    latest = due.ticks[-1]
-    if r.catchup == "none" and now_ms - fire_at(plan, r.id, latest) > MISSED_AFTER_MS:
-        chosen: list[int] = []
-    else:
-        chosen = list(due.ticks)
+    chosen = _by_catchup(plan, r, due.ticks, now_ms)
     if chosen and r.overlap != "allow":
         # Runs started together would overlap each other: the newest only.
         chosen = chosen[-1:]
@@ -136,6 +131,20 @@ async def fire_schedule(backend: Backend, tag: str, r: ScheduleRecord, now_ms: i
         log.info("schedule %s: %d tick(s) not run (catchup=%s, overlap=%s)",
                  r.id, skipped, r.catchup, r.overlap)
     return len(chosen)
+
+
+def _by_catchup(plan: TimePlan, r: ScheduleRecord, ticks: list[int], now_ms: int) -> list[int]:
+    """The due ``ticks`` to run. Only *missed* ones (fired more than
+    MISSED_AFTER_MS late) follow ``catchup``: a tick found late — a busy
+    box, a scan interval as long as the schedule's period — was not missed,
+    and dropping it would lose a run nobody chose to skip."""
+    if r.catchup == "all":
+        return list(ticks)
+    late = [t for t in ticks if now_ms - fire_at(plan, r.id, t) <= MISSED_AFTER_MS]
+    missed = ticks[:len(ticks) - len(late)]  # ticks are in time order
+    if r.catchup == "skip":
+        return missed[-1:] + late
+    return late  # "none"
 
 
 async def create_run(backend: Backend, r: ScheduleRecord, tick_ms: int, now_ms: int, *,

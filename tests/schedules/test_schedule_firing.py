@@ -84,6 +84,33 @@ async def test_catchup_policies_after_a_long_outage(url: str) -> None:
         assert len(await scheduled_runs(client.backend, schedule_id="c-none")) == 1
 
 
+async def test_late_ticks_are_not_missed_ones(url: str) -> None:
+    # A scan that comes late (a busy box, a scan interval as long as the
+    # schedule's) finds several ticks due that are late, not missed (at most
+    # MISSED_AFTER_MS): every policy runs them all. Only the older ones, past
+    # that, are missed and follow the policy.
+    async with Client.connect(url) as client:
+        for policy in ("skip", "none"):
+            await client.schedule("job", every=1, schedule_id=f"late-{policy}", catchup=policy)
+            await client.schedule("job", every=1, schedule_id=f"gap-{policy}", catchup=policy)
+        first = await _next(client.backend, "late-skip")
+        for policy in ("skip", "none"):
+            await _fire(client.backend, f"late-{policy}", first + 2_500)
+            await _fire(client.backend, f"gap-{policy}", first + 8_010)
+
+        async def ticks(sid: str) -> list[int]:
+            return [t for _, t in await scheduled_runs(client.backend, schedule_id=sid)]
+
+        late = [first + i * 1000 for i in range(3)]
+        assert await ticks("late-skip") == late and await ticks("late-none") == late
+        # first..first+3000 are more than 5 s late at first+8010: missed.
+        on_time = [first + i * 1000 for i in range(4, 9)]
+        assert await ticks("gap-skip") == [first + 3000, *on_time]
+        assert await ticks("gap-none") == on_time
+        assert (await client.schedule_handle("gap-skip").info()).skipped == 3
+        assert (await client.schedule_handle("gap-none").info()).skipped == 4
+
+
 async def test_overlap_skip_and_cancel_previous(url: str) -> None:
     async with Client.connect(url) as client:
         await client.schedule("job", every=10, schedule_id="o-skip", overlap="skip")
