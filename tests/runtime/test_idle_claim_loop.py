@@ -88,10 +88,10 @@ async def test_idle_worker_reclaims_a_crashed_workers_lease(backend: Backend) ->
     await run_until(worker, done, limit=15.0)
 
 
+# CLIENT KILL: a real server only.
+@pytest.mark.parametrize("url", ["redis"], indirect=True)
 async def test_a_wake_lost_while_resubscribing_still_leads_to_a_claim(
         url: str, raw: redis.asyncio.Redis) -> None:
-    if url.startswith("memory://"):
-        pytest.skip("needs CLIENT KILL on a real server")
     async with Client.connect(url) as client:
         worker = Worker(client, [noop], concurrency=2, scanners=False)
         # The fallback poll would only look again after a minute.
