@@ -33,7 +33,7 @@ class LibrarySpec:
 
 
 FLOWFABRIC = LibrarySpec(name="flowfabric", version_function="ff_version", version="34")
-FFW = LibrarySpec(name="ffw", version_function="ffw_version", version="8")
+FFW = LibrarySpec(name="ffw", version_function="ffw_version", version="9")
 
 
 def _lua_files(folder: str) -> list[tuple[str, str]]:

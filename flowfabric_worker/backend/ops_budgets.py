@@ -26,6 +26,7 @@ from flowfabric_worker.protocol.budgets import (
 from flowfabric_worker.protocol.flow_control import LABEL_FIELD, STRATEGY_FIELD, waiting_key
 from flowfabric_worker.protocol.keys import BudgetKeys, QuotaKeys
 from flowfabric_worker.protocol.partitions import PartitionConfig, budget_tag, quota_tag
+from flowfabric_worker.protocol.quotas import QuotaRecount
 
 __all__ = ["BudgetOps", "BudgetState", "QuotaLimits", "QuotaState"]
 
@@ -276,28 +277,8 @@ class BudgetOps(Caller):
     async def recount_quota(self, quota_id: str, window_seconds: int, now_ms: int) -> bool:
         """Quota reconciler (spec 05 §7.2 #14): trim the windows, keep in
         ``admitted_set`` only ids whose guard key still exists, rewrite the
-        concurrency counter to that count when it drifted. ``True`` on a fix."""
-        from flowfabric_worker.protocol.budgets import CLAIM_WINDOW
-
+        concurrency counter to that count when it drifted; one atomic call,
+        so an admission meanwhile is never overwritten. ``True`` on a fix."""
         qk = self.quota_keys(quota_id)
-        cutoff = now_ms - window_seconds * 1000
-        members = [_text(m) for m in await self.redis.smembers(qk.admitted_set)]
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zremrangebyscore(qk.window("requests_per_window"), "-inf", cutoff)
-        pipe.zremrangebyscore(qk.window(CLAIM_WINDOW), "-inf", cutoff)
-        for eid in members:
-            pipe.exists(qk.admitted(eid))
-        pipe.get(qk.concurrency)
-        replies = await pipe.execute()
-        live = [eid for eid, ok in zip(members, replies[2:-1], strict=True) if int(ok)]
-        dead = [eid for eid in members if eid not in set(live)]
-        current = replies[-1]
-        pipe = self.redis.pipeline(transaction=False)
-        if dead:
-            pipe.srem(qk.admitted_set, *dead)
-        drift = _int(current) != len(live)
-        if drift:
-            pipe.set(qk.concurrency, str(len(live)))
-        if dead or drift:
-            await pipe.execute()
-        return bool(dead) or drift
+        return await self.call(QuotaRecount(
+            tag=qk.tag, quota_id=quota_id, cutoff_ms=now_ms - window_seconds * 1000))

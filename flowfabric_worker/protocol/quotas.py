@@ -23,6 +23,7 @@ __all__ = [
     "CheckAdmissionAndRecord",
     "CreateQuotaPolicy",
     "CreateResult",
+    "QuotaRecount",
     "ReleaseAdmission",
 ]
 
@@ -178,3 +179,29 @@ class ReleaseAdmission(_QuotaCall, FCall[None], frozen=True, kw_only=True):
     def decode(self, reply: Any) -> None:
         self.envelope(reply)
 
+
+
+class QuotaRecount(_QuotaCall, FCall[bool], frozen=True, kw_only=True):
+    """``ffw_quota_recount`` (our library; the quota reconciler, spec 05
+    §7.2 #14, as one atomic step): trim both windows to ``cutoff_ms``, drop
+    admitted ids whose guard key is gone, rewrite a drifted concurrency
+    counter. ``True`` when something was fixed."""
+
+    NAME: ClassVar[str] = "ffw_quota_recount"
+    LIBRARY: ClassVar[str] = "ffw"
+    IDEMPOTENT: ClassVar[bool] = True
+    cutoff_ms: int
+
+    def __post_init__(self) -> None:
+        self._validate_quota()
+
+    def keys(self) -> list[str]:
+        qk = self.qk
+        return [qk.admitted_set, qk.concurrency, qk.window("requests_per_window"),
+                qk.window(CLAIM_WINDOW)]
+
+    def argv(self) -> list[str]:
+        return [str(self.cutoff_ms)]
+
+    def decode(self, reply: Any) -> bool:
+        return self.envelope(reply).field(0) == "fixed"

@@ -78,7 +78,7 @@ async def test_loads_both_libraries_when_absent(url: str) -> None:
     await (await _empty(url)).aclose()
     async with await Backend.open(url) as b:
         assert await _version(b.redis) == FLOWFABRIC.version == "34"
-        assert await _version(b.redis, "ffw_version") == FFW.version == "8"
+        assert await _version(b.redis, "ffw_version") == FFW.version == "9"
         assert await b.call(Version()) == "34"
 
 
@@ -121,7 +121,7 @@ async def test_attached_mode_with_the_right_version_still_loads_ffw(url: str) ->
     await execute(client, "FUNCTION", "LOAD", "REPLACE", _fake_flowfabric("34"))
     async with await Backend.open(url, mode="attached", force_reload=True) as b:
         assert await _function_count(client, "flowfabric") == 1
-        assert await _version(b.redis, "ffw_version") == FFW.version == "8"
+        assert await _version(b.redis, "ffw_version") == FFW.version == "9"
     await client.aclose()
 
 
@@ -132,7 +132,7 @@ async def test_reloads_after_function_flush(url: str) -> None:
         await execute(b.redis, "FUNCTION", "FLUSH")
         out = await b.call_many([Version(), Version()])
         assert out == ["34", "34"]
-        assert await _version(b.redis, "ffw_version") == FFW.version == "8"
+        assert await _version(b.redis, "ffw_version") == FFW.version == "9"
 
 
 async def test_call_many_pipelines_values_and_errors(url: str) -> None:

@@ -223,6 +223,9 @@ BASE_CALLS: dict[str, list[Builder]] = {
         lambda w: make("FlowQuota", tag=w.misc["qtag"], quota_id=w.misc["quota"],
                        window_seconds=60, rate=5, cap=3, now_ms=w.now,
                        strategy="cancel_newest", label="t per k=2")],
+    "ffw_quota_recount": [
+        lambda w: make("QuotaRecount", tag=w.misc["qtag"], quota_id=w.misc["quota"],
+                       cutoff_ms=w.now - 60_000)],
     "ffw_debounce": [
         lambda w: make("ReplaceDebounced", idem_key=f"ff:idem:{w.tag()}:{NS}:ffw.debounce:x",
                        payload=b"latest")],

@@ -159,3 +159,37 @@ async def test_admission_released_when_the_grant_is_refused(client: Client) -> N
     qk = client.backend.quota_keys(quota.id)
     assert not await client.backend.redis.smembers(qk.admitted_set)
     assert not await client.backend.redis.exists(qk.admitted(run.id))
+
+
+async def test_an_admission_during_the_quota_reconciler_keeps_its_slot(client: Client) -> None:
+    """The reconciler recounts the slots and rewrites the counter. Done as
+    separate reads and a write, an admission landing between them was
+    overwritten (counter 0 while an execution held the slot: one more could
+    run than the cap; seen on a busy box). The admission here lands while the
+    reconciler runs, between its first read and its write if it has them."""
+    import time
+
+    from flowfabric_worker.protocol.quotas import CheckAdmissionAndRecord
+
+    quota = await client.create_quota(concurrency=2)
+    backend = client.backend
+    tag = backend.quota_keys(quota.id).tag
+    run = await work.submit(client, "held", quota=quota)
+    admit = CheckAdmissionAndRecord(
+        tag=tag, quota_id=quota.id, eid=run.id, now_ms=int(time.time() * 1000),
+        window_seconds=60, rate_limit=0, concurrency_cap=2)
+    real_smembers = backend.redis.smembers
+
+    async def smembers_then_admit(*args: object) -> object:
+        members = await real_smembers(*args)
+        assert (await backend.check_admission(admit)).status == "ADMITTED"
+        return members
+
+    backend.redis.smembers = smembers_then_admit
+    try:
+        await backend.recount_quota(quota.id, 60, int(time.time() * 1000))
+    finally:
+        del backend.redis.smembers
+    if not await backend.redis.exists(backend.quota_keys(quota.id).admitted(run.id)):
+        assert (await backend.check_admission(admit)).status == "ADMITTED"  # no reads to race
+    assert (await quota.info()).active == 1

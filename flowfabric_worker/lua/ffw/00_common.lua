@@ -2,4 +2,4 @@
 -- contract; every function is named ffw_*). ok/err/now_ms/istr and the
 -- parsers come from lua/shared/00_base.lua, bundled ahead of this file.
 
-local FFW_VERSION = "8"
+local FFW_VERSION = "9"
