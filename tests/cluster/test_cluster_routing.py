@@ -3,6 +3,7 @@ and the function libraries on every primary (repaired or reported)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import pytest
@@ -78,12 +79,45 @@ def _owner(cluster: LocalCluster, slot: int) -> tuple[int, str]:
     raise AssertionError(f"slot {slot} unserved")
 
 
-def _move_empty_slot(cluster: LocalCluster, slot: int, to_port: int) -> None:
+def _node_id(cluster: LocalCluster, port: int) -> str:
+    with cluster.node(port) as r:
+        return str(r.execute_command("CLUSTER", "MYID").decode())
+
+
+def _move_empty_slot(cluster: LocalCluster, slot: int, from_port: int, to_port: int) -> None:
+    """Hand an empty ``slot`` over the way ``redis-cli --cluster reshard``
+    does. The target must take it while importing: that bumps its config
+    epoch, so its claim outranks the old owner's. A bare ``SETSLOT NODE``
+    on every primary keeps the old epoch, and a heartbeat the old owner sent
+    just before can hand the slot back to it on the target: each then
+    answers MOVED to the other, for good (seen on a busy box)."""
+    to_id, from_id = _node_id(cluster, to_port), _node_id(cluster, from_port)
     with cluster.node(to_port) as r:
-        node_id = r.execute_command("CLUSTER", "MYID").decode()
-    for port in cluster.primaries():
+        r.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", from_id)
+    with cluster.node(from_port) as r:
+        r.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", to_id)
+    for port in [to_port, from_port] + [p for p in cluster.primaries()
+                                        if p not in (to_port, from_port)]:
         with cluster.node(port) as r:
-            r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", node_id)
+            r.execute_command("CLUSTER", "SETSLOT", slot, "NODE", to_id)
+    _wait_agreed(cluster, slot, to_port)
+
+
+def _wait_agreed(cluster: LocalCluster, slot: int, port: int) -> None:
+    """Until every node says ``port`` serves ``slot`` (gossip reaches the
+    replicas): the session's later tests share this cluster."""
+    deadline = time.monotonic() + 30
+    while True:
+        views = set()
+        for p in cluster.ports():
+            with cluster.node(p) as r:
+                views |= {int(primary[1]) for start, end, primary, *_
+                          in r.execute_command("CLUSTER", "SLOTS") if start <= slot <= end}
+        if views == {port}:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"slot {slot}: nodes still disagree ({views})")
+        time.sleep(0.05)
 
 
 async def test_moved_after_resharding_is_followed(
@@ -95,7 +129,7 @@ async def test_moved_after_resharding_is_followed(
         other = next(p for p in local_cluster.primaries() if p != old_port)
         with local_cluster.node(old_port) as r:
             r.flushall()  # an empty slot can be reassigned without MIGRATE
-        _move_empty_slot(local_cluster, slot, other)
+        _move_empty_slot(local_cluster, slot, old_port, other)
         try:
             before = b.cluster.refreshes if b.cluster else 0
             await b.call(_rotate(5))  # MOVED -> new map -> sent to the new owner
@@ -105,7 +139,7 @@ async def test_moved_after_resharding_is_followed(
         finally:
             with local_cluster.node(other) as r:
                 r.flushall()
-            _move_empty_slot(local_cluster, slot, old_port)
+            _move_empty_slot(local_cluster, slot, other, old_port)
 
 
 async def test_a_primary_that_lost_its_libraries_is_repaired(
