@@ -29,11 +29,18 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-__all__ = ["MEASURED_VERSIONS", "available", "socket_class"]
+from flowfabric_worker.backend import embedded_commands
+
+__all__ = ["DIRECT_COMMANDS", "MEASURED_VERSIONS", "available", "socket_class"]
 
 #: fakeredis versions whose private dispatch this module mirrors (measured
 #: and checked by the memory:// variants of the suite).
 MEASURED_VERSIONS = frozenset({"2.41.0"})
+
+#: Whether ``redis.call`` takes :mod:`.embedded_commands`' direct handlers
+#: for the commands they cover (a switch for ``bench/embedded.py --compare``
+#: and the equivalence tests; on by default).
+DIRECT_COMMANDS = True
 
 
 def _installed_version() -> str | None:
@@ -69,13 +76,13 @@ def _build() -> type[Any] | None:
     try:
         from fakeredis import _msgs as msgs
         from fakeredis._commands import COMMANDS_WITH_SUB, SUPPORTED_COMMANDS, Key, Signature
-        from fakeredis._core import CommandItem
-        from fakeredis._helpers import SimpleError, decode_command_bytes
+        from fakeredis._core import CommandItem, Item
+        from fakeredis._helpers import OK, SimpleError, decode_command_bytes
         from fakeredis._socket import AsyncFakeSocket
         from fakeredis._socket._base import BaseFakeSocket
         from fakeredis._socket._resp import convert_to_resp2, valid_response_type
         from fakeredis.commands_mixins.scripting_mixin import _convert_redis_arg
-        from fakeredis.model import Hash, is_write_command
+        from fakeredis.model import ExpiringMembersSet, Hash, ZSet, is_write_command
     except ImportError:
         return None
     for owner, name in ((BaseFakeSocket, "_run_command"), (BaseFakeSocket, "_name_to_func"),
@@ -85,6 +92,8 @@ def _build() -> type[Any] | None:
         if not callable(getattr(owner, name, None)):
             return None
 
+    direct = embedded_commands.build(Hash, ZSet, ExpiringMembersSet, Item, OK)
+    passed = embedded_commands.PASS
     unspecified = Key.UNSPECIFIED
     do_not_create = msgs.FLAG_DO_NOT_CREATE
     no_script = msgs.FLAG_NO_SCRIPT
@@ -261,18 +270,26 @@ def _build() -> type[Any] | None:
             return created
 
         def _function_redis_call(self, lua_runtime: Any, read_only: bool, *args: Any) -> Any:
-            # ScriptingCommandsMixin._function_redis_call with the lookup cached.
+            # ScriptingCommandsMixin._function_redis_call with the lookup cached,
+            # and the direct handlers first where they apply.
             op = args[0] if args else None
             if type(op) is not bytes or self._server.server_type != "redis":
                 return super()._function_redis_call(lua_runtime, read_only, *args)
+            try:
+                call_args = [a if type(a) is bytes else _convert_redis_arg(a) for a in args[1:]]
+            except SimpleError:  # fakeredis's checks, in its order
+                return super()._function_redis_call(lua_runtime, read_only, *args)
+            handler = direct.get(op)
+            if (handler is not None and DIRECT_COMMANDS and not self._keyspace_listened
+                    and not (read_only and handler[1]) and self._server.version < (8, 8)
+                    and self._resp_version == 2):
+                result = handler[0](self, call_args)
+                if result is not passed:
+                    return self._convert_redis_result(lua_runtime, result)
             entry = calls[op] if op in calls else lookup(op)
             if entry is None:
                 return super()._function_redis_call(lua_runtime, read_only, *args)
             sig, func_name, writes = entry
-            try:
-                call_args = [a if type(a) is bytes else _convert_redis_arg(a) for a in args[1:]]
-            except SimpleError:
-                raise SimpleError(msgs.LUA_COMMAND_ARG_MSG) from None
             func = getattr(self, func_name, None)
             if func is None:
                 raise SimpleError(msgs.WRONG_ARGS_MSG7)
