@@ -8,8 +8,9 @@ is ~25 µs, and a no-op task makes ~40 such calls. The handlers here do the
 same work on fakeredis's own data structures in a few µs, for the plain
 forms the library uses: ``HSET``, ``HGET``, ``HMGET``, ``HGETALL``, ``GET``,
 ``SET key value``, ``EXISTS``, ``DEL``, ``ZADD`` without flags, ``ZREM``,
-``ZSCORE``, ``SADD``, ``SREM``, ``PEXPIREAT`` without flags, and ``TIME``
-(fakeredis's own method, called directly).
+``ZSCORE``, ``SADD``, ``SREM``, ``PEXPIREAT`` without flags, ``XADD`` with
+an automatic ID (and ``MAXLEN ~``), and ``TIME`` (fakeredis's own method,
+called directly).
 
 Each handler answers only the happy case and returns :data:`PASS` for
 anything else — a key past its TTL, a value of another type, an unusual
@@ -54,11 +55,21 @@ command's arguments (bytes, without the name)."""
 
 
 def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
-          item_type: type[Any], ok: Any) -> Handlers:
-    """The handlers, over fakeredis's ``Hash``, ``ZSet``, ``ExpiringMembersSet``
-    and ``Item``, with ``ok`` its ``+OK`` status reply (passed in: only
+          stream_type: type[Any], item_type: type[Any], ok: Any,
+          max_stream_id: Any) -> Handlers:
+    """The handlers, over fakeredis's ``Hash``, ``ZSet``, ``ExpiringMembersSet``,
+    ``XStream`` and ``Item``, with ``ok`` its ``+OK`` status reply and
+    ``max_stream_id`` the last stream ID there is (passed in: only
     :mod:`.embedded_socket` imports fakeredis's private modules, and only
     after checking its version)."""
+
+    def canonical_int(text: bytes) -> bool:
+        """fakeredis's integer rule: a 64-bit integer in its canonical text."""
+        try:
+            value = int(text)
+        except ValueError:
+            return False
+        return str(value).encode() == text and -(2**63) <= value < 2**63
 
     def live(db: Any, key: bytes) -> Any:
         """The key's item, None when absent, PASS when its TTL has passed
@@ -288,12 +299,9 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
         if len(args) != 2:
             return PASS  # NX, XX, GT, LT are fakeredis's
         key, ms = args
-        try:
-            when = int(ms)
-        except ValueError:
+        if not canonical_int(ms):
             return PASS
-        if str(when).encode() != ms or not -(2**63) <= when < 2**63:
-            return PASS  # fakeredis's integer rule: its canonical text only
+        when = int(ms)
         db = sock._db
         item = live(db, key)
         if item is None:
@@ -304,6 +312,38 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
         db.schedule_expiry(key, item.expireat)
         db.notify_watch(key)
         return 1
+
+    def xadd(sock: Any, args: list[bytes]) -> Any:
+        # The two forms the library writes: ``XADD key * f v ...`` (frames)
+        # and ``XADD key MAXLEN ~ N * f v ...`` (histories). fakeredis trims
+        # approximately only from Redis 8.6 on, so below it ``~ N`` is
+        # checked and has no effect.
+        if len(args) >= 6 and args[1] == b"MAXLEN" and args[2] == b"~" and args[4] == b"*":
+            if sock._server.version >= (8, 6) or not canonical_int(args[3]) or int(args[3]) < 0:
+                return PASS
+            fields = tuple(args[5:])
+        elif len(args) >= 4 and args[1] == b"*":
+            fields = tuple(args[2:])
+        else:
+            return PASS
+        if len(fields) % 2:
+            return PASS
+        db = sock._db
+        key = args[0]
+        item = live(db, key)
+        if item is PASS or (item is not None and type(item.value) is not stream_type):
+            return PASS
+        stream = stream_type() if item is None else item.value
+        if stream.last_id == max_stream_id:
+            return PASS  # IDs exhausted: fakeredis's error
+        entry = stream.next_id(None, True)
+        if entry is None:
+            return PASS
+        stream.add(fields, entry, *sock._stream_node_limits())
+        if item is None:
+            db[key] = item_type(stream)
+        db.notify_watch(key)
+        return entry.encode()
 
     def time_(sock: Any, args: list[bytes]) -> Any:
         # fakeredis's own TIME (the testing kit's virtual clock moves it),
@@ -316,5 +356,5 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
         b"HGETALL": (hgetall, False), b"GET": (get, False), b"SET": (set_, True),
         b"EXISTS": (exists, False), b"DEL": (delete, True), b"ZADD": (zadd, True),
         b"ZREM": (zrem, True), b"ZSCORE": (zscore, False), b"SADD": (sadd, True),
-        b"SREM": (srem, True), b"PEXPIREAT": (pexpireat, True),
+        b"SREM": (srem, True), b"PEXPIREAT": (pexpireat, True), b"XADD": (xadd, True),
     }

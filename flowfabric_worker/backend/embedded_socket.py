@@ -11,7 +11,11 @@ per (command, argument count) and keeps it. It also leaves out steps that
 have nothing to do: keyspace messages when no subscription could receive
 one, subkey events below Redis 8.8 (fakeredis drops them there), per-item
 conversion of a flat array for Lua, and ``Hash.update``'s per-field calls in
-``HSET`` (the library writes records of 20-50 fields).
+``HSET`` (the library writes records of 20-50 fields). Before any of that, a
+``redis.call`` of one of the commands :mod:`.embedded_commands` covers runs
+its direct handler when nothing could observe the difference (no keyspace
+subscriber, RESP2, a server below 8.8); a handler that meets anything
+unusual passes the call on to the path below.
 
 Everything else (the command implementations, key expiry, write-back,
 RESP2 conversion, error texts and the order they are raised in) is
@@ -82,17 +86,20 @@ def _build() -> type[Any] | None:
         from fakeredis._socket._base import BaseFakeSocket
         from fakeredis._socket._resp import convert_to_resp2, valid_response_type
         from fakeredis.commands_mixins.scripting_mixin import _convert_redis_arg
-        from fakeredis.model import ExpiringMembersSet, Hash, ZSet, is_write_command
+        from fakeredis.model import ExpiringMembersSet, Hash, XStream, ZSet, is_write_command
+        from fakeredis.model._stream import MAX_KEY
     except ImportError:
         return None
     for owner, name in ((BaseFakeSocket, "_run_command"), (BaseFakeSocket, "_name_to_func"),
                         (AsyncFakeSocket, "_function_redis_call"), (Signature, "apply"),
                         (AsyncFakeSocket, "_hset"), (AsyncFakeSocket, "_convert_redis_result"),
-                        (AsyncFakeSocket, "_subkey_notifications"), (Hash, "_expire_keys")):
+                        (AsyncFakeSocket, "_subkey_notifications"), (Hash, "_expire_keys"),
+                        (AsyncFakeSocket, "_stream_node_limits"), (AsyncFakeSocket, "time"),
+                        (XStream, "next_id"), (XStream, "add")):
         if not callable(getattr(owner, name, None)):
             return None
 
-    direct = embedded_commands.build(Hash, ZSet, ExpiringMembersSet, Item, OK)
+    direct = embedded_commands.build(Hash, ZSet, ExpiringMembersSet, XStream, Item, OK, MAX_KEY)
     passed = embedded_commands.PASS
     unspecified = Key.UNSPECIFIED
     do_not_create = msgs.FLAG_DO_NOT_CREATE

@@ -21,7 +21,6 @@ pytestmark = pytest.mark.anyio
 
 LIBRARY = """#!lua name=directtest
 redis.register_function('d_call', function(keys, args) return redis.call(unpack(args)) end)
-redis.register_function('d_pcall', function(keys, args) return redis.pcall(unpack(args)) end)
 redis.register_function('d_numbers', function(keys, args)
   return {redis.call('ZADD', keys[1], 2, 'n'), redis.call('HSET', keys[2], 'f', 7),
           redis.call('ZSCORE', keys[1], 'n'), redis.call('HGET', keys[2], 'f')}
@@ -33,16 +32,30 @@ redis.register_function('d_sign', function(keys, args)
   elseif r > 0 then r = 1 end
   return r
 end)
+redis.register_function('d_id', function(keys, args)
+  -- a stream ID (the time it was made) reads as ID
+  local r = redis.call(unpack(args))
+  if type(r) == 'string' and string.match(r, '^%d+%-%d+$') then return 'ID' end
+  return r
+end)
+redis.register_function('d_entries', function(keys, args)
+  -- a stream's entries without their IDs
+  local out = {}
+  for _, entry in ipairs(redis.call('XRANGE', keys[1], '-', '+')) do out[#out + 1] = entry[2] end
+  return out
+end)
 redis.register_function{function_name='d_ro', flags={'no-writes'},
-  callback=function(keys, args) return redis.pcall(unpack(args)) end}
+  callback=function(keys, args) return redis.call(unpack(args)) end}
 """
 
 # Every handled command in its plain form, on new and existing keys, then the
 # cases it must leave to fakeredis. ``SLEEP`` lets the 20 ms TTLs set by
-# ``ONCE`` steps (run once, through redis.call) pass; ``SIGN`` runs a TTL
-# read and keeps its sign. ZADD with too few arguments is left out: stock
-# fakeredis 2.41 answers it with one of three errors depending on what ran
-# earlier in the process (the handler passes it on unread).
+# ``ONCE`` steps (run once) pass; ``SIGN`` runs a TTL read and keeps its
+# sign; ``ID`` reads a stream ID as ``ID``; ``ENTRIES`` lists a stream's
+# entries without their IDs. Everything goes through ``redis.call``, as in
+# our library: fakeredis 2.41's ``redis.pcall`` hands errors to Lua as Python
+# objects, which then read back as whatever error came before, on stock and
+# fast servers alike, depending on what ran earlier in the process.
 STEPS: list[tuple[str, ...]] = [
     ("HSET", "h", "a", "1", "b", "2"), ("HSET", "h", "a", "3", "c", "4"),
     ("HSET", "h", "d", "1", "d", "2"), ("HGETALL", "h"), ("HMGET", "h", "a", "zz", "d"),
@@ -72,7 +85,8 @@ STEPS: list[tuple[str, ...]] = [
     ("ZADD", "z", "-12.500", "n"), ("ZADD", "z", "1e3", "o"), ("ZADD", "z", "inf", "p"),
     ("ZADD", "z", "+inf", "p"), ("ZADD", "z", "nan", "q"), ("ZADD", "z", "abc", "q"),
     ("ZADD", "z", " 1", "q"), ("ZADD", "z", "0x10", "q"), ("ZADD", "z", "1.", "q"),
-    ("ZADD", "z", ".5", "q"), ("ZADD", "z", "1_0", "q"), ("ZADD", "z", "NX", "9", "a"),
+    ("ZADD", "z", ".5", "q"), ("ZADD", "z", "1_0", "q"), ("ZADD", "z", "1"), ("ZADD", "z"),
+    ("ZADD", "z", "1", "a", "2"), ("ZADD", "z", "NX", "9", "a"),
     ("ZADD", "z", "XX", "9", "zz"),
     ("ZADD", "z", "CH", "9", "a"), ("ZADD", "z", "GT", "1", "a"), ("ZADD", "z", "INCR", "1", "a"),
     ("ZADD", "z", "nx", "1", "new"), ("ZADD", "h", "1", "a"), ("ZADD", "s2", "1", "a"),
@@ -92,18 +106,28 @@ STEPS: list[tuple[str, ...]] = [
     ("PEXPIREAT", "px", "99999999999999", "XX"), ("HSET", "pxh", "a", "1"),
     ("PEXPIREAT", "pxh", "99999999999999"), ("HSET", "pxh", "b", "2"), ("SIGN", "PTTL", "pxh"),
     ("ONCE", "PEXPIREAT", "px", "1000"), ("EXISTS", "px"), ("GET", "px"),
+    ("ID", "XADD", "x", "*", "f", "v"), ("ID", "XADD", "x", "*", "f", "v", "g", "w"),
+    ("ID", "XADD", "x", "MAXLEN", "~", "2", "*", "a", "1"),
+    ("ID", "XADD", "x", "MAXLEN", "~", "2", "*", "b", "2"), ("XLEN", "x"), ("ENTRIES", "x"),
+    ("ID", "XADD", "x", "MAXLEN", "=", "2", "*", "c", "3"), ("XLEN", "x"),
+    ("ID", "XADD", "x", "maxlen", "~", "1", "*", "d", "4"), ("XLEN", "x"),
+    ("ID", "XADD", "x", "MAXLEN", "~", "-1", "*", "e", "5"),
+    ("ID", "XADD", "x", "MAXLEN", "~", "abc", "*", "e", "5"),
+    ("ID", "XADD", "x", "MAXLEN", "~", "01", "*", "e", "5"), ("ID", "XADD", "x", "*", "f"),
+    ("ID", "XADD", "x", "*"), ("ID", "XADD", "x", "MAXLEN", "~", "2", "*", "f"),
+    ("ID", "XADD", "h", "*", "f", "v"), ("ID", "XADD", "x", "1-1", "f", "v"),
+    ("ID", "XADD", "nomk", "NOMKSTREAM", "*", "f", "v"), ("EXISTS", "nomk"), ("ENTRIES", "x"),
+    ("ID", "XADD", "ex", "*", "a", "1"), ("ONCE", "PEXPIRE", "ex", "20"), ("SLEEP",),
+    ("ID", "XADD", "ex", "*", "b", "2"), ("ENTRIES", "ex"), ("SIGN", "PTTL", "ex"),
+    ("ID", "XADD", "xf", "*", "k", "v"), ("ONCE", "PEXPIRE", "xf", "100000"),
+    ("ID", "XADD", "xf", "MAXLEN", "~", "5", "*", "k", "w"), ("SIGN", "PTTL", "xf"),
     ("TIME", "x"), ("TYPE", "z"), ("DBSIZE",),
 ]
 
 
 def _outcome(value: Any) -> Any:
     if isinstance(value, BaseException):
-        text = f"{type(value).__name__}: {value}"
-        # fakeredis 2.41 sometimes turns an arity error that redis.pcall
-        # returns into this other text, on stock and fast servers alike,
-        # depending on what ran earlier in the process: both mean one thing.
-        return text.replace("wrong number or type of arguments",
-                            "Wrong number of args calling Redis command from script")
+        return f"{type(value).__name__}: {value}"
     return value
 
 
@@ -116,14 +140,19 @@ async def _run(redis: Any) -> list[tuple[str, Any]]:
             continue
         if step[0] == "SIGN":
             ways = [("d_sign", step[1:])]
+        elif step[0] == "ID":
+            ways = [("d_id", step[1:])]
+        elif step[0] == "ENTRIES":
+            ways = [("d_entries", step[1:])]
         elif step[0] == "ONCE":
             ways = [("d_call", step[1:])]
         else:
-            ways = [(how, step) for how in ("d_pcall", "d_call", "d_ro")]
+            ways = [(how, step) for how in ("d_call", "d_ro")]
         for how, command in ways:
             label = f"{how} {' '.join(command)}"
+            numkeys = 1 if how == "d_entries" else 0
             try:
-                out.append((label, _outcome(await redis.fcall(how, 0, *command))))
+                out.append((label, _outcome(await redis.fcall(how, numkeys, *command))))
             except RedisError as exc:
                 out.append((label, _outcome(exc)))
     out.append(("d_numbers", await redis.fcall("d_numbers", 2, "nz", "nh")))
@@ -202,6 +231,7 @@ async def _watch_outcomes(redis: Any) -> list[Any]:
     changes = [("ZADD", "wz", "1", "a"), ("ZADD", "wz", "2", "a"), ("HSET", "wh", "a", "1"),
                ("SET", "ws", "1"), ("SADD", "wset", "a"), ("SREM", "wset", "zz"),
                ("ZREM", "wz", "zz"), ("PEXPIREAT", "wz", "99999999999999"),
+               ("XADD", "wx", "*", "f", "v"), ("XADD", "wx", "MAXLEN", "~", "9", "*", "f", "v"),
                ("PEXPIREAT", "missing", "99999999999999"), ("ZSCORE", "wz", "a"),
                ("DEL", "missing"), ("DEL", "ws"), ("SREM", "wset", "a"),
                ("HGET", "wh", "a"), ("EXISTS", "wz")]
