@@ -79,6 +79,14 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
             return PASS
         return item
 
+    def typed(db: Any, key: bytes, type_: type[Any]) -> Any:
+        """The value at ``key`` when it is a ``type_``, None when the key is
+        absent, PASS when it is past its TTL or holds another type."""
+        item = live(db, key)
+        if item is None or item is PASS:
+            return item
+        return item.value if type(item.value) is type_ else PASS
+
     def store(db: Any, key: bytes, value: Any) -> None:
         db[key] = item_type(value)
         db.notify_watch(key)
@@ -97,15 +105,14 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
             return PASS
         key = args[0]
         pairs = dict(zip(args[1::2], args[2::2], strict=True))
-        item = live(db, key)
-        if item is None:
+        h = typed(db, key, hash_type)
+        if h is PASS:
+            return PASS
+        if h is None:
             h = hash_type()
             h._values.update(pairs)
             store(db, key, h)
             return len(pairs)
-        if item is PASS or type(item.value) is not hash_type:
-            return PASS
-        h = item.value
         values = fields(h)
         before = len(values)
         expirations = h._expirations
@@ -118,12 +125,10 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
 
     def hash_values(db: Any, key: bytes) -> Any:
         """The fields of the hash at ``key``: {} when absent, PASS otherwise."""
-        item = live(db, key)
-        if item is None:
+        h = typed(db, key, hash_type)
+        if h is None:
             return {}
-        if item is PASS or type(item.value) is not hash_type:
-            return PASS
-        return fields(item.value)
+        return h if h is PASS else fields(h)
 
     def hget(sock: Any, args: list[bytes]) -> Any:
         db = sock._db
@@ -149,22 +154,13 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
         values = hash_values(db, args[0])
         if values is PASS:
             return PASS
-        flat: list[bytes] = []
-        for field, value in values.items():
-            flat.append(field)
-            flat.append(value)
-        return flat
+        return [part for pair in values.items() for part in pair]
 
     def get(sock: Any, args: list[bytes]) -> Any:
         db = sock._db
         if len(args) != 1:
             return PASS
-        item = live(db, args[0])
-        if item is None:
-            return None
-        if item is PASS or type(item.value) is not bytes:
-            return PASS
-        return item.value
+        return typed(db, args[0], bytes)
 
     def set_(sock: Any, args: list[bytes]) -> Any:
         db = sock._db
@@ -221,16 +217,15 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
                 return PASS  # a flag (NX, GT...), inf, an error: fakeredis's
             items.append((args[j + 1], float(score) + 0.0))
         key = args[0]
-        item = live(db, key)
-        if item is None:
+        z = typed(db, key, zset_type)
+        if z is PASS:
+            return PASS
+        if z is None:
             z = zset_type()
             for member, value in items:
                 z.add(member, value)
             store(db, key, z)
             return len(z)
-        if item is PASS or type(item.value) is not zset_type:
-            return PASS
-        z = item.value
         before = len(z)
         changed = False
         for member, value in items:
@@ -244,12 +239,9 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
         if len(args) < 2:
             return PASS
         key = args[0]
-        item = live(db, key)
-        if item is None:
-            return 0
-        if item is PASS or type(item.value) is not type_:
-            return PASS
-        value = item.value
+        value = typed(db, key, type_)
+        if value is None or value is PASS:
+            return 0 if value is None else PASS
         before = len(value)
         for member in args[1:]:
             value.discard(member)
@@ -271,15 +263,14 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
         if len(args) < 2:
             return PASS
         key = args[0]
-        item = live(db, key)
-        if item is None:
+        s = typed(db, key, set_type)
+        if s is PASS:
+            return PASS
+        if s is None:
             s = set_type()
             s.update(args[1:])
             store(db, key, s)
             return len(s)
-        if item is PASS or type(item.value) is not set_type:
-            return PASS
-        s = item.value
         before = len(s)
         s.update(args[1:])
         db.notify_watch(key)  # fakeredis's SADD marks the key changed even when nothing was added
@@ -288,12 +279,10 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
     def zscore(sock: Any, args: list[bytes]) -> Any:
         if len(args) != 2:
             return PASS
-        item = live(sock._db, args[0])
-        if item is None:
-            return None
-        if item is PASS or type(item.value) is not zset_type:
-            return PASS
-        return item.value.get(args[1])  # a float: Lua gets fakeredis's RESP2 text of it
+        z = typed(sock._db, args[0], zset_type)
+        if z is None or z is PASS:
+            return z
+        return z.get(args[1])  # a float: Lua gets fakeredis's RESP2 text of it
 
     def pexpireat(sock: Any, args: list[bytes]) -> Any:
         if len(args) != 2:
@@ -330,17 +319,17 @@ def build(hash_type: type[Any], zset_type: type[Any], set_type: type[Any],
             return PASS
         db = sock._db
         key = args[0]
-        item = live(db, key)
-        if item is PASS or (item is not None and type(item.value) is not stream_type):
+        found = typed(db, key, stream_type)
+        if found is PASS:
             return PASS
-        stream = stream_type() if item is None else item.value
+        stream = stream_type() if found is None else found
         if stream.last_id == max_stream_id:
             return PASS  # IDs exhausted: fakeredis's error
         entry = stream.next_id(None, True)
         if entry is None:
             return PASS
         stream.add(fields, entry, *sock._stream_node_limits())
-        if item is None:
+        if found is None:
             db[key] = item_type(stream)
         db.notify_watch(key)
         return entry.encode()

@@ -6,8 +6,8 @@ fakeredis, edge cases included."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import fakeredis
@@ -18,6 +18,8 @@ from flowfabric_worker.backend import embedded_socket
 from flowfabric_worker.backend.embedded_transport import open_embedded
 
 pytestmark = pytest.mark.anyio
+
+T = TypeVar("T")
 
 LIBRARY = """#!lua name=directtest
 redis.register_function('d_call', function(keys, args) return redis.call(unpack(args)) end)
@@ -160,27 +162,28 @@ async def _run(redis: Any) -> list[tuple[str, Any]]:
 
 
 @pytest.fixture
-def direct_on() -> Iterator[None]:
+def direct_on(monkeypatch: pytest.MonkeyPatch) -> None:
     assert embedded_socket.available()
-    saved = embedded_socket.DIRECT_COMMANDS
-    embedded_socket.DIRECT_COMMANDS = True
-    yield
-    embedded_socket.DIRECT_COMMANDS = saved
+    monkeypatch.setattr(embedded_socket, "DIRECT_COMMANDS", True)
 
 
-def _pair() -> tuple[Any, Any]:
+def _fast() -> Any:
+    return open_embedded(fakeredis.FakeServer(version=(7, 2)))
+
+
+async def _on_both(script: Callable[[Any], Awaitable[T]]) -> tuple[T, T]:
+    """``script``'s outcome on stock fakeredis, then on the fast server."""
     stock = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer(version=(7, 2)))
-    fast = open_embedded(fakeredis.FakeServer(version=(7, 2)))
-    return stock, fast
-
-
-async def test_same_replies_errors_and_expiry_as_stock_fakeredis(direct_on: None) -> None:
-    stock, fast = _pair()
+    fast = _fast()
     try:
-        expected, got = await _run(stock), await _run(fast)
+        return await script(stock), await script(fast)
     finally:
         await stock.aclose()
         await fast.aclose()
+
+
+async def test_same_replies_errors_and_expiry_as_stock_fakeredis(direct_on: None) -> None:
+    expected, got = await _on_both(_run)
     assert len(got) == len(expected)
     for (label, g), (_, e) in zip(got, expected, strict=True):
         assert g == e, f"{label}: {g!r} != stock {e!r}"
@@ -190,8 +193,9 @@ async def test_same_replies_errors_and_expiry_as_stock_fakeredis(direct_on: None
         assert needle in texts
 
 
-async def _inner_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The commands fakeredis's own dispatch ran inside one ``HSET`` call."""
+async def _inner_commands(direct: bool) -> list[str]:
+    """The commands fakeredis's own dispatch ran inside one ``HSET`` call,
+    with the direct handlers on or off."""
     ran: list[str] = []
     cls = embedded_socket.socket_class()
     original = cls._run_command
@@ -201,23 +205,24 @@ async def _inner_commands(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             ran.append(sig.name)
         return original(self, func, sig, args, from_script)
 
-    monkeypatch.setattr(cls, "_run_command", spy)
-    fast = open_embedded(fakeredis.FakeServer(version=(7, 2)))
-    try:
-        await fast.function_load(LIBRARY, replace=True)
-        assert await fast.fcall("d_call", 0, "HSET", "h", "a", "1") == 1
-    finally:
-        await fast.aclose()
-        monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cls, "_run_command", spy)
+        patch.setattr(embedded_socket, "DIRECT_COMMANDS", direct)
+        fast = _fast()
+        try:
+            await fast.function_load(LIBRARY, replace=True)
+            assert await fast.fcall("d_call", 0, "HSET", "h", "a", "1") == 1
+        finally:
+            await fast.aclose()
     return ran
 
 
-async def test_the_handlers_are_taken(direct_on: None, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_handlers_are_taken() -> None:
     """The corpus above reaches the direct handlers (it would prove nothing
     if every call fell through to fakeredis's dispatch)."""
-    assert await _inner_commands(monkeypatch) == []
-    embedded_socket.DIRECT_COMMANDS = False
-    assert await _inner_commands(monkeypatch) == ["hset"]
+    assert embedded_socket.available()
+    assert await _inner_commands(direct=True) == []
+    assert await _inner_commands(direct=False) == ["hset"]
 
 
 async def _watch_outcomes(redis: Any) -> list[Any]:
@@ -250,12 +255,7 @@ async def _watch_outcomes(redis: Any) -> list[Any]:
 
 
 async def test_watch_sees_the_same_changes(direct_on: None) -> None:
-    stock, fast = _pair()
-    try:
-        expected, got = await _watch_outcomes(stock), await _watch_outcomes(fast)
-    finally:
-        await stock.aclose()
-        await fast.aclose()
+    expected, got = await _on_both(_watch_outcomes)
     assert got == expected
     assert "ran" in expected and "aborted" in expected
 
@@ -263,7 +263,7 @@ async def test_watch_sees_the_same_changes(direct_on: None) -> None:
 async def test_keyspace_messages_still_come(direct_on: None) -> None:
     """With a keyspace subscriber the handlers stand aside: fakeredis's own
     path publishes the messages."""
-    _, fast = _pair()
+    fast = _fast()
     try:
         await fast.config_set("notify-keyspace-events", "KEA")
         await fast.function_load(LIBRARY, replace=True)
@@ -278,7 +278,7 @@ async def test_keyspace_messages_still_come(direct_on: None) -> None:
 
 
 async def test_time_is_fakeredis_time(direct_on: None) -> None:
-    _, fast = _pair()
+    fast = _fast()
     try:
         await fast.function_load(LIBRARY, replace=True)
         before = time.time()

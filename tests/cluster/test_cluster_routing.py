@@ -74,8 +74,7 @@ def _owner(cluster: LocalCluster, slot: int) -> tuple[int, str]:
         for start, end, primary, *_ in r.execute_command("CLUSTER", "SLOTS"):
             if start <= slot <= end:
                 port = int(primary[1])
-                with cluster.node(port) as p:
-                    return port, p.execute_command("CLUSTER", "MYID").decode()
+                return port, _node_id(cluster, port)
     raise AssertionError(f"slot {slot} unserved")
 
 
