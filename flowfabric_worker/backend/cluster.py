@@ -17,7 +17,10 @@ primary.
 
 Redirections: ``MOVED`` refreshes the slot map and resends what was
 redirected (a redirected command did not run); ``ASK`` resends it to the
-importing node behind ``ASKING``. A connection failure refreshes the map
+importing node behind ``ASKING``; ``CLUSTERDOWN`` and ``TRYAGAIN`` (nothing
+ran) resend it after a pause, for about as long as a failover takes. When
+that runs out, a batch of which some part ran is reported as sent, so the
+retry loop does not run that part twice. A connection failure refreshes the map
 before the backend's retry loop (:mod:`.transport`) decides whether the
 call may be resent, so a failover is ridden out by retries that find the
 promoted replica. Before the first command goes to a primary not seen
@@ -37,12 +40,13 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AskError, MovedError, ResponseError
+from redis.exceptions import AskError, ClusterDownError, MovedError, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from flowfabric_worker.backend.cluster_url import ClusterUrl
 from flowfabric_worker.backend.multiplex import Multiplexer
+from flowfabric_worker.backend.transport import RetryPolicy
 from flowfabric_worker.errors import InvalidInput
 
 __all__ = ["ClusterTopology", "command_slot", "key_slot", "split_exists"]
@@ -53,6 +57,9 @@ SLOTS = 16384
 #: Redirections followed for one batch before giving up (a slot moving
 #: while we follow it; TRYAGAIN-like, so the retry loop tries again later).
 _MAX_REDIRECTS = 5
+#: Pauses before resending what a node refused unrun (CLUSTERDOWN, TRYAGAIN):
+#: ~3 s in all, about the time a replica takes to be promoted.
+_DOWN_RETRY = RetryPolicy(attempts=10, base_delay=0.05, max_delay=0.5)
 #: A failure refreshes the slot map at most this often (seconds): many
 #: callers failing at once share one ``CLUSTER SLOTS``.
 _REFRESH_INTERVAL = 0.1
@@ -138,6 +145,16 @@ def split_exists(commands: Sequence[Sequence[Any]]
             out.append(["EXISTS", *keys])
         parts.append(positions)
     return out, parts
+
+
+def _not_run(reply: Any) -> bool:
+    """Whether ``reply`` says the node ran nothing and the command may go
+    again later: the cluster or the slot is down (a failover under way), or
+    TRYAGAIN. redis-py's parser strips the prefix from the text of the
+    exceptions it makes of them."""
+    if isinstance(reply, ClusterDownError | TryAgainError):
+        return True
+    return isinstance(reply, ResponseError) and str(reply).startswith(("CLUSTERDOWN", "TRYAGAIN"))
 
 
 def _redirect(reply: Any) -> tuple[str, str] | None:
@@ -298,7 +315,8 @@ class ClusterTopology:
         replies: list[Any] = [None] * n
         todo = list(range(n))
         asking: dict[int, str] = {}
-        for _ in range(_MAX_REDIRECTS):
+        hops = downs = 0
+        while True:
             groups: dict[str, list[int]] = {}
             for i in todo:
                 a = anchor[i]
@@ -315,16 +333,18 @@ class ClusterTopology:
                 return_exceptions=True)
             await self._raise_failures(results)
             redirected: set[int] = set()
-            moved = False
+            moved = down = False
             for idx, result in zip(groups.values(), results, strict=True):
                 assert isinstance(result, list)
                 for i, reply in zip(idx, result, strict=True):
                     target = _redirect(reply)
-                    if target is None:
+                    if target is None and not _not_run(reply):
                         replies[i] = reply
                         continue
                     redirected.add(i)
-                    if target[0] == "ASK":
+                    if target is None:
+                        down = True
+                    elif target[0] == "ASK":
                         asking[i] = target[1]
                     else:
                         asking.pop(i, None)
@@ -333,9 +353,24 @@ class ClusterTopology:
                 return replies
             # What rode along with a redirected command goes again with it.
             todo = [i for i in range(n) if i in redirected or anchor[i] in redirected]
-            if moved:
-                await self.refresh(force=True)
-        raise ResponseError("TRYAGAIN too many cluster redirections")
+            if down:
+                downs += 1
+                if downs >= _DOWN_RETRY.attempts:
+                    break
+                await asyncio.sleep(_DOWN_RETRY.delay(downs - 1))
+            else:
+                hops += 1
+                if hops >= _MAX_REDIRECTS:
+                    break
+            if moved or down:
+                await self.refresh(force=moved)
+        if len(todo) < n:
+            # The rest ran: resending the batch whole would run it twice, so
+            # the retry loop must treat it as sent (as for a failed node).
+            raise RedisConnectionError(
+                "Error while talking to the cluster (part of a batch ran; the rest was "
+                "redirected or refused too often)")
+        raise ResponseError("TRYAGAIN too many cluster redirections or refusals")
 
     async def _raise_failures(self, results: list[Any]) -> None:
         failures = [r for r in results if isinstance(r, BaseException)]

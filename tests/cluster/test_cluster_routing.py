@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
+import anyio
 import pytest
 import redis
 from cluster_support import LocalCluster
@@ -139,6 +140,39 @@ async def test_moved_after_resharding_is_followed(
             with local_cluster.node(other) as r:
                 r.flushall()
             _move_empty_slot(local_cluster, slot, other, old_port)
+
+
+async def test_a_slot_that_is_down_for_a_moment_is_waited_for(
+        cluster_url: str, local_cluster: LocalCluster) -> None:
+    """CLUSTERDOWN means the node ran nothing (a failover under way, a slot
+    not served yet): the call is sent again after a pause, not failed. Seen
+    in CI as a producer's ScriptError "The cluster is down" while a killed
+    primary's replica was being promoted."""
+    slot = key_slot("{fp:11}")
+    async with await Backend.open(cluster_url) as b:
+        await b.call(_rotate(11))
+        port, _ = _owner(local_cluster, slot)
+        with local_cluster.node(port) as r:
+            r.execute_command("CLUSTER", "DELSLOTS", slot)  # its owner: "not served"
+
+        async def serve_again() -> None:
+            await anyio.sleep(0.5)
+            with local_cluster.node(port) as r:
+                r.execute_command("CLUSTER", "ADDSLOTS", slot)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(serve_again)
+                with anyio.fail_after(30):
+                    await b.call(_rotate(11))
+        finally:
+            with local_cluster.node(port) as r:
+                owned = [s for s, e, *_ in r.execute_command("CLUSTER", "SLOTS") if s <= slot <= e]
+                if not owned:
+                    r.execute_command("CLUSTER", "ADDSLOTS", slot)
+            _wait_agreed(local_cluster, slot, port)
+        with local_cluster.node(port) as r:
+            assert r.exists("ff:sec:{fp:11}:waitpoint_hmac")
 
 
 async def test_a_primary_that_lost_its_libraries_is_repaired(
