@@ -26,14 +26,15 @@ Idle scanners cost (almost) nothing:
   ``(N / LOOP_SHARE - 1)·X`` before the next (N = scanners of the runner), so
   together they take at most about ``LOOP_SHARE`` of the loop however small
   their intervals and however many lanes they walk (``memory://`` runs every
-  read on the caller's own loop). CPU time, not wall time: on a real server a
-  pass mostly waits for replies, costs the loop little and keeps its interval.
+  read on the caller's own loop). X is the CPU time of the pass's own steps
+  (:class:`~flowfabric_worker.engine.cpu_meter.Metered`), not wall time nor
+  the loop's CPU meanwhile: on a real server a pass mostly waits for replies,
+  costs the loop little and keeps its interval however busy the loop is.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ import anyio.lowlevel
 
 from flowfabric_worker.backend.backend import Backend
 from flowfabric_worker.backend.transport import classify
+from flowfabric_worker.engine.cpu_meter import Metered
 from flowfabric_worker.engine.scan_leases import RangeLeases
 from flowfabric_worker.errors import TransportError
 from flowfabric_worker.observability.metrics import recorder
@@ -213,6 +215,8 @@ class ScanRunner:
         self.next_due: dict[str, float | None] = {s.name: None for s in self.scanners}
         self._lanes: tuple[float, list[str]] | None = None
         self.processed: dict[str, int] = {s.name: 0 for s in self.scanners}
+        #: Per scanner: the pause (s) after its last pass, pacing included.
+        self.pause: dict[str, float] = {}
         self.slices_scanned: dict[str, int] = {s.name: 0 for s in self.scanners}
         # Per scanner: the lanes its key lists were built for, and those lists.
         # Building ~256 × lanes key names is itself a noticeable part of an
@@ -358,12 +362,12 @@ class ScanRunner:
         gained = self.leases.gained if self.leases is not None else anyio.Event()
         while not stop.is_set():
             started = anyio.current_time()
-            # The loop thread's CPU time: an upper bound on what the pass cost
-            # the loop (it also counts whatever ran in between its awaits,
-            # which only spaces passes more when the loop is busy anyway).
-            cpu = time.thread_time()
+            # The CPU time of the pass's own steps, not of the loop while it
+            # ran: other tasks' turns while it waited for replies are not
+            # its cost (charged them, a 0.1 s scanner once paused 13 s).
+            metered = Metered(self.tick(scanner))
             try:
-                n = await self.tick(scanner)
+                n = await metered
                 recorder().scanner_cycle(scanner.name, anyio.current_time() - started)
                 if n:
                     log.debug("scanner %s processed %d", scanner.name, n)
@@ -372,7 +376,7 @@ class ScanRunner:
                 if due is not None:
                     # Known work comes due before the next tick: be there.
                     wait = min(wait, max(due, _MIN_WAKE))
-                delay = max(wait, self.pace * (time.thread_time() - cpu))
+                delay = max(wait, self.pace * metered.cpu)
             except Exception as exc:
                 if isinstance(exc, TransportError | OSError) or classify(exc) is not None:
                     # The server is away or dropped us: expected, retried.
@@ -380,6 +384,7 @@ class ScanRunner:
                 else:
                     log.exception("scanner %s cycle failed", scanner.name)
                 delay = 1.0
+            self.pause[scanner.name] = delay
             if delay > 0:
                 with anyio.move_on_after(delay):
                     await _first_of(stop, gained)
