@@ -29,13 +29,16 @@ Idle scanners cost (almost) nothing:
   read on the caller's own loop). X is the CPU time of the pass's own steps
   (:class:`~flowfabric_worker.engine.cpu_meter.Metered`), not wall time nor
   the loop's CPU meanwhile: on a real server a pass mostly waits for replies,
-  costs the loop little and keeps its interval however busy the loop is.
+  costs the loop little and keeps its interval however busy the loop is. It
+  is the median of the scanner's last three passes, so one outlier (a garbage
+  collection that landed in it) does not pause the scanner for seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -356,9 +359,14 @@ class ScanRunner:
         """The loop of one scanner; a failed cycle is logged and retried after 1 s.
 
         The next pass starts one interval after this one started, but never
-        sooner than ``pace`` times this pass's CPU time after it ended.
+        sooner than ``pace`` times its recent passes' CPU time (the median of
+        the last three, so one outlier — a garbage collection that landed in
+        the pass, the first pass building its key lists — does not pause a
+        scanner for seconds, while a scanner that keeps burning the loop is
+        paced from its second such pass) after it ended.
         """
         interval = max(scanner.interval, MIN_INTERVAL)
+        costs = deque([0.0] * 3, maxlen=3)
         gained = self.leases.gained if self.leases is not None else anyio.Event()
         while not stop.is_set():
             started = anyio.current_time()
@@ -376,7 +384,8 @@ class ScanRunner:
                 if due is not None:
                     # Known work comes due before the next tick: be there.
                     wait = min(wait, max(due, _MIN_WAKE))
-                delay = max(wait, self.pace * metered.cpu)
+                costs.append(metered.cpu)
+                delay = max(wait, self.pace * sorted(costs)[1])
             except Exception as exc:
                 if isinstance(exc, TransportError | OSError) or classify(exc) is not None:
                     # The server is away or dropped us: expected, retried.

@@ -65,22 +65,22 @@ async def test_other_work_on_the_loop_does_not_delay_the_next_pass(url: str) -> 
             with anyio.fail_after(5):  # interval 0.1 s; charged 0.2 s × 67 it was 13 s
                 await seen.wait()
             stop.set()
-        assert max(runner.pause.values()) < 1.0, runner.pause
+        assert runner.pause["watched"] < 1.0, runner.pause
 
 
-async def test_a_pass_that_holds_the_loop_is_spaced_by_its_own_cost(url: str) -> None:
-    """The pacing itself: a scanner whose pass burns 50 ms of CPU waits at
-    least pace × 50 ms after it; a cheap scanner beside it keeps its interval."""
+async def test_a_scanner_that_keeps_holding_the_loop_is_spaced_by_its_cost(url: str) -> None:
+    """The pacing itself: a scanner whose passes burn 50 ms of CPU each waits
+    at least pace × 50 ms after its second such pass (one heavy pass is an
+    outlier, see below); a cheap scanner beside it keeps its interval."""
     async with await Backend.open(url) as backend:
-        passes = 0
-        twice = anyio.Event()
+        at: list[float] = []
+        thrice = anyio.Event()
 
         async def heavy(b: Backend, found: Sequence[Candidate], now: int) -> int:
-            nonlocal passes
+            at.append(anyio.current_time())
             _burn(0.05)  # the entry stays due: every pass finds it
-            passes += 1
-            if passes >= 2:
-                twice.set()
+            if len(at) >= 3:
+                thrice.set()
             return len(found)
 
         pk = PartitionKeys(tag("fp", 3))
@@ -90,15 +90,44 @@ async def test_a_pass_that_holds_the_loop_is_spaced_by_its_own_cost(url: str) ->
             *(_idle(f"idle{i}") for i in range(3))])
         assert runner.pace == 15  # 4 scanners, a quarter of the loop
         stop = anyio.Event()
-        started = anyio.current_time()
         with anyio.fail_after(20):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(runner.run, stop)
-                await twice.wait()
+                await thrice.wait()
                 stop.set()
-        assert anyio.current_time() - started >= 0.7  # 15 × 50 ms between the passes
+        assert at[2] - at[1] >= 0.7  # 15 × 50 ms after the second pass
         assert runner.pause["heavy"] >= 0.7
         assert all(runner.pause[f"idle{i}"] < 0.5 for i in range(3)), runner.pause
+
+
+async def test_one_costly_pass_does_not_pause_a_scanner(url: str) -> None:
+    """A single outlier — a garbage collection that lands in a pass, the first
+    pass building its key lists — is not the scanner's cost: charged alone,
+    0.2 s × a pace of 67 was a 13 s pause (seen in CI on Valkey: 5.9 s)."""
+    async with await Backend.open(url) as backend:
+        at: list[float] = []
+        again = anyio.Event()
+
+        async def once_heavy(b: Backend, found: Sequence[Candidate], now: int) -> int:
+            at.append(anyio.current_time())
+            if len(at) == 1:
+                _burn(0.2)
+            else:
+                again.set()
+            return len(found)
+
+        pk = PartitionKeys(tag("fp", 5))
+        await backend.redis.zadd(pk.lease_expiry, {"stays": await backend.server_time_ms() - 1})
+        runner = ScanRunner(backend, [
+            Scanner("spike", 0.1, 50, lambda p, _l: [p.lease_expiry], once_heavy),
+            *(_idle(f"idle{i}") for i in range(16))])
+        stop = anyio.Event()
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(runner.run, stop)
+                await again.wait()
+                stop.set()
+        assert at[1] - at[0] < 2.0
 
 
 async def test_the_meter_counts_the_coroutines_own_steps_only() -> None:
