@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from flowfabric_worker.protocol.partitions import solo_partition
 from flowfabric_worker.protocol.wake import DirectWake
 from flowfabric_worker.worker.candidate_cache import CandidateCache
 from flowfabric_worker.worker.port import SKIPPABLE_CLAIM_CODES, Engine
+from flowfabric_worker.worker.unknown_kinds import ForeignKinds
 
 log = logging.getLogger("flowfabric_worker.scheduler")
 
@@ -139,7 +140,8 @@ class Scheduler:
     """Finds and claims the next execution for this worker."""
 
     def __init__(self, engine: Engine, lanes: list[str], ident: ClaimIdentity,
-                 permits: Permits, *, reclaim: bool = True) -> None:
+                 permits: Permits, *, reclaim: bool = True,
+                 known_kinds: Container[str] | None = None) -> None:
         if not lanes:
             raise ValueError("a worker needs at least one lane")
         self.engine = engine
@@ -169,6 +171,9 @@ class Scheduler:
         self._solo_backlog: set[str] = set()
         #: Heads read but not claimed yet, claimed by the next rounds.
         self._kept = CandidateCache()
+        #: Kinds this worker has no task for are left to the workers that
+        #: have them, for a while (unknown_kinds.py).
+        self._foreign = ForeignKinds(known_kinds)
         #: Executions direct wake-ups named (protocol/wake.py), claimed by
         #: the next round without a candidate read (``engine.claim_direct``).
         self._claim_direct: Any = getattr(engine, "claim_direct", None)
@@ -209,12 +214,14 @@ class Scheduler:
 
     def offer(self, wake: DirectWake) -> bool:
         """Take a direct wake-up for the next round; ``False`` (ignored) when
-        this worker does not serve its lane, cannot take it now or is working
-        through a backlog (whose index reads keep the lane's order)."""
+        this worker does not serve its lane or has no task for its kind,
+        cannot take it now or is working through a backlog (whose index
+        reads keep the lane's order)."""
         # The permits a round in flight holds come back when it ends.
         busy = self.permits.in_use - self._round_permits
         if (self._claim_direct is None or wake.lane not in self.lanes
-                or busy >= self.permits.size or wake.lane in self._solo_backlog):
+                or busy >= self.permits.size or wake.lane in self._solo_backlog
+                or not self._foreign.knows(wake.kind)):
             return False
         self._direct.append(wake)
         self._announced = True
@@ -332,6 +339,8 @@ class Scheduler:
             # slots, so the next rounds can claim the rest without a read.
             heads, pre_read = await self._candidate_reads(
                 lane, parts, max(want, self.permits.size) + HEADS)
+            if pre_read:  # the solo partition's heads: their kinds are known
+                heads = [self._foreign.claimable(heads[0], pre_read), *heads[1:]]
         else:
             heads = await self.engine.candidates(lane, parts, want + HEADS)
         self.window_drained = sum(len(h) for h in heads) < want

@@ -137,7 +137,7 @@ class Worker:
             ClaimIdentity(self.worker_id, self.instance_id, self.capabilities,
                           self.lease_ttl_ms,
                           _attempt_timeouts(self.tasks.values()) if attempt_timeouts else {}),
-            self.permits, reclaim=reclaim)
+            self.permits, reclaim=reclaim, known_kinds=self.tasks)
         #: Result bounds and those of children spawned by tasks: ``limits``,
         #: else the client's (one configuration for both sides of a process).
         self.limits: Limits = limits or getattr(client, "limits", None) or DEFAULT_LIMITS

@@ -2,10 +2,10 @@
 
 Two attached workers serve one lane with different task sets: this SDK's
 worker and one standing in for a FlowFabric (Rust) worker that knows kinds
-the Python one does not. Whichever claims a kind it has no task for hands it
-back; every execution ends done, on its first attempt, none failed
-``unknown_task``. The engine scanners run apart, as the FlowFabric server
-runs them; the workers run none.
+the Python one does not. Each leaves the other's kinds alone (or, claimed
+without its kind known first, hands it back); every execution ends done, on
+its first attempt, none failed ``unknown_task``. The engine scanners run
+apart, as the FlowFabric server runs them; the workers run none.
 """
 
 from __future__ import annotations

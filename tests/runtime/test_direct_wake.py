@@ -86,7 +86,9 @@ async def test_a_stale_hint_falls_back_to_the_index(backend: Backend) -> None:
     worker = Worker(_Holder(backend), [echo], scanners=False)
     sched = worker.scheduler
     assert sched.offer(DirectWake("{fp:1}:00000000-0000-4000-8000-000000000000", "direct",
-                                  "echo"))
+                                  echo.name))
+    # A kind this worker has no task for is left to the workers that have it.
+    assert not sched.offer(DirectWake(real, "direct", "someone.elses"))
     got = await sched.claim_batch()
     assert [c.execution_id for c in got] == [real]
     assert isinstance(got[0], Claimed) and got[0].payload

@@ -12,6 +12,7 @@ from worker_support import attempts, core, lane_worker, run_until, state, submit
 
 from flowfabric_worker.authoring.decorators import task
 from flowfabric_worker.backend.backend import Backend
+from flowfabric_worker.client.client import Client
 from flowfabric_worker.errors import ConfigurationError
 from flowfabric_worker.worker import unknown_kinds
 from flowfabric_worker.worker.unknown_kinds import MAX_DELAY_MS, hand_back_delay_ms
@@ -37,35 +38,13 @@ class _Client:
         self.backend = backend
 
 
-async def _run_all(workers: list[Worker], done: Callable[[], Awaitable[bool]],
-                   limit: float) -> None:
-    async with anyio.create_task_group() as tg:
-        for w in workers:
-            tg.start_soon(w.run)
-        with anyio.fail_after(limit):
-            while not await done():  # noqa: ASYNC110 - polling Redis state
-                await anyio.sleep(0.05)
-        for w in workers:
-            w.stop()
-
-
-async def test_two_workers_with_different_tasks_share_one_lane(
-        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Interleaved, so whichever worker claims first takes both kinds (a wrong
-    # claim is certain). Few of them: every wrong claim doubles that
-    # execution's hand-back delay, and when it comes due either worker may
-    # claim it again, so the slowest of many executions bounces many times
-    # (12 + 12 took 17 s to over 60 s; 4 + 4 takes 1-9 s, and a CI run saw
-    # one execution still bouncing after 60 s: eight wrong claims in a row
-    # wait 64 s at 250 ms doubled). A shorter, capped delay keeps what this
-    # proves (handed back, never failed, each kind run by its worker) and
-    # bounds the time however unlucky the races are.
-    monkeypatch.setattr(unknown_kinds, "BASE_DELAY_MS", 20)
-    monkeypatch.setattr(unknown_kinds, "MAX_DELAY_MS", 320)
-    eids = []
-    for i in range(4):
-        eids += [await submit(backend, alpha, i), await submit(backend, beta, i)]
-    client = _Client(backend)
+async def _two_fleets(backend: Backend, eids: list[str], *, started: bool = False,
+                      submit_later: Callable[[], Awaitable[list[str]]] | None = None,
+                      ) -> tuple[Worker, Worker]:
+    """Run a worker with only ``alpha`` and one with only ``beta`` on the lane
+    until every execution is terminal; those ``submit_later`` creates are
+    submitted once both run (their direct wake-ups reach both)."""
+    client = Client(backend)
     only_alpha = lane_worker(client, [alpha], LANE, concurrency=4)
     only_beta = lane_worker(client, [beta], LANE, concurrency=4)
 
@@ -73,24 +52,92 @@ async def test_two_workers_with_different_tasks_share_one_lane(
         states = [await state(backend, e) for e in eids]
         return all(s in ("completed", "failed", "cancelled", "expired") for s in states)
 
-    await _run_all([only_alpha, only_beta], all_terminal, limit=60)
+    async with anyio.create_task_group() as tg:
+        for w in (only_alpha, only_beta):
+            tg.start_soon(w.run)
+        if submit_later is not None:
+            with anyio.fail_after(30):  # both idle: their first rounds found nothing
+                while not (only_alpha.scheduler.idle and only_beta.scheduler.idle):  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+            await anyio.sleep(0.2)
+            eids += await submit_later()
+        with anyio.fail_after(60):
+            while not await all_terminal():  # noqa: ASYNC110 - polling Redis state
+                await anyio.sleep(0.05)
+        for w in (only_alpha, only_beta):
+            w.stop()
     finals = {e: await state(backend, e) for e in eids}
     assert set(finals.values()) == {"completed"}, finals
     for e in eids:
-        # Handed back, never failed: one attempt, no retry consumed.
+        # Never failed: one attempt, no retry consumed.
         runs = await attempts(backend, e)
         assert len(runs) == 1, runs
         assert not any(r.get("failure_category") for r in runs)
         assert (await core(backend, e)).get("retry_count", "0") in ("", "0")
-    # Each worker ran only its own kind, and the wrong one handed some back
-    # (both start on the same, mixed lane head: at least one wrong claim).
-    ran_alpha = {e for e, o in only_alpha.outcomes if o == "completed"}
-    ran_beta = {e for e, o in only_beta.outcomes if o == "completed"}
-    assert ran_alpha == set(eids[0::2]) and ran_beta == set(eids[1::2])
-    handed = [o for w in (only_alpha, only_beta) for _, o in w.outcomes if o == "handed_back"]
-    assert not [o for w in (only_alpha, only_beta) for _, o in w.outcomes
-                if o.startswith("failed")]
-    assert handed, "no wrong claim happened: the test proves nothing"
+    # Each worker ran only its own kind.
+    assert {e for e, o in only_alpha.outcomes if o == "completed"} == {
+        e for e in eids if (await core(backend, e))["execution_kind"] == alpha.name}
+    assert {e for e, o in only_beta.outcomes if o == "completed"} == {
+        e for e in eids if (await core(backend, e))["execution_kind"] == beta.name}
+    return only_alpha, only_beta
+
+
+def _handed_back(*workers: Worker) -> list[str]:
+    return [e for w in workers for e, o in w.outcomes if o == "handed_back"]
+
+
+async def test_two_fleets_on_one_lane_each_take_their_own_kinds_without_hand_backs(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interleaved kinds waiting when both workers start: each worker reads
+    heads of both kinds and leaves the other's alone (it sees the kind in its
+    pre-read), so nothing is claimed by the wrong worker. Before, the wrong
+    worker claimed and handed back, and an execution could lose that race
+    again and again: the hand-back delay doubles per claim, so eight lost
+    races cost over a minute (a CI timeout of the attached mixed-fleet test)."""
+    # Room for a busy box: the right worker must look within this.
+    monkeypatch.setattr(unknown_kinds, "LEAVE_FOR", 10.0)
+    eids = []
+    for i in range(6):
+        eids += [await submit(backend, alpha, i), await submit(backend, beta, i)]
+    only_alpha, only_beta = await _two_fleets(backend, eids)
+    assert not _handed_back(only_alpha, only_beta)
+    epochs = [(await core(backend, e)).get("current_lease_epoch") for e in eids]
+    assert epochs == ["1"] * len(eids)  # claimed once each, by the right worker
+
+
+async def test_a_direct_wake_up_for_a_kind_it_lacks_is_left_to_its_fleet(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submitted while both fleets idle: the direct wake-up names the kind,
+    and only the worker that has it claims it."""
+    monkeypatch.setattr(unknown_kinds, "LEAVE_FOR", 10.0)
+    client = Client(backend)
+
+    async def submit_both() -> list[str]:
+        ids = []
+        for i in range(6):
+            ids += [(await alpha.submit(client, i)).id, (await beta.submit(client, i)).id]
+        return ids
+
+    only_alpha, only_beta = await _two_fleets(backend, [], submit_later=submit_both)
+    assert not _handed_back(only_alpha, only_beta)
+
+
+async def test_a_kind_left_alone_too_long_is_still_handed_back(
+        backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fleet that has the kind is busy (or gone): after LEAVE_FOR the
+    worker claims the execution and hands it back, as before, so a foreign
+    kind at the head of the lane cannot hold up the worker's own work."""
+    monkeypatch.setattr(unknown_kinds, "LEAVE_FOR", 0.3)
+    stranger = await submit(backend, beta, 1)
+    w = lane_worker(Client(backend), [alpha], LANE)
+
+    async def handed() -> bool:
+        return any(e == stranger for e in _handed_back(w))
+
+    started = anyio.current_time()
+    await run_until(w, handed, limit=30)
+    assert anyio.current_time() - started >= 0.3
+    assert await state(backend, stranger) in ("delayed", "waiting")
 
 
 async def test_a_lone_worker_keeps_an_unknown_kind_waiting(backend: Backend) -> None:
