@@ -36,6 +36,23 @@ def _idle(name: str, interval: float = 0.1) -> Scanner:
                    lambda pk, _l: [f"ff:idx:{pk.tag}:pacing_test_{name}"], never)
 
 
+async def _stays_due(backend: Backend, partition: int) -> None:
+    """One lease_expiry entry due now that the handlers leave in place, so
+    every pass of a scanner reading that index finds it."""
+    pk = PartitionKeys(tag("fp", partition))
+    await backend.redis.zadd(pk.lease_expiry, {"stays": await backend.server_time_ms() - 1})
+
+
+async def _run_until(runner: ScanRunner, done: anyio.Event, limit: float) -> None:
+    """Run ``runner``'s scanners until ``done`` is set (within ``limit`` s)."""
+    stop = anyio.Event()
+    with anyio.fail_after(limit):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run, stop)
+            await done.wait()
+            stop.set()
+
+
 async def test_other_work_on_the_loop_does_not_delay_the_next_pass(url: str) -> None:
     """Seen in CI: a worker starting on a busy box kept the loop busy while the
     0.1 s suspension-timeout scanner waited for a reply; its pass was charged
@@ -83,18 +100,12 @@ async def test_a_scanner_that_keeps_holding_the_loop_is_spaced_by_its_cost(url: 
                 thrice.set()
             return len(found)
 
-        pk = PartitionKeys(tag("fp", 3))
-        await backend.redis.zadd(pk.lease_expiry, {"stays": await backend.server_time_ms() - 1})
+        await _stays_due(backend, 3)
         runner = ScanRunner(backend, [
             Scanner("heavy", 0.1, 50, lambda p, _l: [p.lease_expiry], heavy),
             *(_idle(f"idle{i}") for i in range(3))])
         assert runner.pace == 15  # 4 scanners, a quarter of the loop
-        stop = anyio.Event()
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(runner.run, stop)
-                await thrice.wait()
-                stop.set()
+        await _run_until(runner, thrice, 20)
         assert at[2] - at[1] >= 0.7  # 15 × 50 ms after the second pass
         assert runner.pause["heavy"] >= 0.7
         assert all(runner.pause[f"idle{i}"] < 0.5 for i in range(3)), runner.pause
@@ -116,17 +127,11 @@ async def test_one_costly_pass_does_not_pause_a_scanner(url: str) -> None:
                 again.set()
             return len(found)
 
-        pk = PartitionKeys(tag("fp", 5))
-        await backend.redis.zadd(pk.lease_expiry, {"stays": await backend.server_time_ms() - 1})
+        await _stays_due(backend, 5)
         runner = ScanRunner(backend, [
             Scanner("spike", 0.1, 50, lambda p, _l: [p.lease_expiry], once_heavy),
             *(_idle(f"idle{i}") for i in range(16))])
-        stop = anyio.Event()
-        with anyio.fail_after(5):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(runner.run, stop)
-                await again.wait()
-                stop.set()
+        await _run_until(runner, again, 5)
         assert at[1] - at[0] < 2.0
 
 
